@@ -1,0 +1,65 @@
+"""The `assistant` command: a thin root; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ..console import err_console
+from ..errors import AssistantError
+
+app = typer.Typer(
+    name="assistant",
+    help="A local, hands-free Moshi voice assistant on MLX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Imported here so `assistant --help` stays fast and each module registers its commands.
+    from . import checkpoints, make_checkpoint
+
+    for module in (checkpoints, make_checkpoint):
+        module.register(app)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ASSISTANT_DEBUG", "") not in ("", "0", "false")
+
+
+def main() -> None:
+    """Console-script entry point: typed errors become one line and a non-zero exit."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except AssistantError as e:
+        if debug_enabled():
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except Exception as e:
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if debug_enabled():
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(e).__name__}: {e} "
+            "(set ASSISTANT_DEBUG=1 for the traceback)",
+            soft_wrap=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,60 @@
+"""Checkpoint-selection options shared by every command that loads a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..voice.resolve import CheckpointSpec
+
+Target = Annotated[
+    str | None,
+    typer.Argument(
+        help="A preset (moshiko-q4, moshika-q8, kyutai/moshiko-mlx-bf16, ...), a checkpoint "
+        "folder, or a model .safetensors file. Default: the preset chosen by --voice/--quant.",
+        show_default=False,
+    ),
+]
+Voice = Annotated[str, typer.Option("--voice", help="moshiko (male) or moshika (female).")]
+Quant = Annotated[
+    str | None,
+    typer.Option(
+        "--quant", "-q", help="q4, q8 or bf16 (presets default to q4).", show_default=False
+    ),
+]
+ModelFile = Annotated[
+    Path | None, typer.Option("--model-file", help="Use this model .safetensors file.")
+]
+MimiFile = Annotated[
+    Path | None, typer.Option("--mimi-file", help="Use this Mimi codec .safetensors file.")
+]
+TextTokenizerFile = Annotated[
+    Path | None,
+    typer.Option("--text-tokenizer", help="Use this SentencePiece text tokenizer (.model)."),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", help="A moshi-format config.json (default: one beside the weights)."),
+]
+
+
+def checkpoint_spec(
+    target: str | None,
+    voice: str,
+    quant: str | None,
+    model_file: Path | None,
+    mimi_file: Path | None,
+    text_tokenizer: Path | None,
+    config: Path | None,
+) -> CheckpointSpec:
+    return CheckpointSpec(
+        target=target,
+        voice=voice,
+        quant=quant,
+        model_file=model_file,
+        mimi_file=mimi_file,
+        text_tokenizer_file=text_tokenizer,
+        config_file=config,
+    )

@@ -1,0 +1,84 @@
+"""Every error the assistant raises on purpose lives here.
+
+Each one renders as a single line naming the file (when there is one) and what is wrong;
+the CLI edge prints that line and exits non-zero, with a traceback only when
+ASSISTANT_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class AssistantError(Exception):
+    """Base class: an expected failure with a one-line explanation for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | PathLike | None = None, hint: str = "") -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        line = f"{self.path}: {self.message}" if self.path else self.message
+        if self.hint:
+            line += f" ({self.hint})"
+        return line
+
+
+class CheckpointError(AssistantError):
+    """A checkpoint file is missing, unreadable, corrupt or not what it claims to be."""
+
+
+class ConfigError(CheckpointError):
+    """A config.json is unreadable or does not describe a Moshi model we can build."""
+
+
+class MismatchError(CheckpointError):
+    """Weights do not match the architecture; every mismatch is kept in `problems`."""
+
+    def __init__(self, problems: list[str], *, path: str | PathLike | None = None) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:3])
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__(
+            f"weights do not match the architecture: {shown}{more}",
+            path=path,
+            hint="run `assistant info` on it to list every mismatch",
+        )
+
+
+class UnsupportedQuantizationError(CheckpointError):
+    """The tensors imply a bit width or group size MLX cannot run."""
+
+
+class TokenizerError(CheckpointError):
+    """The text tokenizer is unreadable or its vocabulary does not fit the model."""
+
+
+class CodecError(CheckpointError):
+    """The Mimi codec file is unreadable or unusable with this model."""
+
+
+class MissingFilesError(AssistantError):
+    """Files needed for a checkpoint are neither on disk nor downloadable (offline)."""
+
+
+class DownloadError(AssistantError):
+    """The hub refused or failed a download."""
+
+
+class InsufficientMemoryError(AssistantError):
+    """The checkpoint would not fit in this machine's memory."""
+
+
+class InsufficientDiskError(AssistantError):
+    """Not enough free disk space for what is about to be written."""
+
+
+class UsageError(AssistantError):
+    """The command line asks for something contradictory or unknown."""
+
+    exit_code = 2

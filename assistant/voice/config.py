@@ -1,0 +1,316 @@
+"""Moshi's architecture, in the JSON format moshi itself uses for `config.json`.
+
+The published MLX repos ship no config, so the built-in `moshiko v0.1` preset stands in for one;
+either way the config is checked against the tensors before anything is built (see `inspect`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from moshi_mlx.models.lm import DepFormerConfig, LmConfig
+from moshi_mlx.modules.transformer import TransformerConfig
+
+from ..errors import ConfigError
+
+# Keys moshi writes into its configs that do not change the tensors we load.
+_IGNORED_KEYS = {
+    "model_type",
+    "lm_gen_config",
+    "mimi_name",
+    "moshi_name",
+    "tokenizer_name",
+    "depformer_multi_linear",
+    "depformer_weights_per_step",
+    "depformer_causal",
+    "depformer_gating",
+    "depformer_norm",
+    "depformer_layer_scale",
+    "depformer_dim_feedforward_scale",
+    "causal",
+    "existing_text_end_padding_id",
+    "cross_attention",
+    "conditioners",
+    "fuser",
+    "extra_heads_num_heads",
+    "extra_heads_dim",
+    "demux_second_stream",
+    "depformer_low_rank_embeddings",
+    "depformer_weights_per_step_schedule",
+    "layer_scale",
+}
+
+
+@dataclass(frozen=True)
+class MoshiConfig:
+    """The subset of moshi's LM config that fixes tensor shapes and streaming behaviour."""
+
+    dim: int
+    num_heads: int
+    num_layers: int
+    hidden_scale: float
+    context: int
+    max_period: int
+    text_card: int
+    card: int
+    n_q: int
+    dep_q: int
+    delays: tuple[int, ...]
+    depformer_dim: int
+    depformer_dim_feedforward: int
+    depformer_num_heads: int
+    depformer_num_layers: int
+    depformer_context: int
+    depformer_max_period: int
+    existing_text_padding_id: int = 3
+    positional_embedding: str = "rope"
+    depformer_pos_emb: str = "none"
+    norm: str = "rms_norm_f32"
+    gating: str = "silu"
+
+    # --- derived sizes -------------------------------------------------------------------
+    @property
+    def text_in_vocab(self) -> int:
+        """Input text vocabulary: `text_card` plus the initial token."""
+        return self.text_card + 1
+
+    @property
+    def audio_in_vocab(self) -> int:
+        """Input audio vocabulary: `card` codes plus the padding token."""
+        return self.card + 1
+
+    @property
+    def user_codebooks(self) -> int:
+        """Codebooks the user's audio contributes each frame (8 for moshiko)."""
+        return self.n_q - self.dep_q
+
+    @property
+    def main_ff(self) -> int:
+        return int(self.hidden_scale * self.dim)
+
+    @property
+    def main_hidden(self) -> int:
+        return mlp_hidden(self.dim, self.main_ff)
+
+    @property
+    def depformer_hidden(self) -> int:
+        return mlp_hidden(self.depformer_dim, self.depformer_dim_feedforward)
+
+    # --- conversions ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str | Path = "config") -> MoshiConfig:
+        """Parse moshi's JSON config, refusing features this runtime cannot stream."""
+        if not isinstance(data, dict):
+            raise ConfigError("expected a JSON object", path=source)
+        _reject_unsupported(data, source)
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        missing = [name for name, f in known.items() if name not in data and f.default is MISSING]
+        if missing:
+            raise ConfigError(f"missing keys: {', '.join(sorted(missing))}", path=source)
+        for name, f in known.items():
+            if name not in data:
+                continue
+            value = data[name]
+            if name == "delays":
+                if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                    raise ConfigError("'delays' must be a list of integers", path=source)
+                value = tuple(value)
+            elif f.type == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise ConfigError(f"'{name}' must be an integer, got {value!r}", path=source)
+            elif f.type == "float" and not isinstance(value, (int, float)):
+                raise ConfigError(f"'{name}' must be a number, got {value!r}", path=source)
+            values[name] = value
+        unknown = set(data) - set(known) - _IGNORED_KEYS
+        if unknown:
+            raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}", path=source)
+        config = cls(**values)
+        config.check(source)
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MoshiConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("no such file", path=path) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read: {e}", path=path) from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"not valid JSON: {e.msg} at line {e.lineno}", path=path) from None
+        return cls.from_dict(data, source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["delays"] = list(self.delays)
+        return data
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def check(self, source: str | Path = "config") -> None:
+        """Internal consistency: sizes that must agree before any tensor is looked at."""
+        problems = []
+        for name in ("dim", "num_heads", "num_layers", "context", "text_card", "card", "n_q"):
+            if getattr(self, name) <= 0:
+                problems.append(f"'{name}' must be positive")
+        if self.dim % max(self.num_heads, 1):
+            problems.append(f"dim {self.dim} is not a multiple of num_heads {self.num_heads}")
+        if self.depformer_dim % max(self.depformer_num_heads, 1):
+            problems.append(
+                f"depformer_dim {self.depformer_dim} is not a multiple of "
+                f"depformer_num_heads {self.depformer_num_heads}"
+            )
+        if not 0 < self.dep_q <= self.n_q:
+            problems.append(f"dep_q {self.dep_q} must be between 1 and n_q {self.n_q}")
+        if len(self.delays) != self.n_q + 1:
+            problems.append(
+                f"'delays' has {len(self.delays)} entries, expected n_q + 1 = {self.n_q + 1}"
+            )
+        elif self.delays[0] != 0 or min(self.delays) < 0:
+            problems.append("'delays' must start with 0 (the text stream) and be non-negative")
+        if problems:
+            raise ConfigError("; ".join(problems), path=source)
+
+    def to_lm_config(self) -> LmConfig:
+        """moshi_mlx's LmConfig for this architecture (built field by field, nothing guessed)."""
+        main = _transformer(
+            self.dim, self.num_heads, self.num_layers, self.main_ff, self.context, self.max_period
+        )
+        main.positional_embedding = self.positional_embedding
+        dep = _transformer(
+            self.depformer_dim,
+            self.depformer_num_heads,
+            self.depformer_num_layers,
+            self.depformer_dim_feedforward,
+            self.depformer_context,
+            self.depformer_max_period,
+        )
+        dep.positional_embedding = self.depformer_pos_emb
+        return LmConfig(
+            transformer=main,
+            depformer=DepFormerConfig(transformer=dep, num_slices=self.dep_q),
+            text_in_vocab_size=self.text_in_vocab,
+            text_out_vocab_size=self.text_card,
+            audio_vocab_size=self.audio_in_vocab,
+            audio_codebooks=self.n_q,
+            audio_delays=list(self.delays[1:]),
+            conditioners={},
+        )
+
+
+def mlp_hidden(d_model: int, dim_feedforward: int) -> int:
+    """Width of the gated MLP's hidden layer, exactly as moshi_mlx's MlpGating computes it."""
+    if dim_feedforward == 4 * d_model:
+        return 11 * d_model // 4
+    return 2 * dim_feedforward // 3
+
+
+def _transformer(
+    d: int, heads: int, layers: int, ff: int, context: int, period: int
+) -> TransformerConfig:
+    return TransformerConfig(
+        d_model=d,
+        num_heads=heads,
+        num_layers=layers,
+        dim_feedforward=ff,
+        causal=True,
+        norm_first=True,
+        bias_ff=False,
+        bias_attn=False,
+        layer_scale=None,
+        context=context,
+        max_period=period,
+        use_conv_block=False,
+        use_conv_bias=True,
+        cross_attention=False,
+        gating=True,
+        norm="rms_norm",
+        positional_embedding="rope",
+        conv_layout=False,
+        conv_kernel_size=3,
+        kv_repeat=1,
+        max_seq_len=4096,
+    )
+
+
+def _reject_unsupported(data: dict[str, Any], source: str | Path) -> None:
+    checks = [
+        (bool(data.get("conditioners")), "conditioners"),
+        (bool(data.get("cross_attention")), "cross-attention"),
+        (bool(data.get("demux_second_stream")), "a demuxed second text stream"),
+        (data.get("depformer_low_rank_embeddings") is not None, "low-rank depformer embeddings"),
+        (
+            data.get("depformer_weights_per_step_schedule") is not None,
+            "a depformer weight schedule",
+        ),
+        (bool(data.get("extra_heads_num_heads")), "extra heads"),
+        (data.get("layer_scale") is not None, "layer scale"),
+        (data.get("gating", "silu") != "silu", f"gating {data.get('gating')!r}"),
+        (
+            not str(data.get("norm", "rms_norm")).startswith("rms_norm"),
+            f"norm {data.get('norm')!r}",
+        ),
+        (
+            data.get("positional_embedding", "rope") != "rope",
+            "a positional embedding other than rope",
+        ),
+        (data.get("depformer_pos_emb", "none") != "none", "depformer positional embeddings"),
+    ]
+    for bad, what in checks:
+        if bad:
+            raise ConfigError(
+                f"uses {what}, which this runtime does not support (Moshi v0.1-style models only)",
+                path=source,
+            )
+
+
+# --- presets -------------------------------------------------------------------------------
+
+MOSHIKO_V0_1 = MoshiConfig(
+    dim=4096,
+    num_heads=32,
+    num_layers=32,
+    hidden_scale=4.125,
+    context=3000,
+    max_period=10000,
+    text_card=32000,
+    card=2048,
+    n_q=16,
+    dep_q=8,
+    delays=(0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1),
+    depformer_dim=1024,
+    depformer_dim_feedforward=4224,
+    depformer_num_heads=16,
+    depformer_num_layers=6,
+    depformer_context=8,
+    depformer_max_period=10000,
+)
+
+# Same structure, tiny sizes: steps in milliseconds on a CPU. The audio card stays 2048 so
+# real Mimi codes fit; widths are multiples of 256 so q4 (group 32) and q8 (group 64) both work.
+TINY = MoshiConfig(
+    dim=256,
+    num_heads=4,
+    num_layers=2,
+    hidden_scale=4.125,
+    context=3000,
+    max_period=10000,
+    text_card=1000,
+    card=2048,
+    n_q=16,
+    dep_q=8,
+    delays=MOSHIKO_V0_1.delays,
+    depformer_dim=256,
+    depformer_dim_feedforward=1056,
+    depformer_num_heads=4,
+    depformer_num_layers=1,
+    depformer_context=8,
+    depformer_max_period=10000,
+)
+
+PRESET_CONFIGS: dict[str, MoshiConfig] = {"moshiko-v0.1": MOSHIKO_V0_1, "tiny": TINY}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite, lint included. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check assistant tests scripts
+.venv/bin/ruff format --check assistant tests scripts
+.venv/bin/python -m pytest "$@"

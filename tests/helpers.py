@@ -1,0 +1,37 @@
+"""Small builders shared by tests (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+
+from assistant.voice.config import TINY, MoshiConfig
+from assistant.voice.layout import Q4, Quantization, TensorSpec
+from assistant.voice.model import build_model
+
+
+def save_tiny_model(
+    path: Path, quant: Quantization | None = Q4, config: MoshiConfig = TINY
+) -> Path:
+    """A model file written by MLX itself (independent of our synthetic writer)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(path), dict(tree_flatten(build_model(config, quant).parameters())))
+    return path
+
+
+def write_sparse(path: Path, specs: dict[str, TensorSpec]) -> Path:
+    """A file with a real header and a hole where the data would be: costs no disk."""
+    header, offset = {}, 0
+    for name, s in specs.items():
+        end = offset + s.nbytes
+        header[name] = {"dtype": s.dtype, "shape": list(s.shape), "data_offsets": [offset, end]}
+        offset = end
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + offset)
+    return path

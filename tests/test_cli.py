@@ -1,0 +1,162 @@
+"""The command line as a user meets it: tables, JSON, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import _register, app
+from assistant.voice.config import MOSHIKO_V0_1, TINY
+from assistant.voice.layout import Q4, Quantization, TensorSpec, expected_tensors
+from tests.helpers import save_tiny_model, write_sparse
+
+_register()
+runner = CliRunner()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process, as a user runs it."""
+    full_env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "100"} | (env or {})
+    full_env.pop("ASSISTANT_DEBUG", None) if "ASSISTANT_DEBUG" not in (env or {}) else None
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def tiny_q4(tmp_path: Path) -> Path:
+    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
+    TINY.write(tmp_path / "config.json")
+    return tmp_path
+
+
+def test_info_table(tiny_q4: Path) -> None:
+    result = runner.invoke(app, ["info", str(tiny_q4)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "4-bit, group size 32 (from tensor shapes)" in result.output
+    assert "Valid: every tensor matches the architecture." in result.output
+    assert "dim 256, 2 layers" in result.output
+
+
+def test_info_json(tiny_q4: Path) -> None:
+    result = runner.invoke(app, ["info", str(tiny_q4), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    model = data["model"]
+    assert (model["bits"], model["group_size"], model["quantization"]) == (4, 32, "q4")
+    assert model["tensor_count"] == 267 and model["valid"] is True
+    assert model["bits_per_weight"] == pytest.approx(5.0, abs=0.01)
+    assert model["architecture"]["dim"] == 256
+    assert data["memory"]["fits"] is True
+
+
+def test_info_lists_mismatches_and_fails(tmp_path: Path) -> None:
+    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)  # no config.json: moshiko assumed
+    result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "120"})
+    assert result.exit_code == 1
+    assert "problem(s):" in result.output and "--json lists all" in result.output
+    data = json.loads(runner.invoke(app, ["info", str(tmp_path), "--json"]).output)
+    assert len(data["model"]["problems"]) > 100
+
+
+def test_load_reports_the_real_load_time(tiny_q4: Path) -> None:
+    result = runner.invoke(app, ["load", str(tiny_q4)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Loaded" in result.output and "5.00 bits/weight" in result.output
+
+
+def _unsupported_bits(tmp_path: Path) -> Path:
+    specs = expected_tensors(TINY, Q4)
+    p = "transformer.layers.0.self_attn.in_proj"
+    specs[f"{p}.weight"] = TensorSpec(f"{p}.weight", (768, 56), "U32")
+    specs[f"{p}.scales"] = TensorSpec(f"{p}.scales", (768, 8), "BF16")
+    return write_sparse(tmp_path / "model.safetensors", specs)
+
+
+def _truncated(tmp_path: Path) -> Path:
+    path = save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
+    path.write_bytes(path.read_bytes()[:-1000])
+    return path
+
+
+def _misnamed(tmp_path: Path) -> Path:
+    TINY.write(tmp_path / "config.json")
+    return save_tiny_model(tmp_path / "model.q8.safetensors", Q4)
+
+
+def _mismatch(tmp_path: Path) -> Path:
+    return save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
+
+
+def _corrupt(tmp_path: Path) -> Path:
+    path = tmp_path / "model.q4.safetensors"
+    path.write_bytes(os.urandom(4096))
+    return path
+
+
+def _empty_folder(tmp_path: Path) -> Path:
+    (tmp_path / "README.txt").write_text("nothing here")
+    return tmp_path
+
+
+BAD_INPUTS = {
+    "missing file": (lambda tmp: tmp / "absent.safetensors", "no such file"),
+    "truncated": (_truncated, "truncated"),
+    "corrupt": (_corrupt, "not a safetensors file"),
+    "q4 named q8": (_misnamed, "file name says 8-bit but the tensors are q4"),
+    "weights vs config": (_mismatch, "weights do not match the architecture"),
+    "unsupported bits": (_unsupported_bits, "7-bit; MLX supports"),
+    "no model in folder": (_empty_folder, "no Moshi model file here"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, case: str) -> None:
+    make, fragment = BAD_INPUTS[case]
+    target = make(tmp_path)
+    result = run_cli("load", str(target))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+    assert target.name in lines[0]
+
+
+def test_offline_preset_names_missing_files() -> None:
+    result = run_cli("info", "moshika-q8")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "model.q8.safetensors" in result.stderr and "assistant download" in result.stderr
+
+
+def test_debug_variable_shows_the_traceback(tmp_path: Path) -> None:
+    result = run_cli("load", str(tmp_path / "absent"), env={"ASSISTANT_DEBUG": "1"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "CheckpointError" in result.stderr
+
+
+def test_unknown_quant_is_a_usage_error() -> None:
+    result = run_cli("download", "--quant", "q5")
+    assert result.returncode == 2
+    assert "unknown quantization 'q5'" in result.stderr
+
+
+def test_full_size_info_from_a_sparse_file(tmp_path: Path) -> None:
+    path = write_sparse(
+        tmp_path / "model.q8.safetensors", expected_tensors(MOSHIKO_V0_1, Quantization(8, 64))
+    )
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    model = json.loads(result.output)["model"]
+    assert (model["bits"], model["group_size"], model["tensor_count"]) == (8, 64, 1247)
+    assert model["valid"] is True and model["bits_per_weight"] == pytest.approx(8.5, abs=0.01)
