@@ -82,3 +82,7 @@ class UsageError(AssistantError):
     """The command line asks for something contradictory or unknown."""
 
     exit_code = 2
+
+
+class AudioError(AssistantError):
+    """An audio file or device cannot be read, written or used."""

@@ -1,7 +1,9 @@
-"""Shared fixtures. Every test runs against an empty, offline Hugging Face cache in a temp dir."""
+"""Shared fixtures. Every test runs against an empty, offline Hugging Face cache and an empty
+assistant home (sessions, recordings) in temp folders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,4 +18,51 @@ def isolated_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path_factory.mktemp("assistant_home")))
     return home / "hub"
+
+
+# --- synthetic checkpoints (shared, session-scoped: treat their files as read-only) -----------
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Files shared between synthetic checkpoints (the 385 MB Mimi is written once)."""
+    return tmp_path_factory.mktemp("synthetic_cache")
+
+
+@pytest.fixture(scope="session")
+def mimi_file(synthetic_cache: Path) -> Path:
+    """A random full-size Mimi codec in the published naming (seed 0). Do not modify it:
+    the tiny checkpoints hard-link it."""
+    from assistant.voice.synthetic.checkpoint import cached_mimi_path
+    from assistant.voice.synthetic.mimi import write_mimi
+
+    path = cached_mimi_path(synthetic_cache, seed=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_mimi(path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path, mimi_file: Path
+) -> Callable[[str], Path]:
+    """`tiny_checkpoint("q4" | "q8" | "bf16")` -> a tiny-config checkpoint folder laid out like
+    a published repo, made once per label. Copy it before modifying anything inside."""
+    from assistant.voice.synthetic.checkpoint import make_checkpoint, parse_quant
+
+    folders: dict[str, Path] = {}
+
+    def make(quant_label: str = "q4") -> Path:
+        if quant_label not in folders:
+            folder = tmp_path_factory.mktemp(f"tiny-{quant_label}")
+            make_checkpoint(
+                folder,
+                config_name="tiny",
+                quant=parse_quant(quant_label),
+                cache_dir=synthetic_cache,
+            )
+            folders[quant_label] = folder
+        return folders[quant_label]
+
+    return make

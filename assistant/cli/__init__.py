@@ -21,9 +21,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `assistant --help` stays fast and each module registers its commands.
-    from . import checkpoints, make_checkpoint
+    from . import checkpoints, demo, make_checkpoint
 
-    for module in (checkpoints, make_checkpoint):
+    for module in (checkpoints, make_checkpoint, demo):
         module.register(app)
 
 

@@ -1,0 +1,1 @@
+"""The conversation loop: microphone -> Mimi -> Moshi -> Mimi -> speaker, in real time."""

@@ -1,0 +1,297 @@
+"""The conversation loop: capture -> echo cancel -> encode -> model step -> decode -> playback.
+
+Three worker threads, so codec work overlaps model work (rustymimi and MLX release the GIL):
+
+    encoder:  read a captured frame, cancel the echo of what was just played, Mimi-encode
+    model:    one engine step per frame (the only thread touching MLX)
+    decoder:  Mimi-decode Moshi's codes, hand the frame to the speaker
+
+Audio callbacks live in the audio layer and never wait on any of this. Queues between workers
+are bounded by the lag policy: when the model falls behind, the oldest user frames are dropped
+(and counted) instead of letting the delay grow. A worker that fails stops the loop and its
+error is raised from `run()` after everything recorded so far is saved.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .lag import FRAME_MS, LagPolicy
+from .records import FrameRecord, LoopCounters
+from .session import SessionWriter
+from .stats import Histogram
+
+FRAME_SAMPLES = 1920
+_END = object()  # end of input: flows through the queues to stop each worker in turn
+
+
+class AudioIO(Protocol):
+    finished: bool
+
+    def read_frame(self, timeout: float) -> Any: ...  # .samples float32[1920], .t_capture
+    def play_frame(self, samples: np.ndarray) -> None: ...
+    def drain_played(self) -> list[Any]: ...  # chunks with .samples
+    def playout_depth(self) -> int: ...
+
+
+class Codec(Protocol):
+    def encode(self, frame: np.ndarray) -> np.ndarray | None: ...
+    def decode(self, codes: np.ndarray) -> np.ndarray: ...
+
+
+class Engine(Protocol):
+    def step(self, user_codes: np.ndarray) -> Any: ...  # StepResult
+
+
+class EchoCanceller(Protocol):
+    echo_reduction_db: float | None
+
+    def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class LoopEvents:
+    """Callbacks for the UI; called from worker threads, so they must be quick."""
+
+    on_text: Callable[[float, str], None] | None = None
+    on_frame: Callable[[FrameRecord], None] | None = None
+    on_warning: Callable[[str], None] | None = None
+
+
+class ConversationLoop:
+    def __init__(
+        self,
+        audio: AudioIO,
+        codec: Codec,
+        engine: Engine,
+        *,
+        echo: EchoCanceller | None = None,
+        session: SessionWriter | None = None,
+        policy: LagPolicy | None = None,
+        events: LoopEvents | None = None,
+        silence_check: Callable[[np.ndarray], str | None] | None = None,
+        output_latency_s: float = 0.0,
+    ) -> None:
+        self.audio, self.codec, self.engine = audio, codec, engine
+        self.echo, self.session = echo, session
+        self.policy = policy or LagPolicy()
+        self.events = events or LoopEvents()
+        self.silence_check = silence_check
+        self.output_latency_s = output_latency_s
+        self.counters = LoopCounters()
+        self.timings = {k: Histogram() for k in ("encode", "step", "decode", "delay")}
+        self.started: float | None = None
+        self._model_q: queue.Queue = queue.Queue()
+        self._decode_q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards the model queue's drop-oldest and counters
+        self._error: BaseException | None = None
+        self._reference = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self._threads: list[threading.Thread] = []
+
+    # --- control -------------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None) -> None:
+        """Run until the input ends, `duration_s` passes, `stop()` is called or a worker fails."""
+        self.started = time.monotonic()
+        for name, target in (
+            ("encoder", self._encoder),
+            ("model", self._model),
+            ("decoder", self._decoder),
+        ):
+            t = threading.Thread(target=self._guarded, args=(target,), name=name, daemon=True)
+            self._threads.append(t)
+            t.start()
+        try:
+            while any(t.is_alive() for t in self._threads):
+                if duration_s is not None and time.monotonic() - self.started >= duration_s:
+                    break
+                if self._stop.wait(0.05):
+                    break
+                if self.session is not None:
+                    self.session.maybe_flush()
+        finally:
+            self.stop()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Stop the workers and save the session; safe to call more than once."""
+        self._stop.set()
+        for q in (self._model_q, self._decode_q):
+            q.put(_END)
+        for t in self._threads:
+            t.join(timeout=5.0)
+        if self.session is not None:
+            self.session.close()
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        elapsed = time.monotonic() - self.started if self.started else 0.0
+        step = self.timings["step"]
+        return {
+            "elapsed_s": round(elapsed, 2),
+            "frames_captured": c.frames_captured,
+            "frames_stepped": c.frames_stepped,
+            "frames_played": c.frames_played,
+            "dropped_input": c.dropped_input,
+            "dropped_output": c.dropped_output,
+            "real_time_factor": round(step.mean / FRAME_MS, 3),
+            "max_delay_ms": self.policy.max_delay_ms,
+            "stages_ms": {k: h.summary() for k, h in self.timings.items()},
+            "echo_reduction_db": getattr(self.echo, "echo_reduction_db", None),
+            "audio": _audio_counters(self.audio),
+            "errors": list(c.errors),
+        }
+
+    # --- workers -------------------------------------------------------------------------------
+    def _guarded(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as e:  # any failure must stop the loop, not hang it
+            if self._error is None:
+                self._error = e
+            self.counters.errors.append(f"{type(e).__name__}: {e}")
+            self._stop.set()
+
+    def _encoder(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            frame = self.audio.read_frame(timeout=0.1)
+            if frame is None:
+                if self.audio.finished:
+                    self._model_q.put(_END)
+                    return
+                continue
+            record = FrameRecord(index=index, captured=frame.t_capture)
+            index += 1
+            self.counters.frames_captured += 1
+            mic = np.asarray(frame.samples, dtype=np.float32)
+            if self.session is not None:
+                self.session.user_audio(mic)
+            self._check_silence(mic)
+            record.encode_start = time.monotonic()
+            cleaned = self.echo.process(mic, self._played_reference()) if self.echo else mic
+            codes = self.codec.encode(cleaned)
+            record.encode_end = time.monotonic()
+            self.timings["encode"].add(record.encode_ms or 0.0)
+            if codes is not None:
+                self._enqueue_for_model(record, codes)
+
+    def _enqueue_for_model(self, record: FrameRecord, codes: np.ndarray) -> None:
+        with self._lock:
+            record.model_queue_depth = self._model_q.qsize()
+            while self._model_q.qsize() >= self.policy.max_model_backlog:
+                try:
+                    old = self._model_q.get_nowait()
+                except queue.Empty:
+                    break
+                if old is _END:  # stopping: keep the marker, drop nothing more
+                    self._model_q.put(_END)
+                    break
+                old = old[0]
+                old.dropped = True
+                self.counters.dropped_input += 1
+                self._emit_frame(old)
+            self._model_q.put((record, codes))
+
+    def _model(self) -> None:
+        while True:
+            item = self._next(self._model_q)
+            if item is _END:
+                self._decode_q.put(_END)
+                return
+            record, codes = item
+            record.step_start = time.monotonic()
+            result = self.engine.step(codes)
+            record.step_end = time.monotonic()
+            record.model_step = result.step
+            self.counters.frames_stepped += 1
+            self.timings["step"].add(record.step_ms or 0.0)
+            if result.piece is not None:
+                record.text = result.piece
+                seconds = result.step * FRAME_MS / 1000.0
+                if self.session is not None:
+                    self.session.text(seconds, result.piece)
+                if self.events.on_text:
+                    self.events.on_text(seconds, result.piece)
+            self._decode_q.put((record, result.audio_codes))
+
+    def _decoder(self) -> None:
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        while True:
+            item = self._next(self._decode_q)
+            if item is _END:
+                return
+            record, codes = item
+            record.decode_start = time.monotonic()
+            # Decode every frame, even one about to be dropped: the codec's state is streaming.
+            pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
+            record.decode_end = time.monotonic()
+            self.timings["decode"].add(record.decode_ms or 0.0)
+            record.playout_depth = self.audio.playout_depth()
+            if record.playout_depth > self.policy.max_playout_backlog:
+                record.dropped = True
+                self.counters.dropped_output += 1
+            else:
+                self.audio.play_frame(pcm)
+                self.counters.frames_played += 1
+                if self.session is not None:
+                    self.session.moshi_audio(pcm)
+            record.queued_for_playout = time.monotonic()
+            if not record.dropped:
+                waiting = record.playout_depth * FRAME_MS / 1000.0 + self.output_latency_s
+                self.timings["delay"].add((record.pipeline_ms or 0.0) + waiting * 1000.0)
+            self._emit_frame(record)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _next(self, q: queue.Queue) -> Any:
+        """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""
+        while not self._stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _END
+
+    def _played_reference(self) -> np.ndarray:
+        """The most recent frame the speaker played: what the microphone may hear as echo."""
+        chunks = self.audio.drain_played()
+        if chunks:
+            played = np.concatenate([np.asarray(c.samples, np.float32) for c in chunks])
+            tail = played[-FRAME_SAMPLES:]
+            self._reference = np.zeros(FRAME_SAMPLES, np.float32)
+            self._reference[FRAME_SAMPLES - len(tail) :] = tail
+        return self._reference
+
+    def _check_silence(self, mic: np.ndarray) -> None:
+        if self.silence_check is None:
+            return
+        warning = self.silence_check(mic)
+        if warning:
+            self.counters.errors.append(warning)
+            if self.events.on_warning:
+                self.events.on_warning(warning)
+
+    def _emit_frame(self, record: FrameRecord) -> None:
+        if self.session is not None:
+            self.session.frame(record)
+        if self.events.on_frame:
+            self.events.on_frame(record)
+
+
+def _audio_counters(audio: object) -> dict[str, Any]:
+    counters = getattr(audio, "counters", None)
+    if counters is None:
+        return {}
+    if hasattr(counters, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(counters)
+    return dict(counters)

@@ -1,0 +1,99 @@
+"""One conversation's folder, written as it goes so a crash or a kill loses at most a second.
+
+    user.wav         what the microphone heard (before echo cancellation)
+    moshi.wav        what Moshi said
+    transcript.txt   Moshi's words, a line per utterance, each with its start time
+    frames.jsonl     per-frame stage timestamps (see records.FrameRecord)
+    stats.json       the session's summary, rewritten every flush
+
+A write failure (a full disk) stops the recording, not the conversation: it is reported once
+through `error` and everything written before it stays valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio.wav_writer import StreamingWavWriter
+from ..errors import AssistantError
+from .records import FrameRecord
+
+FLUSH_SECONDS = 1.0
+UTTERANCE_GAP_S = 1.0  # this much silence in Moshi's text starts a new transcript line
+
+
+class SessionWriter:
+    def __init__(self, folder: Path, stats: Callable[[], dict[str, Any]]) -> None:
+        self.folder = folder
+        self._stats = stats
+        self.error: str | None = None
+        self._lock = threading.Lock()  # the loop's three workers all write here
+        self._user = StreamingWavWriter(folder / "user.wav")
+        self._moshi = StreamingWavWriter(folder / "moshi.wav")
+        self._transcript = (folder / "transcript.txt").open("a", encoding="utf-8")
+        self._frames = (folder / "frames.jsonl").open("a", encoding="utf-8")
+        self._last_piece_t: float | None = None
+        self._last_flush = time.monotonic()
+
+    # --- called by the loop (one thread) ---------------------------------------------------
+    def user_audio(self, pcm: np.ndarray) -> None:
+        self._guard(self._user.write, pcm)
+
+    def moshi_audio(self, pcm: np.ndarray) -> None:
+        self._guard(self._moshi.write, pcm)
+
+    def text(self, seconds: float, piece: str) -> None:
+        """Append one text piece said `seconds` into the conversation."""
+        new_line = self._last_piece_t is None or seconds - self._last_piece_t > UTTERANCE_GAP_S
+        prefix = ("\n" if self._last_piece_t is not None else "") + f"[{seconds:8.2f}s] "
+        self._guard(self._transcript.write, (prefix if new_line else "") + piece)
+        self._last_piece_t = seconds
+
+    def frame(self, record: FrameRecord) -> None:
+        self._guard(self._frames.write, json.dumps(record.to_dict()) + "\n")
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        self._guard(self._user.flush)
+        self._guard(self._moshi.flush)
+        self._guard(self._transcript.flush)
+        self._guard(self._frames.flush)
+        self._guard(self._write_stats)
+
+    def close(self) -> None:
+        if self._last_piece_t is not None:
+            self._guard(self._transcript.write, "\n")
+        self.flush()
+        closers = (self._user.close, self._moshi.close, self._transcript.close, self._frames.close)
+        for closer in closers:
+            # Failures were already reported by _guard; closing is best effort.
+            with contextlib.suppress(OSError, AssistantError):
+                closer()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _write_stats(self) -> None:
+        tmp = self.folder / "stats.json.partial"
+        tmp.write_text(json.dumps(self._stats(), indent=2, default=float) + "\n")
+        os.replace(tmp, self.folder / "stats.json")
+
+    def _guard(self, fn: Callable[..., object], *args: object) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            try:
+                fn(*args)
+            except (OSError, AssistantError) as e:
+                self.error = f"recording stopped: {e}"

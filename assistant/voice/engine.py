@@ -1,0 +1,326 @@
+"""The streaming engine: one Moshi step per 80 ms audio frame, for as long as the talk lasts.
+
+It runs moshi_mlx's own modules (same weights, same ops as `LmGen`, token for token with
+greedy sampling) but fixes the reference runtime's long-conversation faults:
+
+- no `max_steps`: only the last `max_delay + 1` steps of tokens are kept (a host-side ring);
+- a correct attention window: a `RingKVCache` of exactly `context` slots per layer, so each
+  step attends to the last `context` steps, itself included, at any hour of the talk;
+- flat memory: the ring is allocated once; the depformer reuses one cache of `dep_q` slots.
+
+Per step the whole graph (main transformer, text sampling, the depformer's `dep_q` slices
+with their sampling) is built lazily and evaluated once; the text token and audio codes
+come back in a single transfer. The reference syncs with the device ~20 times per step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import mlx.core as mx
+import numpy as np
+from moshi_mlx.models import Lm
+from moshi_mlx.models.lm import ScaledEmbedding
+from moshi_mlx.modules.transformer import LayerCache
+
+from ..errors import TokenizerError, UsageError
+from .config import MoshiConfig
+from .kv_cache import RingKVCache, make_ring_cache
+from .sampling import KeyStream, SamplingConfig, sample_token
+
+# Output text id 0 ends a padding run; `config.existing_text_padding_id` (3) is padding.
+_END_OF_PADDING_ID = 0
+
+
+class InvalidCodesError(UsageError, ValueError):
+    """User audio codes of the wrong shape or outside 0..card-1."""
+
+
+class EngineConfigError(UsageError, ValueError):
+    """The model, the config and the tokenizer do not describe the same architecture."""
+
+
+class TextTokenizer(Protocol):
+    """What the engine needs from a SentencePiece processor."""
+
+    def id_to_piece(self, id: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step produced.
+
+    `piece` is the decoded text (None for padding ids, or when no tokenizer was given);
+    `audio_codes` are Moshi's `dep_q` codes for one frame, uint32 [dep_q], or None while
+    the acoustic delay fills (the first `max_delay` steps), as in `LmGen.last_audio_tokens`.
+    """
+
+    step: int
+    text_token: int
+    piece: str | None
+    audio_codes: np.ndarray | None
+
+    @property
+    def is_padding(self) -> bool:
+        return self.piece is None
+
+
+class StreamingEngine:
+    """Full-duplex Moshi inference with no step limit and a correct attention window.
+
+    `compile`: run the step's fixed-shape tail (text head, sampling, depformer) through
+    `mx.compile`; None tries it and falls back to plain MLX if this machine cannot compile
+    (MLX's CPU backend needs a C++ compiler at run time). The main transformer is never
+    compiled: its key length grows with every step until the context is full.
+    Weights are captured when the tail is first traced; `load_weights` on the model later
+    is noticed (the tail is traced again), partial in-place edits are not.
+    """
+
+    def __init__(
+        self,
+        model: Lm,
+        config: MoshiConfig,
+        sampling: SamplingConfig | None = None,
+        text_tokenizer: TextTokenizer | None = None,
+        *,
+        compile: bool | None = None,
+    ) -> None:
+        _check_model(model, config)
+        self.model = model
+        self.config = config
+        self.sampling = sampling or SamplingConfig()
+        self.text_tokenizer = text_tokenizer
+        if text_tokenizer is not None and hasattr(text_tokenizer, "get_piece_size"):
+            size = text_tokenizer.get_piece_size()
+            if size < config.text_card:
+                raise TokenizerError(
+                    f"text tokenizer has {size} pieces, the model emits up to {config.text_card}"
+                )
+        self.dep_q = config.dep_q
+        self.n_user = config.user_codebooks
+        self.delays = [int(d) for d in config.delays[1:]]  # per audio codebook
+        self.max_delay = max(self.delays)
+        self._padding_ids = {_END_OF_PADDING_ID, config.existing_text_padding_id}
+
+        self._cache: list[LayerCache] = make_ring_cache(model.transformer, config.context)
+        self._dep_cache = self._new_dep_cache()  # reused every step, never reallocated
+        self._keys = KeyStream(self.sampling.seed)
+        self._use_compile = compile
+        self._compiled: Callable[..., mx.array] | None = None
+        self._compiled_for: tuple[mx.array, ...] = ()
+        self._compile_checked = False
+        # Token history, time-indexed modulo `max_delay + 1`: row 0 text, rows 1..n_q audio
+        # (Moshi's dep_q codebooks first, then the user's), exactly LmGen's gen_sequence.
+        self._hist_len = self.max_delay + 1
+        self._hist = np.zeros((1 + config.n_q, self._hist_len), dtype=np.int32)
+        self._step = 0
+
+    # --- public API -------------------------------------------------------------------------
+    @property
+    def steps_taken(self) -> int:
+        return self._step
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the step's tail runs compiled (known after the first step)."""
+        return self._use_compile is not False and self._compile_checked
+
+    def reset(self) -> None:
+        """Start a new conversation on the same weights (equal to a fresh engine)."""
+        for c in self._cache:
+            c.reset()
+        self._keys.reset()
+        self._hist[:] = 0
+        self._step = 0
+
+    def warmup(self, steps: int = 2) -> None:
+        """Run a few steps (allocates the caches, traces and compiles), then reset."""
+        silence = np.zeros(self.n_user, dtype=np.int32)
+        for _ in range(steps):
+            self.step(silence)
+        self.reset()
+
+    def step(self, user_codes: np.ndarray | Sequence[int] | mx.array) -> StepResult:
+        """Feed the user's codes for one frame ([n_user], [n_user, 1] or [1, n_user])."""
+        codes = self._validate(user_codes)
+        s = self._step
+        text_in, audio_in = self._inputs(s)
+        # The user's codes enter the history after the inputs are read: with a ring of
+        # max_delay + 1 slots, slot s still held step s - 1 - max_delay until now.
+        self._hist[1 + self.dep_q :, s % self._hist_len] = codes
+        out = self._forward(text_in, audio_in)
+        mx.eval(out)
+        tokens = np.array(out)  # the one device -> host transfer of the step
+        text_token = int(tokens[0])
+        self._hist[0, s % self._hist_len] = text_token
+        for cb in range(self.dep_q):
+            g = s - self.delays[cb]
+            if g >= 0:
+                self._hist[1 + cb, g % self._hist_len] = tokens[1 + cb]
+        self._step = s + 1
+        return StepResult(
+            step=s,
+            text_token=text_token,
+            piece=self._decode(text_token),
+            audio_codes=self._last_audio(s),
+        )
+
+    # --- internals ----------------------------------------------------------------------------
+    def _validate(self, user_codes: np.ndarray | Sequence[int] | mx.array) -> np.ndarray:
+        try:
+            arr = np.asarray(user_codes)
+        except (TypeError, ValueError) as e:
+            raise InvalidCodesError(f"user codes are not an array of integers: {e}") from None
+        n = self.n_user
+        if arr.shape not in ((n,), (n, 1), (1, n)):
+            raise InvalidCodesError(
+                f"user codes must have shape [{n}], [{n}, 1] or [1, {n}], got {list(arr.shape)}"
+            )
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                arr = arr.astype(np.int64)
+            else:
+                raise InvalidCodesError(f"user codes must be integers, got dtype {arr.dtype}")
+        arr = arr.reshape(n)
+        if arr.min() < 0 or arr.max() >= self.config.card:
+            raise InvalidCodesError(
+                f"user codes must lie in 0..{self.config.card - 1}, got {arr.tolist()}"
+            )
+        return arr.astype(np.int32)
+
+    def _inputs(self, s: int) -> tuple[int, np.ndarray]:
+        """Text and audio tokens fed at step s (LmGen's rule: step s - 1 - delay, or padding)."""
+        text_in = self.config.text_card if s == 0 else int(self._hist[0, (s - 1) % self._hist_len])
+        audio_in = np.full(self.config.n_q, self.config.card, dtype=np.int32)
+        for cb, d in enumerate(self.delays):
+            g = s - 1 - d
+            if g >= 0:
+                audio_in[cb] = self._hist[1 + cb, g % self._hist_len]
+        return text_in, audio_in
+
+    def _forward(self, text_in: int, audio_in: np.ndarray) -> mx.array:
+        """The whole step as one lazy graph: int32 [1 + dep_q] (text token, audio codes)."""
+        m = self.model
+        keys = None if self.sampling.is_greedy else self._keys.next_keys(1 + self.dep_q)
+        xs = _lookup(m.text_emb, mx.array([[text_in]], dtype=mx.int32))
+        audio = mx.array(audio_in.reshape(-1, 1, 1))
+        for cb, emb in enumerate(m.audio_embs):  # same order of bf16 adds as the reference
+            xs = xs + _lookup(emb, audio[cb])
+        out = m.transformer(xs, cache=self._cache)
+        # Let the device start on the main transformer while the tail is built.
+        mx.async_eval(out)
+        return self._tail(out, keys)
+
+    def _tail(self, out: mx.array, keys: mx.array | None) -> mx.array:
+        if self._use_compile is not False:
+            try:
+                fn = self._compiled_tail()
+                tokens = fn(out) if keys is None else fn(out, keys)
+                if not self._compile_checked:
+                    mx.eval(tokens)  # a compile failure surfaces here, once
+                    self._compile_checked = True
+                return tokens
+            except (RuntimeError, IndexError, ValueError) as e:
+                if self._use_compile:
+                    raise  # asked for explicitly: do not hide it
+                warnings.warn(f"mx.compile failed, running uncompiled: {e}", stacklevel=3)
+                self._use_compile = False
+        return self._head(out, keys, self._dep_cache)
+
+    def _compiled_tail(self) -> Callable[..., mx.array]:
+        # Parameters are captured as constants: retrace when the model's arrays were replaced.
+        sentinels = (self.model.out_norm.weight, self.model.depformer.slices[-1].linear_out.weight)
+        if self._compiled is None or any(
+            a is not b for a, b in zip(sentinels, self._compiled_for, strict=True)
+        ):
+            if self.sampling.is_greedy:
+
+                def tail(out: mx.array) -> mx.array:
+                    return self._head(out, None, self._new_dep_cache())
+            else:
+
+                def tail(out: mx.array, keys: mx.array) -> mx.array:  # type: ignore[misc]
+                    return self._head(out, keys, self._new_dep_cache())
+
+            self._compiled = mx.compile(tail)
+            self._compiled_for = sentinels
+        return self._compiled
+
+    def _head(self, out: mx.array, keys: mx.array | None, dep_cache: list[LayerCache]) -> mx.array:
+        """Text head, text sampling, then the depformer's dep_q slices, each fed the last token."""
+        m = self.model
+        sp = self.sampling
+        out = m.out_norm(out)
+        text_logits = m.text_linear(out)
+        token = sample_token(
+            text_logits, sp.text_temperature, sp.text_top_k, None if keys is None else keys[0]
+        )
+        tokens = [token]
+        for c in dep_cache:
+            c.reset()
+        for k, sl in enumerate(m.depformer.slices):
+            ys = sl.linear_in(out) + _lookup(sl.emb, token)
+            ys = sl.transformer(ys, cache=dep_cache)
+            logits = sl.linear_out(ys)
+            key = None if keys is None else keys[1 + k]
+            token = sample_token(logits, sp.audio_temperature, sp.audio_top_k, key)
+            tokens.append(token)
+        return mx.concatenate([t.reshape(1) for t in tokens])
+
+    def _new_dep_cache(self) -> list[LayerCache]:
+        dcfg = self.model.depformer.slices[0].transformer.cfg
+        return [
+            LayerCache(self_attn=RingKVCache(dcfg.head_dim, dcfg.num_heads, self.dep_q))  # type: ignore[arg-type]
+            for _ in range(dcfg.num_layers)
+        ]
+
+    def _decode(self, token: int) -> str | None:
+        if token in self._padding_ids or self.text_tokenizer is None:
+            return None
+        return self.text_tokenizer.id_to_piece(token).replace("▁", " ")
+
+    def _last_audio(self, s: int) -> np.ndarray | None:
+        g = s - self.max_delay
+        if g < 0:
+            return None
+        codes = self._hist[1 : 1 + self.dep_q, g % self._hist_len].astype(np.uint32)
+        if (codes == self.config.card).any():  # padding, as LmGen checks (never sampled)
+            return None
+        return codes
+
+
+def _lookup(emb: object, tokens: mx.array) -> mx.array:
+    """Embedding rows; skips ScaledEmbedding's -1 masking (4 extra ops) as we never feed -1."""
+    if isinstance(emb, ScaledEmbedding) and emb.low_rank is None and not emb.demux_second_stream:
+        return emb.weight[tokens]
+    return emb(tokens)  # type: ignore[operator]
+
+
+def _check_model(model: Lm, config: MoshiConfig) -> None:
+    cfg = model.cfg
+    problems = []
+    if cfg.audio_codebooks != config.n_q:
+        problems.append(f"model has {cfg.audio_codebooks} codebooks, config {config.n_q}")
+    if cfg.depformer.num_slices != config.dep_q:
+        problems.append(
+            f"model has {cfg.depformer.num_slices} depformer slices, config {config.dep_q}"
+        )
+    if cfg.text_out_vocab_size != config.text_card:
+        problems.append(
+            f"model emits {cfg.text_out_vocab_size} text ids, config {config.text_card}"
+        )
+    if cfg.audio_vocab_size != config.card + 1:
+        problems.append(f"model's audio vocab is {cfg.audio_vocab_size}, config {config.card + 1}")
+    if list(cfg.audio_delays) != list(config.delays[1:]):
+        problems.append("model and config delays differ")
+    if cfg.transformer.context != config.context:
+        # moshi_mlx's Attention trims to its own context: with a bigger ring it would cut
+        # slots in ring order, not time order.
+        problems.append(f"model context is {cfg.transformer.context}, config {config.context}")
+    if config.dep_q < 1:
+        problems.append("the engine needs a depformer (dep_q >= 1)")
+    if problems:
+        raise EngineConfigError("model does not match config: " + "; ".join(problems))

@@ -1,0 +1,91 @@
+"""The file-driven conversation and `assistant demo`, end to end on a synthetic checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.errors import AudioError
+from assistant.voice.audio_files import FRAME_SAMPLES, read_audio, write_wav
+from assistant.voice.engine import StreamingEngine
+from assistant.voice.layout import Q4
+from assistant.voice.loader import load
+from assistant.voice.offline import converse_file
+from assistant.voice.resolve import CheckpointSpec, resolve
+from assistant.voice.sampling import SamplingConfig
+from assistant.voice.synthetic.checkpoint import make_checkpoint
+
+BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-q4"
+    make_checkpoint(folder, config_name="tiny", quant=Q4, seed=0)
+    return folder
+
+
+def test_bundled_sample_is_real_speech() -> None:
+    pcm = read_audio(BUNDLED)
+    assert 4 < len(pcm) / 24000 < 8
+    assert np.sqrt(np.mean(pcm**2)) > 0.01
+
+
+def test_audio_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="no such audio file"):
+        read_audio(tmp_path / "nope.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF....garbage")
+    with pytest.raises(AudioError, match="cannot decode audio") as info:
+        read_audio(junk)
+    assert str(info.value).startswith(str(junk))
+
+
+def test_wav_roundtrip(tmp_path: Path) -> None:
+    tone = (0.3 * np.sin(np.arange(24000) / 24000 * 2 * np.pi * 440)).astype(np.float32)
+    back = read_audio(write_wav(tmp_path / "tone.wav", tone))
+    assert len(back) == 24000 and np.abs(back - tone).max() < 1e-3
+
+
+def test_file_conversation_streams_every_frame(tiny: Path) -> None:
+    loaded = load(resolve(CheckpointSpec(target=str(tiny))))
+    engine = StreamingEngine(loaded.model, loaded.config, SamplingConfig(seed=7))
+    speech = read_audio(BUNDLED)[: 24000 * 2]
+    talk = converse_file(engine, loaded.report.files.mimi, speech, tail_seconds=0.4)
+    n = -(-(len(speech) + 5 * FRAME_SAMPLES) // FRAME_SAMPLES)
+    assert len(talk.times) == n == engine.steps_taken
+    assert talk.reply.shape == (n * FRAME_SAMPLES,)
+    assert np.all(talk.reply[:FRAME_SAMPLES] == 0)  # the acoustic delay: nothing yet
+    assert np.isfinite(talk.reply).all() and np.abs(talk.reply[FRAME_SAMPLES:]).max() > 0
+    stats = talk.stage_stats()
+    assert set(stats) == {"encode", "step", "decode", "total"}
+    assert all(s["p50"] > 0 for s in stats.values())
+
+
+@pytest.mark.slow
+def test_demo_command_end_to_end(tmp_path: Path) -> None:
+    env = os.environ | {"ASSISTANT_HOME": str(tmp_path / "home"), "COLUMNS": "100"}
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "random weights" in result.stdout
+    assert (tmp_path / "checkpoints" / "demo-tiny-q4" / "model.q4.safetensors").is_file()
+    (session,) = (tmp_path / "home" / "sessions").iterdir()
+    stats = json.loads((session / "stats.json").read_text())
+    assert stats["frames"] > 60 and stats["quantization"] == "q4"
+    reply = read_audio(session / "moshi.wav")
+    assert len(reply) == stats["frames"] * FRAME_SAMPLES
+    assert np.sqrt(np.mean(reply**2)) > 1e-4  # Moshi's side is not silent
+    assert (session / "transcript.txt").is_file()

@@ -1,0 +1,227 @@
+"""The attention window over long conversations: RingKVCache vs an explicit windowed reference.
+
+The reference recomputes every step's output from the whole input sequence at once, with
+attention masked to exactly the positions p allowed by the window (0 <= q - p < w), so it
+shares no state and no slicing logic with the streaming caches under test.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from moshi_mlx.modules.kv_cache import RotatingKVCache
+from moshi_mlx.modules.transformer import LayerCache, Transformer, TransformerConfig
+
+from assistant.errors import AssistantError
+from assistant.voice.kv_cache import PrefillNotSupportedError, RingKVCache, make_ring_cache
+
+D_MODEL, HEADS, LAYERS = 16, 2, 2
+HEAD_DIM = D_MODEL // HEADS
+CHECK_STEPS = (4095, 4096, 4097, 5000, 10000)
+TOTAL = CHECK_STEPS[-1] + 1
+TOL = 1e-5  # float32 streaming vs batched: ~3e-7 apart here
+DIFF = 1e-4  # a window off by even one key moves the output by more than this
+
+
+def tiny_config(context: int) -> TransformerConfig:
+    """moshi_mlx's main-transformer recipe (RoPE, gating, RMSNorm) at toy width, float32."""
+    return TransformerConfig(
+        d_model=D_MODEL,
+        num_heads=HEADS,
+        num_layers=LAYERS,
+        dim_feedforward=4 * D_MODEL,
+        causal=True,
+        norm_first=True,
+        bias_ff=False,
+        bias_attn=False,
+        layer_scale=None,
+        context=context,
+        max_period=10000,
+        use_conv_block=False,
+        use_conv_bias=True,
+        cross_attention=False,
+        gating=True,
+        norm="rms_norm",
+        positional_embedding="rope",
+        conv_layout=False,
+        conv_kernel_size=3,
+        kv_repeat=1,
+        max_seq_len=4096,
+    )
+
+
+def make_transformer(context: int) -> Transformer:
+    mx.random.seed(1234)  # same weights whatever the context
+    t = Transformer(tiny_config(context))
+    mx.eval(t.parameters())
+    return t
+
+
+def windowed_reference(t: Transformer, xs: mx.array, window: int, chunk: int = 512) -> np.ndarray:
+    """All T outputs [T, d] of `t` on xs [T, d], each query attending to keys in its window."""
+    seq_len = xs.shape[0]
+    x = xs[None]  # [1, T, d]
+    pos = mx.arange(seq_len)
+    for layer in t.layers:
+        attn = layer.self_attn
+        qkv = attn.in_proj(layer.norm1(x)).reshape(1, seq_len, 3, HEADS, HEAD_DIM)
+        q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        q, k = attn.rope(q), attn.rope(k)  # absolute positions 0..T-1
+        outs = []
+        for a in range(0, seq_len, chunk):
+            b = min(a + chunk, seq_len)
+            lo = max(0, a - window + 1)
+            scores = (q[:, :, a:b] @ k[:, :, lo:b].transpose(0, 1, 3, 2)) * attn.scale
+            dist = pos[a:b, None] - pos[None, lo:b]
+            allowed = (dist >= 0) & (dist < window)
+            scores = mx.where(allowed, scores, -mx.inf)
+            outs.append(mx.softmax(scores, axis=-1) @ v[:, :, lo:b])
+            mx.eval(outs[-1])
+        o = mx.concatenate(outs, axis=2).transpose(0, 2, 1, 3).reshape(1, seq_len, D_MODEL)
+        x = x + attn.out_proj(o)
+        x = x + layer.gating(layer.norm2(x))
+        mx.eval(x)
+    return np.array(x[0])
+
+
+KEEP = {*CHECK_STEPS, 0, 1, 15, 16, 17, 100}
+
+
+class AttendedSpy:
+    """Wraps a layer's cache and records, at KEEP steps, what moshi_mlx's Attention attends
+    to after its own trimming (`k[:, :, k_len - (1 + min(context, k_len - 1)):]`)."""
+
+    def __init__(self, inner: RingKVCache | RotatingKVCache, context: int) -> None:
+        self.inner = inner
+        self.context = context
+        self.log: dict[int, tuple[int, bool]] = {}  # step -> (keys attended, current among them)
+
+    @property
+    def offset(self) -> int:
+        return self.inner.offset
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        step = self.inner.offset
+        k, v = self.inner.update_and_fetch(keys, values)
+        if step in KEEP:
+            k_len = k.shape[2]
+            kept = k[:, :, k_len - (1 + min(self.context, k_len - 1)) :]
+            current = bool(mx.any(mx.all(kept == keys, axis=-1)))
+            self.log[step] = (kept.shape[2], current)
+        return k, v
+
+
+def stream(
+    t: Transformer, cache: list[LayerCache], xs: mx.array, steps: int
+) -> dict[int, np.ndarray]:
+    """Feed xs one step at a time; keep the outputs at KEEP steps."""
+    out: dict[int, np.ndarray] = {}
+    for s in range(steps):
+        y = t(xs[s : s + 1][None], cache=cache)
+        mx.eval(y)
+        if s in KEEP:
+            out[s] = np.array(y[0, 0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs() -> mx.array:
+    xs = mx.array(np.random.default_rng(7).standard_normal((TOTAL, D_MODEL)).astype(np.float32))
+    mx.eval(xs)
+    return xs
+
+
+@pytest.fixture(scope="module")
+def references(inputs: mx.array) -> dict[int, np.ndarray]:
+    t = make_transformer(3000)  # the window is a reference argument; weights are the same
+    return {w: windowed_reference(t, inputs, w) for w in (16, 3000, 3001)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", [16, 3000])
+def test_ring_cache_attends_to_exactly_the_last_context_steps(context, inputs, references):
+    t = make_transformer(context)
+    cache = make_ring_cache(t)
+    rings = [c.self_attn for c in cache]
+    spy = AttendedSpy(rings[0], context)
+    cache[0].self_attn = spy  # type: ignore[assignment]
+    got = stream(t, cache, inputs, TOTAL)
+    ref = references[context]
+    for s, y in got.items():
+        np.testing.assert_allclose(y, ref[s], atol=TOL, rtol=TOL, err_msg=f"step {s}")
+        assert spy.log[s] == (min(s + 1, context), True), f"step {s}"
+    for ring in rings:
+        assert isinstance(ring, RingKVCache)
+        assert ring.offset == TOTAL
+        assert ring.keys.shape == (1, HEADS, context, HEAD_DIM)
+
+
+@pytest.mark.slow
+def test_reference_rotating_cache_breaks_from_step_4096(inputs, references):
+    """moshi_mlx's own cache (4096 slots, context 3000): right until 4095, wrong from 4096."""
+    t = make_transformer(3000)
+    cache = [LayerCache(RotatingKVCache(HEAD_DIM, HEADS, max_size=4096)) for _ in t.layers]
+    spy = AttendedSpy(cache[0].self_attn, 3000)
+    cache[0].self_attn = spy  # type: ignore[assignment]
+    got = stream(t, cache, inputs, 5001)
+    # Up to step 4095 it attends to the current step and the 3000 before it (context + 1).
+    np.testing.assert_allclose(got[4095], references[3001][4095], atol=TOL, rtol=TOL)
+    assert spy.log[4095] == (3001, True)
+    for s in (4096, 4097, 5000):
+        assert spy.log[s] == (3001, False), f"step {s}: the current step should be left out"
+        for w in (3000, 3001):
+            diff = np.abs(got[s] - references[w][s]).max()
+            assert diff > DIFF, f"step {s}: reference matches window {w} (diff {diff})"
+
+
+def test_ring_cache_slots_offset_and_returned_length():
+    ring = RingKVCache(head_dim=4, n_kv_heads=2, context=3)
+    for step in range(7):
+        k = mx.full((1, 2, 1, 4), float(step))
+        keys, values = ring.update_and_fetch(k, -k)
+        assert ring.offset == step + 1
+        got = sorted(np.array(keys)[0, 0, :, 0].tolist())
+        assert got == list(range(max(0, step - 2), step + 1))  # the last 3 steps, itself included
+        np.testing.assert_array_equal(np.array(values), -np.array(keys))
+        assert ring.keys.shape == (1, 2, 3, 4)  # allocated once, never grows
+
+
+def test_ring_cache_reset_keeps_buffers_and_forgets_steps():
+    ring = RingKVCache(head_dim=4, n_kv_heads=1, context=4)
+    for step in range(6):
+        ring.update_and_fetch(mx.full((1, 1, 1, 4), float(step)), mx.zeros((1, 1, 1, 4)))
+    buffer = ring.keys
+    ring.reset()
+    assert ring.offset == 0 and ring.filled == 0
+    keys, _ = ring.update_and_fetch(mx.full((1, 1, 1, 4), 9.0), mx.zeros((1, 1, 1, 4)))
+    assert keys.shape == (1, 1, 1, 4) and float(keys[0, 0, 0, 0]) == 9.0
+    assert ring.keys.shape == buffer.shape
+
+
+def test_ring_cache_refuses_prefill_and_wrong_shapes():
+    ring = RingKVCache(head_dim=4, n_kv_heads=2, context=8)
+    with pytest.raises(PrefillNotSupportedError) as err:
+        ring.update_and_fetch(mx.zeros((1, 2, 3, 4)), mx.zeros((1, 2, 3, 4)))
+    assert isinstance(err.value, AssistantError) and "one step at a time" in str(err.value)
+    with pytest.raises(ValueError):
+        ring.update_and_fetch(mx.zeros((1, 3, 1, 4)), mx.zeros((1, 3, 1, 4)))
+    with pytest.raises(ValueError):
+        RingKVCache(head_dim=4, n_kv_heads=2, context=0)
+    with pytest.raises(ValueError, match="exceeds"):  # Attention would trim in ring order
+        make_ring_cache(make_transformer(16), context=17)
+
+
+def test_moshi_attention_keeps_every_returned_slot():
+    """Short run, small window: the streaming output equals the windowed reference each step."""
+    context, steps = 5, 40
+    t = make_transformer(context)
+    xs = mx.array(np.random.default_rng(3).standard_normal((steps, D_MODEL)).astype(np.float32))
+    ref = windowed_reference(t, xs, context)
+    cache = make_ring_cache(t)
+    for s in range(steps):
+        y = t(xs[s : s + 1][None], cache=cache)
+        np.testing.assert_allclose(np.array(y[0, 0]), ref[s], atol=TOL, rtol=TOL)
+    # A window one step too wide or too narrow is visibly different: the check has teeth.
+    for w in (context - 1, context + 1):
+        assert np.abs(windowed_reference(t, xs, w)[-1] - ref[-1]).max() > DIFF

@@ -1,0 +1,65 @@
+"""Whole-checkpoint validation: the Mimi codec and the text tokenizer must fit the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import CodecError, TokenizerError
+from assistant.voice import loader
+from assistant.voice.config import TINY
+from assistant.voice.layout import Q4
+from assistant.voice.mimi_layout import mimi_tensors
+from assistant.voice.resolve import CheckpointSpec, resolve
+from assistant.voice.synthetic.text_tokenizer import write_text_tokenizer
+from assistant.voice.validate import inspect_checkpoint
+from tests.helpers import save_tiny_model, write_sparse
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
+    TINY.write(tmp_path / "config.json")
+    return tmp_path
+
+
+def test_complete_checkpoint_is_valid(folder: Path) -> None:
+    write_sparse(folder / "tokenizer-e351c8d8-checkpoint125.safetensors", mimi_tensors(32))
+    write_text_tokenizer(folder / "tokenizer_spm_32k_3.model", TINY.text_card)
+    report = inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))
+    assert report.problems == []
+    assert report.codec is not None and report.codec.codebooks == 32
+    assert 96.0e6 < report.codec.parameter_count < 96.4e6
+    assert report.text_tokenizer is not None and report.text_tokenizer.vocab_size == 1000
+
+
+def test_mimi_with_too_few_codebooks(folder: Path, monkeypatch) -> None:
+    mimi = write_sparse(folder / "tokenizer-e351c8d8-checkpoint125.safetensors", mimi_tensors(4))
+    monkeypatch.setattr(loader, "build_model", lambda *a: pytest.fail("built anyway"))
+    with pytest.raises(CodecError) as info:
+        loader.load(resolve(CheckpointSpec(target=str(folder))))
+    assert str(info.value) == f"{mimi}: Mimi codec has 4 codebooks but the model streams 8"
+
+
+def test_model_file_passed_as_mimi(folder: Path) -> None:
+    files = resolve(CheckpointSpec(target=str(folder), mimi_file=folder / "model.q4.safetensors"))
+    with pytest.raises(CodecError, match="Moshi model file, not a Mimi codec file"):
+        inspect_checkpoint(files)
+
+
+def test_tokenizer_vocabulary_must_match(folder: Path, monkeypatch) -> None:
+    spm = write_text_tokenizer(folder / "tokenizer_spm_32k_3.model", 32000)
+    monkeypatch.setattr(loader, "build_model", lambda *a: pytest.fail("built anyway"))
+    with pytest.raises(TokenizerError) as info:
+        loader.load(resolve(CheckpointSpec(target=str(folder))))
+    assert str(info.value) == (
+        f"{spm}: text tokenizer has 32000 pieces but the model's text vocabulary is 1000"
+    )
+
+
+def test_tokenizer_that_is_not_sentencepiece(folder: Path) -> None:
+    bad = folder / "tokenizer_spm_32k_3.model"
+    bad.write_bytes(b"this is not a protobuf")
+    with pytest.raises(TokenizerError, match="not a SentencePiece model"):
+        inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))
