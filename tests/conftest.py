@@ -66,3 +66,44 @@ def tiny_checkpoint(
         return folders[quant_label]
 
     return make
+
+
+# --- PulseAudio virtual devices for the audio tests (tests/test_audio_*.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    """A private PulseAudio server with virtual `vmic`/`vspk` devices (scripts/pulseaudio.sh),
+    made the default for PortAudio. On Linux a server that can't start FAILS the tests that
+    need it; macOS has no PulseAudio, so they are skipped there."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.pulse_harness import (
+        PulseAudio,
+        PulseError,
+        reinit_portaudio,
+        server_running,
+        start_server,
+        stop_server,
+    )
+
+    if sys.platform == "darwin":
+        pytest.skip("real-device audio tests use PulseAudio virtual devices (Linux only)")
+    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER",)}
+    ours = not server_running()  # stop it at the end only if this session started it
+    try:
+        env = start_server()
+    except (PulseError, OSError, subprocess.SubprocessError) as e:
+        pytest.fail(f"PulseAudio could not start for the audio tests: {e}", pytrace=False)
+    os.environ.update(env)
+    reinit_portaudio()  # PortAudio must see the server: (re)initialise it after start
+    yield PulseAudio(env)
+    if ours:
+        stop_server()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

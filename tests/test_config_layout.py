@@ -71,6 +71,7 @@ def test_accepts_moshi_keys_it_does_not_need() -> None:
     [
         ({"dim": None}, "missing keys: dim"),
         ({"num_layers": "32"}, "'num_layers' must be an integer"),
+        ({"hidden_scale": True}, "'hidden_scale' must be a number"),
         ({"delays": [0, 1]}, "'delays' has 2 entries"),
         ({"num_heads": 7}, "not a multiple of num_heads"),
         ({"conditioners": {"x": {}}}, "conditioners"),

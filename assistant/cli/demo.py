@@ -19,6 +19,7 @@ from ..errors import AudioError
 from ..paths import new_session_dir
 from ..voice.audio_files import FRAME_SECONDS, read_audio, write_wav
 from ..voice.layout import Q4
+from ..voice.offline import FileConversation
 
 DEMO_FOLDER = Path("checkpoints") / "demo-tiny-q4"
 DEMO_TEXT = "Hello Moshi. Can you hear me? Tell me something about the weather today."
@@ -105,7 +106,9 @@ def _user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, 
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         if text is not None:
-            raise AudioError("--text needs espeak-ng (apt install espeak-ng / brew install espeak-ng)")
+            raise AudioError(
+                "--text needs espeak-ng (apt install espeak-ng / brew install espeak-ng)"
+            )
         sample = resources.files("assistant") / "data" / "hello.wav"
         with resources.as_file(sample) as path:
             return read_audio(path), f'bundled sample "{DEMO_TEXT}"'
@@ -116,7 +119,7 @@ def _user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, 
         return read_audio(wav), f'espeak-ng "{said}"'
 
 
-def _print_summary(talk, session: Path) -> None:  # noqa: ANN001 - FileConversation
+def _print_summary(talk: FileConversation, session: Path) -> None:
     table = Table(title="Per-frame timings (ms)", title_justify="left")
     for column in ("stage", "p50", "p95", "mean"):
         table.add_column(column, justify="right" if column != "stage" else "left")

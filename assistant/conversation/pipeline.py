@@ -19,14 +19,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .lag import FRAME_MS, LagPolicy
 from .records import FrameRecord, LoopCounters
-from .session import SessionWriter
 from .stats import Histogram
+
+if TYPE_CHECKING:
+    from .session import SessionWriter
 
 FRAME_SAMPLES = 1920
 _END = object()  # end of input: flows through the queues to stop each worker in turn
@@ -34,6 +36,7 @@ _END = object()  # end of input: flows through the queues to stop each worker in
 
 class AudioIO(Protocol):
     finished: bool
+    realtime: bool  # False for files read as fast as the loop goes: wait, never drop
 
     def read_frame(self, timeout: float) -> Any: ...  # .samples float32[1920], .t_capture
     def play_frame(self, samples: np.ndarray) -> None: ...
@@ -185,6 +188,14 @@ class ConversationLoop:
                 self._enqueue_for_model(record, codes)
 
     def _enqueue_for_model(self, record: FrameRecord, codes: np.ndarray) -> None:
+        if not getattr(self.audio, "realtime", True):
+            # No clock to keep up with: back-pressure instead of dropping.
+            record.model_queue_depth = self._model_q.qsize()
+            while self._model_q.qsize() >= self.policy.max_model_backlog:
+                if self._stop.wait(0.002):
+                    return
+            self._model_q.put((record, codes))
+            return
         with self._lock:
             record.model_queue_depth = self._model_q.qsize()
             while self._model_q.qsize() >= self.policy.max_model_backlog:
@@ -208,6 +219,8 @@ class ConversationLoop:
                 self._decode_q.put(_END)
                 return
             record, codes = item
+            if self._too_late(record):
+                continue
             record.step_start = time.monotonic()
             result = self.engine.step(codes)
             record.step_end = time.monotonic()
@@ -251,6 +264,30 @@ class ConversationLoop:
             self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
+    def _too_late(self, record: FrameRecord) -> bool:
+        """Drop a user frame that could no longer be answered within the delay budget.
+
+        Counting queued frames is not enough when each step is slow, so the age of the frame
+        is checked against what is left of the budget after the step, the decode and the
+        playout cushion still to come. The newest frame is always kept, so a model that can
+        never meet the budget still answers, just as rarely as it must.
+        """
+        if not getattr(self.audio, "realtime", True) or self._model_q.qsize() == 0:
+            return False
+        still_to_come = (
+            self.timings["step"].mean
+            + self.timings["decode"].mean
+            + self.policy.playout_frames * FRAME_MS
+        )
+        age_ms = (time.monotonic() - record.captured) * 1000.0
+        if age_ms + still_to_come <= self.policy.max_delay_ms:
+            return False
+        with self._lock:
+            record.dropped = True
+            self.counters.dropped_input += 1
+        self._emit_frame(record)
+        return True
+
     def _next(self, q: queue.Queue) -> Any:
         """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""
         while not self._stop.is_set():

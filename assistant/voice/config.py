@@ -121,7 +121,9 @@ class MoshiConfig:
                 value = tuple(value)
             elif f.type == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
                 raise ConfigError(f"'{name}' must be an integer, got {value!r}", path=source)
-            elif f.type == "float" and not isinstance(value, (int, float)):
+            elif f.type == "float" and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise ConfigError(f"'{name}' must be a number, got {value!r}", path=source)
             values[name] = value
         unknown = set(data) - set(known) - _IGNORED_KEYS

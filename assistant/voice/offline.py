@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class FileConversation:
         return stats
 
 
-def open_codec(mimi_path: Path, codebooks: int):  # noqa: ANN201 - rustymimi.Tokenizer
+def open_codec(mimi_path: Path, codebooks: int) -> Any:  # a rustymimi.Tokenizer
     import rustymimi
 
     try:

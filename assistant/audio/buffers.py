@@ -1,0 +1,322 @@
+"""Frame buffers between PortAudio's callbacks and the conversation loop.
+
+The callbacks run on PortAudio's real-time thread: they only copy samples under a short lock,
+never wait for the model, and never raise (an exception there would stop the stream); errors are
+counted instead. All times are `time.monotonic()` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..voice.audio_files import FRAME_SAMPLES, SAMPLE_RATE
+
+
+@dataclass
+class AudioCounters:
+    frames_captured: int = 0  # complete 80 ms frames handed to the capture queue
+    frames_played: int = 0  # 80 ms frames' worth of pushed audio sent to the speaker
+    underruns: int = 0  # output callbacks that had to play (some) silence for lack of audio
+    overruns: int = 0  # captured frames dropped because the loop did not read them in time
+    playout_drops: int = 0  # pushed frames dropped because the playout queue was full
+    played_drops: int = 0  # played chunks dropped because nobody drained the record
+    input_flags: int = 0  # callbacks where PortAudio reported an input overflow/underflow
+    output_flags: int = 0  # callbacks where PortAudio reported an output underflow/overflow
+    callback_errors: int = 0  # exceptions caught inside callbacks (the stream kept going)
+    last_error: str = ""
+
+    def snapshot(self) -> AudioCounters:
+        return replace(self)
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    samples: np.ndarray  # float32 [1920]
+    t_capture: float  # when its first sample was captured
+
+
+@dataclass(frozen=True)
+class PlayedChunk:
+    t_play: float  # when its first sample reaches the speaker (as PortAudio estimates it)
+    samples: np.ndarray  # float32, exactly what the output callback wrote (silence included)
+
+
+def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> float:
+    """When the first sample of an input block was captured. PortAudio's ADC time is used when
+    it is plausible; a block can't be complete sooner than its own duration, so that is the
+    floor (ALSA reports the ADC time as 'now')."""
+    age = frames / sample_rate
+    try:
+        delay = float(time_info.currentTime) - float(time_info.inputBufferAdcTime)
+        if 0.0 < delay < 1.0 and float(time_info.inputBufferAdcTime) > 0.0:
+            age = max(age, delay)
+    except Exception:
+        pass  # a None or odd time_info: the floor will do
+    return now - age
+
+
+def playback_time(now: float, time_info: Any) -> float:
+    """When the first sample of an output block will be heard, per PortAudio's DAC time."""
+    try:
+        delay = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
+        if 0.0 <= delay < 2.0 and float(time_info.outputBufferDacTime) > 0.0:
+            return now + delay
+    except Exception:
+        pass
+    return now
+
+
+class StreamClock:
+    """Smooth times for the samples of a continuous stream, from per-callback estimates.
+
+    Callbacks jitter by up to a block (PulseAudio delivers some in pairs) and a late callback
+    makes its estimate late, never early: so the anchor follows the earliest estimates, creeps
+    later by at most `creep_s` per block (clock drift), and jumps when estimates run later by
+    more than `jump_s` (the stream lost samples)."""
+
+    def __init__(self, sample_rate: int, creep_s: float = 0.0005, jump_s: float = 0.25) -> None:
+        self.sample_rate = sample_rate
+        self.creep_s = creep_s
+        self.jump_s = jump_s
+        self._anchor: float | None = None
+        self._count = 0
+
+    def stamp(self, t_estimate: float, n: int) -> float:
+        """The time of the first of the next `n` samples, given a noisy estimate of it."""
+        if self._anchor is None:
+            self._anchor = t_estimate
+        predicted = self._anchor + self._count / self.sample_rate
+        late = t_estimate - predicted
+        if late < 0 or late > self.jump_s:
+            self._anchor += late
+        else:
+            self._anchor += min(late, self.creep_s)
+        self._count += n
+        return self._anchor + (self._count - n) / self.sample_rate
+
+
+class _Counted:
+    def __init__(self, counters: AudioCounters | None) -> None:
+        self.counters = counters if counters is not None else AudioCounters()
+        self._cond = threading.Condition(threading.Lock())
+
+    def count_status(self, kind: str) -> None:
+        """Count a PortAudio status flag ('input' or 'output') reported to a callback."""
+        with self._cond:
+            if kind == "input":
+                self.counters.input_flags += 1
+            else:
+                self.counters.output_flags += 1
+
+    def count_error(self, e: BaseException) -> None:
+        """Count an exception caught inside a callback (never raises itself)."""
+        try:
+            with self._cond:
+                self.counters.callback_errors += 1
+                self.counters.last_error = f"{type(e).__name__}: {e}"[:200]
+        except Exception:
+            pass
+
+
+class CaptureBuffer(_Counted):
+    """Input side: callbacks append samples; the loop takes complete 1920-sample frames.
+
+    Bounded at `max_frames`: when the loop falls behind, the oldest frames are dropped and
+    counted as overruns (stale audio is worth less than fresh audio to a live conversation)."""
+
+    def __init__(
+        self,
+        *,
+        max_frames: int = 25,
+        frame_samples: int = FRAME_SAMPLES,
+        sample_rate: int = SAMPLE_RATE,
+        counters: AudioCounters | None = None,
+    ) -> None:
+        super().__init__(counters)
+        if max_frames < 1:
+            raise ValueError("max_frames must be at least 1")
+        self.max_frames = max_frames
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self._frames: deque[CapturedFrame] = deque()
+        self._pending = np.zeros(frame_samples, dtype=np.float32)
+        self._fill = 0
+        self._pending_t = 0.0
+        self.clock = StreamClock(sample_rate)
+
+    def callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        """sounddevice InputStream callback (device at `sample_rate`). Never raises."""
+        try:
+            t_est = capture_time(time.monotonic(), time_info, frames, self.sample_rate)
+            t_first = self.clock.stamp(t_est, frames)
+            if status:
+                self.count_status("input")
+            data = np.asarray(indata, dtype=np.float32)
+            self.write(data[:, 0] if data.ndim == 2 else data, t_first)
+        except Exception as e:
+            self.count_error(e)
+
+    def write(self, samples: np.ndarray, t_first: float) -> None:
+        """Append samples whose first one was captured at `t_first` (producer thread only)."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        done: list[CapturedFrame] = []
+        pos, n = 0, len(samples)
+        while pos < n:
+            if self._fill == 0:
+                self._pending_t = t_first + pos / self.sample_rate
+            take = min(self.frame_samples - self._fill, n - pos)
+            self._pending[self._fill : self._fill + take] = samples[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.frame_samples:
+                done.append(CapturedFrame(self._pending.copy(), self._pending_t))
+                self._fill = 0
+        if not done:
+            return
+        with self._cond:
+            self._frames.extend(done)
+            self.counters.frames_captured += len(done)
+            while len(self._frames) > self.max_frames:
+                self._frames.popleft()
+                self.counters.overruns += 1
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> CapturedFrame | None:
+        """The oldest complete frame, waiting up to `timeout` seconds (None: forever)."""
+        with self._cond:
+            if not self._frames and timeout != 0:
+                self._cond.wait_for(lambda: bool(self._frames), timeout)
+            return self._frames.popleft() if self._frames else None
+
+    def wake(self) -> None:
+        """Wake a waiting `get` (it returns None if there is still no frame)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._frames.clear()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._frames)
+
+
+class PlayoutBuffer(_Counted):
+    """Output side: the loop pushes frames; callbacks pull exactly what the device asks for.
+
+    Playback starts (and restarts after running dry) only once `playout_frames` frames are
+    queued: one frame of slack was not enough to absorb callback jitter (NOTES). Beyond
+    `max_frames` queued the oldest are dropped (`playout_drops`): an output stream that starts
+    late or runs slow must not add its delay to every later answer. What was
+    actually written to the device, silence included, is recorded as PlayedChunks for the echo
+    canceller and the recording; the record is bounded (`max_played` chunks, drops counted)."""
+
+    def __init__(
+        self,
+        *,
+        playout_frames: int = 2,
+        max_frames: int = 8,
+        max_played: int = 500,
+        frame_samples: int = FRAME_SAMPLES,
+        sample_rate: int = SAMPLE_RATE,
+        counters: AudioCounters | None = None,
+    ) -> None:
+        super().__init__(counters)
+        if playout_frames < 0 or max_frames < max(1, playout_frames):
+            raise ValueError("need 0 <= playout_frames <= max_frames and max_frames >= 1")
+        self.playout_frames = playout_frames
+        self.max_frames = max_frames
+        self.max_played = max_played
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self._chunks: deque[np.ndarray] = deque()
+        self._offset = 0  # samples of _chunks[0] already played
+        self._buffered = 0  # samples queued, net of _offset
+        self._playing = False
+        self._samples_played = 0
+        self._played: deque[PlayedChunk] = deque()
+        self.clock = StreamClock(sample_rate)
+
+    def push(self, samples: np.ndarray) -> None:
+        """Queue audio to play (any length; normally one 1920-sample frame). Never blocks."""
+        data = np.array(samples, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse
+        if not len(data):
+            return
+        np.nan_to_num(data, copy=False)
+        with self._cond:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            limit = self.max_frames * self.frame_samples
+            while self._buffered > limit and len(self._chunks) > 1:
+                dropped = self._chunks.popleft()
+                self._buffered -= len(dropped) - self._offset
+                self._offset = 0
+                self.counters.playout_drops += 1
+
+    @property
+    def buffered_frames(self) -> float:
+        with self._cond:
+            return self._buffered / self.frame_samples
+
+    def callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        """sounddevice OutputStream callback (device at `sample_rate`). Never raises."""
+        try:
+            if status:
+                self.count_status("output")
+            t_play = self.clock.stamp(playback_time(time.monotonic(), time_info), frames)
+            block = self.pull(frames, t_play)
+            outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                outdata.fill(0)
+            self.count_error(e)
+
+    def pull(self, n: int, t_play: float) -> np.ndarray:
+        """Exactly `n` samples for the device, silence where there is no audio (an underrun)."""
+        out = np.zeros(n, dtype=np.float32)
+        with self._cond:
+            if not self._playing and self._buffered >= self.playout_frames * self.frame_samples:
+                self._playing = self._buffered > 0
+            got = 0
+            while self._playing and got < n and self._chunks:
+                head = self._chunks[0]
+                take = min(n - got, len(head) - self._offset)
+                out[got : got + take] = head[self._offset : self._offset + take]
+                got += take
+                self._offset += take
+                self._buffered -= take
+                if self._offset == len(head):
+                    self._chunks.popleft()
+                    self._offset = 0
+            if got < n:
+                self.counters.underruns += 1
+                self._playing = False  # ran dry: wait for `playout_frames` again
+            self._samples_played += got
+            self.counters.frames_played = self._samples_played // self.frame_samples
+            self._played.append(PlayedChunk(t_play, out))
+            while len(self._played) > self.max_played:
+                self._played.popleft()
+                self.counters.played_drops += 1
+        return out
+
+    def drain_played(self) -> list[PlayedChunk]:
+        """Everything played since the last drain, oldest first."""
+        with self._cond:
+            chunks = list(self._played)
+            self._played.clear()
+        return chunks
+
+    def clear(self) -> None:
+        """Forget queued audio (e.g. when the assistant is interrupted)."""
+        with self._cond:
+            self._chunks.clear()
+            self._offset = self._buffered = 0
+            self._playing = False

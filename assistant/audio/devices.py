@@ -1,0 +1,185 @@
+"""Audio devices through PortAudio (sounddevice): listing, choosing, checking 24 kHz support.
+
+sounddevice is imported inside functions: importing it loads libportaudio (an OSError when it
+is missing) and initialises PortAudio, which snapshots the devices that exist at that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+
+from ..errors import AudioError
+from ..voice.audio_files import SAMPLE_RATE
+
+Kind = Literal["input", "output"]
+
+# PortAudio error codes (portaudio.h) that deserve their own message.
+_PA_INVALID_CHANNEL_COUNT = -9998
+_PA_INVALID_SAMPLE_RATE = -9997
+_PA_INVALID_DEVICE = -9996
+_PA_DEVICE_UNAVAILABLE = -9985
+
+
+def sounddevice() -> ModuleType:
+    """The sounddevice module, or an AudioError saying PortAudio is missing."""
+    try:
+        import sounddevice as sd
+    except OSError as e:  # sounddevice raises OSError when libportaudio cannot be loaded
+        raise AudioError(
+            f"PortAudio is not installed: {e}",
+            hint="on Linux: apt-get install libportaudio2; on macOS it ships with sounddevice",
+        ) from None
+    return sd
+
+
+def audio_error(e: BaseException, what: str) -> AudioError:
+    """Turn a PortAudio (or sounddevice) error about `what` into a one-line AudioError."""
+    args = getattr(e, "args", ())
+    message = str(args[0]) if args else str(e)
+    code = args[1] if len(args) > 1 and isinstance(args[1], int) else None
+    if code == _PA_DEVICE_UNAVAILABLE:
+        return AudioError(
+            f"{what} is busy or unavailable",
+            hint="another application may be using it; close it or pick another device",
+        )
+    if code == _PA_INVALID_DEVICE or message.startswith("Error querying device"):
+        return AudioError(f"{what} is not available (unplugged?)", hint="see `assistant devices`")
+    if code == _PA_INVALID_SAMPLE_RATE:
+        return AudioError(f"{what} does not support the requested sample rate")
+    if code == _PA_INVALID_CHANNEL_COUNT:
+        return AudioError(f"{what} does not support mono audio")
+    return AudioError(f"{what}: {message}")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+    is_default_input: bool = False
+    is_default_output: bool = False
+
+    def has(self, kind: Kind) -> bool:
+        channels = self.max_input_channels if kind == "input" else self.max_output_channels
+        return channels > 0
+
+    @property
+    def label(self) -> str:
+        return f"#{self.index} {self.name!r} ({self.hostapi})"
+
+
+def rescan_devices() -> None:
+    """Re-initialise PortAudio so it sees devices (or a sound server) that appeared since the
+    first import. Every open stream must be closed first."""
+    sd = sounddevice()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception as e:
+        raise audio_error(e, "re-initialising PortAudio") from None
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every device PortAudio knows, with the system defaults marked."""
+    sd = sounddevice()
+    try:
+        raw = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        default_in, default_out = _defaults(sd)
+    except Exception as e:
+        raise audio_error(e, "listing audio devices") from None
+    devices = []
+    for d in raw:
+        index = int(d["index"])
+        devices.append(
+            DeviceInfo(
+                index=index,
+                name=str(d["name"]),
+                hostapi=str(hostapis[d["hostapi"]]["name"]),
+                max_input_channels=int(d["max_input_channels"]),
+                max_output_channels=int(d["max_output_channels"]),
+                default_samplerate=float(d["default_samplerate"]),
+                is_default_input=index == default_in,
+                is_default_output=index == default_out,
+            )
+        )
+    return devices
+
+
+def _defaults(sd: ModuleType) -> tuple[int, int]:
+    # sd.default.device holds PortAudio's defaults unless the program set its own; -1 = none.
+    default_in, default_out = sd.default.device
+    return int(default_in if default_in is not None else -1), int(
+        default_out if default_out is not None else -1
+    )
+
+
+def find_device(spec: str | int | None, kind: Kind) -> DeviceInfo:
+    """The device to use for `kind`: None = system default, int (or digits) = index, other
+    strings = case-insensitive part of the name (an exact name wins over partial matches)."""
+    devices = list_devices()
+    usable = [d for d in devices if d.has(kind)]
+    if not usable:
+        raise AudioError(f"no audio {kind} device found", hint="connect one, then retry")
+    if spec is None:
+        for d in usable:
+            if d.is_default_input if kind == "input" else d.is_default_output:
+                return d
+        raise AudioError(
+            f"there is no default {kind} device",
+            hint=f"pick one with --{kind}-device; see `assistant devices`",
+        )
+    if isinstance(spec, int) or spec.strip().isdigit():
+        index = int(spec)
+        for d in devices:
+            if d.index == index:
+                if not d.has(kind):
+                    raise AudioError(f"device {d.label} has no {kind} channels")
+                return d
+        raise AudioError(f"no audio device #{index}; {kind} devices: {_names(usable)}")
+    wanted = spec.strip().lower()
+    exact = [d for d in usable if d.name.lower() == wanted]
+    matches = exact or [d for d in usable if wanted in d.name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AudioError(f"no {kind} device matches {spec!r}; {kind} devices: {_names(usable)}")
+    raise AudioError(
+        f"{spec!r} matches several {kind} devices: {_names(matches)}",
+        hint="use more of the name, or the index",
+    )
+
+
+def _names(devices: list[DeviceInfo]) -> str:
+    return ", ".join(f"#{d.index} {d.name!r}" for d in devices)
+
+
+def supports_rate(device: DeviceInfo, kind: Kind, rate: int = SAMPLE_RATE) -> bool:
+    """Whether PortAudio accepts a mono float32 stream at `rate` on this device."""
+    sd = sounddevice()
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device.index, channels=1, dtype="float32", samplerate=rate)
+    except Exception:  # PortAudioError or ValueError: not supported, whatever the reason
+        return False
+    return True
+
+
+def open_rate(device: DeviceInfo, kind: Kind) -> int:
+    """The rate to open the device at: 24 kHz when it can, else its default rate (the stream
+    is then resampled), else an AudioError."""
+    if supports_rate(device, kind, SAMPLE_RATE):
+        return SAMPLE_RATE
+    rate = round(device.default_samplerate)
+    if rate > 0 and supports_rate(device, kind, rate):
+        return rate
+    raise AudioError(
+        f"{kind} device {device.label} accepts neither {SAMPLE_RATE} Hz nor its default "
+        f"{rate} Hz mono float32",
+        hint="pick another device; see `assistant devices`",
+    )

@@ -1,0 +1,421 @@
+"""Full-duplex audio for the conversation loop: microphone in, speaker out, 80 ms frames.
+
+`DuplexAudio` drives real devices through PortAudio; `FileAudio` has the same interface but
+reads the user's side from a file and writes the assistant's side to a WAV, for tests, demos and
+machines without audio devices. The loop only ever sees `AudioIO`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import AudioError
+from ..voice.audio_files import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, frames, read_audio
+from .buffers import (
+    AudioCounters,
+    CaptureBuffer,
+    CapturedFrame,
+    PlayedChunk,
+    PlayoutBuffer,
+    StreamClock,
+    capture_time,
+    playback_time,
+)
+from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
+from .wav_writer import StreamingWavWriter
+
+
+@dataclass(frozen=True)
+class StreamLatency:
+    input_s: float  # as reported by PortAudio for the opened streams
+    output_s: float
+    playout_s: float  # the playout buffer's priming depth, on top of output_s
+
+    @property
+    def round_trip_s(self) -> float:
+        return self.input_s + self.output_s + self.playout_s
+
+
+class AudioIO(Protocol):
+    """What the conversation loop needs from an audio backend."""
+
+    @property
+    def counters(self) -> AudioCounters: ...
+    @property
+    def latency(self) -> StreamLatency: ...
+    @property
+    def finished(self) -> bool: ...
+    def start(self) -> AudioIO: ...
+    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None: ...
+    def play_frame(self, samples: np.ndarray) -> None: ...
+    def drain_played(self) -> list[PlayedChunk]: ...
+    def stop(self) -> None: ...
+
+
+class DuplexAudio:
+    """Separate input and output PortAudio streams (so the devices may differ), mono float32
+    at 24 kHz in 1920-sample blocks; a device that can't do 24 kHz is opened at its default
+    rate and resampled with soxr. `read_frame` raises AudioError once a stream has died
+    (device unplugged, sound server gone) or gone silent for `stall_timeout_s`."""
+
+    def __init__(
+        self,
+        input_device: str | int | None = None,
+        output_device: str | int | None = None,
+        *,
+        playout_frames: int = 2,
+        max_playout_frames: int = 8,
+        capture_frames: int = 25,
+        latency: str | float = "low",
+        device_rate: int | None = None,
+        stall_timeout_s: float = 2.0,
+    ) -> None:
+        self._specs = (input_device, output_device)
+        self._latency_setting = latency
+        self._device_rate = device_rate  # force a device rate (tests; devices that misreport)
+        self.stall_timeout_s = stall_timeout_s
+        self._counters = AudioCounters()
+        self.capture = CaptureBuffer(max_frames=capture_frames, counters=self._counters)
+        self.playout = PlayoutBuffer(
+            playout_frames=playout_frames, max_frames=max_playout_frames, counters=self._counters
+        )
+        self.input_device: DeviceInfo | None = None
+        self.output_device: DeviceInfo | None = None
+        self.input_rate = self.output_rate = SAMPLE_RATE
+        self._streams: list[Any] = []
+        self._failure: str | None = None
+        self._stopping = False
+        self._started = False
+        now = time.monotonic()
+        self._last_callback = {"input": now, "output": now}
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> DuplexAudio:
+        if self._started:
+            return self
+        sd = sounddevice()
+        self.input_device = find_device(self._specs[0], "input")
+        self.output_device = find_device(self._specs[1], "output")
+        self.input_rate = self._rate(self.input_device, "input")
+        self.output_rate = self._rate(self.output_device, "output")
+        in_cb = self._input_callback(self.input_rate)
+        out_cb = self._output_callback(self.output_rate)
+        for kind, device, rate, cb, cls in (
+            ("input", self.input_device, self.input_rate, in_cb, sd.InputStream),
+            ("output", self.output_device, self.output_rate, out_cb, sd.OutputStream),
+        ):
+            try:
+                stream = cls(
+                    device=device.index,
+                    samplerate=rate,
+                    channels=1,
+                    dtype="float32",
+                    blocksize=round(FRAME_SAMPLES * rate / SAMPLE_RATE),
+                    latency=self._latency_setting,
+                    callback=cb,
+                    finished_callback=self._finished_callback(kind),
+                )
+            except Exception as e:
+                self._close_streams()
+                raise audio_error(e, f"{kind} device {device.label}") from None
+            self._streams.append(stream)
+        now = time.monotonic()
+        self._last_callback = {"input": now, "output": now}
+        try:
+            for stream in self._streams:
+                stream.start()
+        except Exception as e:
+            self._close_streams()
+            raise audio_error(e, "starting the audio streams") from None
+        self._started = True
+        return self
+
+    def _rate(self, device: DeviceInfo, kind: str) -> int:
+        if self._device_rate is None:
+            return open_rate(device, kind)  # type: ignore[arg-type]
+        if not supports_rate(device, kind, self._device_rate):  # type: ignore[arg-type]
+            raise AudioError(f"{kind} device {device.label} can't open at {self._device_rate} Hz")
+        return self._device_rate
+
+    def stop(self) -> None:
+        """Stop and close both streams (idempotent); later reads return None."""
+        self._stopping = True
+        self._close_streams()
+        self.capture.wake()
+
+    def _close_streams(self) -> None:
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            try:
+                stream.abort()  # abort, not stop: don't wait for queued output to drain
+                stream.close()
+            except Exception:
+                pass  # a vanished device may refuse to close; nothing else to do
+
+    def __enter__(self) -> DuplexAudio:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- the loop's side --------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._stopping or self._failure is not None
+
+    @property
+    def counters(self) -> AudioCounters:
+        return self._counters.snapshot()
+
+    @property
+    def latency(self) -> StreamLatency:
+        lat = [float(getattr(s, "latency", 0.0) or 0.0) for s in self._streams]
+        lat += [0.0] * (2 - len(lat))
+        return StreamLatency(lat[0], lat[1], self.playout.playout_frames * FRAME_SECONDS)
+
+    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None:
+        """The next 80 ms of microphone audio, or None on timeout or after `stop`."""
+        if not self._started:
+            raise AudioError("the audio streams are not started")
+        self._check()
+        frame = self.capture.get(timeout)
+        if frame is None:
+            self._check()
+        return frame
+
+    def play_frame(self, samples: np.ndarray) -> None:
+        """Queue audio for the speaker (normally one 1920-sample frame). Never blocks."""
+        self.playout.push(samples)
+
+    def drain_played(self) -> list[PlayedChunk]:
+        return self.playout.drain_played()
+
+    def _check(self) -> None:
+        if self._stopping:
+            return
+        if self._failure is None:
+            now = time.monotonic()
+            for kind in ("input", "output"):
+                if now - self._last_callback[kind] > self.stall_timeout_s:
+                    device = self.input_device if kind == "input" else self.output_device
+                    label = device.label if device else "?"
+                    self._failure = (
+                        f"the {kind} device {label} stopped delivering audio for "
+                        f"{self.stall_timeout_s:.1f} s (unplugged or stalled?)"
+                    )
+        if self._failure is not None:
+            raise AudioError(self._failure, hint="see `assistant devices`")
+
+    # --- callbacks (PortAudio's thread: never raise) ----------------------------------------
+
+    def _finished_callback(self, kind: str) -> Any:
+        def finished() -> None:
+            if not self._stopping and self._failure is None:
+                device = self.input_device if kind == "input" else self.output_device
+                label = device.label if device else "?"
+                self._failure = f"the {kind} stream on {label} stopped (device unplugged?)"
+            self.capture.wake()
+
+        return finished
+
+    def _input_callback(self, rate: int) -> Any:
+        capture = self.capture
+        if rate == SAMPLE_RATE:
+
+            def direct(indata: Any, n: int, time_info: Any, status: Any) -> None:
+                self._last_callback["input"] = time.monotonic()
+                capture.callback(indata, n, time_info, status)
+
+            return direct
+        resampler = _Resampler(rate, SAMPLE_RATE)
+        clock = StreamClock(rate)
+
+        def resampled(indata: Any, n: int, time_info: Any, status: Any) -> None:
+            try:
+                now = self._last_callback["input"] = time.monotonic()
+                if status:
+                    capture.count_status("input")
+                t_block = clock.stamp(capture_time(now, time_info, n, rate), n)
+                # Samples the resampler still holds came earlier than this block.
+                t_first = t_block - resampler.backlog_s
+                capture.write(resampler.process(np.asarray(indata, np.float32)[:, 0]), t_first)
+            except Exception as e:
+                capture.count_error(e)
+
+        return resampled
+
+    def _output_callback(self, rate: int) -> Any:
+        playout = self.playout
+        if rate == SAMPLE_RATE:
+
+            def direct(outdata: Any, n: int, time_info: Any, status: Any) -> None:
+                self._last_callback["output"] = time.monotonic()
+                playout.callback(outdata, n, time_info, status)
+
+            return direct
+        resampler = _Resampler(SAMPLE_RATE, rate)
+        clock = StreamClock(rate)
+        fifo = np.zeros(0, dtype=np.float32)
+
+        def resampled(outdata: Any, n: int, time_info: Any, status: Any) -> None:
+            nonlocal fifo
+            try:
+                now = self._last_callback["output"] = time.monotonic()
+                if status:
+                    playout.count_status("output")
+                t_play = clock.stamp(playback_time(now, time_info), n) + len(fifo) / rate
+                need = n - len(fifo)
+                if need > 0:  # pull just enough at 24 kHz, so the fifo doesn't grow
+                    src = playout.pull(math.ceil(need * SAMPLE_RATE / rate), t_play)
+                    fifo = np.concatenate([fifo, resampler.process(src)])
+                block = fifo[:n]
+                fifo = fifo[n:]
+                outdata[: len(block)] = block.reshape(-1, 1)
+                outdata[len(block) :] = 0  # only while the resampler fills up at the start
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    outdata.fill(0)
+                playout.count_error(e)
+
+        return resampled
+
+
+class _Resampler:
+    """soxr's streaming resampler, counting what it holds back."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        import soxr
+
+        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._in = self._out = 0
+
+    @property
+    def backlog_s(self) -> float:
+        return max(0.0, self._in / self.rate_in - self._out / self.rate_out)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        y = self._stream.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
+        self._in += len(x)
+        self._out += len(y)
+        return np.asarray(y, dtype=np.float32)
+
+
+class FileAudio:
+    """`AudioIO` over files: the user's side comes from an audio file (or an array at 24 kHz),
+    followed by `tail_s` of silence; what the loop plays is written to `output` (a WAV) if given.
+    `realtime=True` releases one frame every 80 ms; `realtime=False` as fast as it is read."""
+
+    def __init__(
+        self,
+        source: str | Path | np.ndarray,
+        output: str | Path | None = None,
+        *,
+        realtime: bool = True,
+        tail_s: float = 1.0,
+        max_played: int = 500,
+    ) -> None:
+        self._source = source
+        self._output = output
+        self.realtime = realtime
+        self.tail_s = tail_s
+        self._frames: list[np.ndarray] = []
+        self._next = 0
+        self._t0 = 0.0
+        self._counters = AudioCounters()
+        self._played: deque[PlayedChunk] = deque(maxlen=max_played)
+        self._lock = threading.Lock()
+        self._writer: StreamingWavWriter | None = None
+        self._started = False
+        self._stopped = False
+
+    def start(self) -> FileAudio:
+        if self._started:
+            return self
+        pcm = (
+            np.asarray(self._source, dtype=np.float32).reshape(-1)
+            if isinstance(self._source, np.ndarray)
+            else read_audio(self._source)
+        )
+        tail = np.zeros(math.ceil(self.tail_s / FRAME_SECONDS) * FRAME_SAMPLES, np.float32)
+        self._frames = frames(np.concatenate([pcm, tail])) if len(pcm) + len(tail) else []
+        if self._output is not None:
+            self._writer = StreamingWavWriter(self._output)
+        self._t0 = time.monotonic()
+        self._started = True
+        return self
+
+    @property
+    def total_frames(self) -> int:
+        return len(self._frames)
+
+    @property
+    def finished(self) -> bool:
+        return self._stopped or (self._started and self._next >= len(self._frames))
+
+    @property
+    def counters(self) -> AudioCounters:
+        return self._counters.snapshot()
+
+    @property
+    def latency(self) -> StreamLatency:
+        return StreamLatency(0.0, 0.0, 0.0)
+
+    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None:
+        """The next frame; None on timeout (realtime, not due yet) or at the end (`finished`)."""
+        if not self._started:
+            raise AudioError("the audio source is not started")
+        if self.finished:
+            return None
+        i = self._next
+        if self.realtime:
+            wait = self._t0 + (i + 1) * FRAME_SECONDS - time.monotonic()
+            if timeout is not None and wait > timeout:
+                time.sleep(max(0.0, timeout))
+                return None
+            if wait > 0:
+                time.sleep(wait)
+            t_capture = self._t0 + i * FRAME_SECONDS
+        else:
+            t_capture = time.monotonic() - FRAME_SECONDS
+        self._next += 1
+        self._counters.frames_captured += 1
+        return CapturedFrame(self._frames[i], t_capture)
+
+    def play_frame(self, samples: np.ndarray) -> None:
+        """Record what the loop plays; an unwritable output raises AudioError once."""
+        data = np.array(samples, dtype=np.float32).reshape(-1)
+        with self._lock:
+            self._played.append(PlayedChunk(time.monotonic(), data))
+            self._counters.frames_played += 1
+        if self._writer is not None:
+            self._writer.write(data)
+
+    def drain_played(self) -> list[PlayedChunk]:
+        with self._lock:
+            chunks = list(self._played)
+            self._played.clear()
+        return chunks
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def __enter__(self) -> FileAudio:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

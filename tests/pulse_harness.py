@@ -1,0 +1,152 @@
+"""A handle on the private PulseAudio server of scripts/pulseaudio.sh (Linux test harness).
+
+`vmic`: a null sink whose monitor is the default source, i.e. what is played into it is what the
+assistant's microphone hears. `vspk`: the default sink, i.e. the assistant's speaker; recorded
+from `vspk.monitor`. A loopback from vspk.monitor into vmic makes a room echo.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "pulseaudio.sh"
+
+
+class PulseError(RuntimeError):
+    pass
+
+
+def _run(args: list[str], timeout: float = 20) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise PulseError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def start_server() -> dict[str, str]:
+    """Start (or repair) the server; returns the env variables its clients need."""
+    out = _run(["bash", str(SCRIPT), "start"], timeout=30)
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = value
+    if "PULSE_SERVER" not in env:
+        raise PulseError(f"scripts/pulseaudio.sh start printed no PULSE_SERVER: {out!r}")
+    return env
+
+
+def server_running() -> bool:
+    try:
+        return subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def stop_server() -> None:
+    _run(["bash", str(SCRIPT), "stop"])
+
+
+def reinit_portaudio() -> None:
+    """PortAudio lists devices once, at initialisation: redo it now that the server is up."""
+    if "sounddevice" in sys.modules:
+        sd = sys.modules["sounddevice"]
+        sd._terminate()
+        sd._initialize()
+
+
+class PulseAudio:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def pactl(self, *args: str) -> str:
+        return _run(["pactl", *args])
+
+    def restart(self) -> None:
+        """Bring the server back (after a test killed it) and re-initialise PortAudio."""
+        self.env.update(start_server())
+        os.environ.update(self.env)
+        reinit_portaudio()
+
+    def kill(self) -> None:
+        """Stop the server, as if the audio hardware vanished."""
+        stop_server()
+
+    def play_into_mic(self, wav: Path, *, wait: bool = True) -> subprocess.Popen | None:
+        """Play a WAV into the virtual microphone."""
+        proc = subprocess.Popen(
+            ["paplay", "-d", "vmic", str(wav)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        if not wait:
+            return proc
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode:
+            raise PulseError(f"paplay failed: {err.decode(errors='replace').strip()}")
+        return None
+
+    def record_speaker(self, path: Path) -> Recorder:
+        """Record the virtual speaker to a 24 kHz mono float WAV until `stop()`."""
+        return Recorder(path)
+
+    def add_echo(self, latency_ms: int = 60, volume_percent: int | None = None) -> int:
+        """Loop the speaker back into the microphone; returns the module id."""
+        module = int(
+            self.pactl(
+                "load-module",
+                "module-loopback",
+                "source=vspk.monitor",
+                "sink=vmic",
+                f"latency_msec={latency_ms}",
+                "source_dont_move=true",
+                "sink_dont_move=true",
+            ).strip()
+        )
+        if volume_percent is not None:
+            for line in self.pactl("list", "short", "sink-inputs").splitlines():
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == str(module):
+                    self.pactl("set-sink-input-volume", fields[0], f"{volume_percent}%")
+        return module
+
+    def remove_echo(self, module: int) -> None:
+        self.pactl("unload-module", str(module))
+
+
+class Recorder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._proc = subprocess.Popen(
+            [
+                "parecord",
+                "-d",
+                "vspk.monitor",
+                "--file-format=wav",
+                "--format=float32le",
+                "--rate=24000",
+                "--channels=1",
+                "--latency-msec=20",
+                str(path),
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)  # let it connect before anything worth recording is played
+
+    def stop(self) -> np.ndarray:
+        """Stop recording; the samples recorded."""
+        from assistant.voice.audio_files import read_audio
+
+        self._proc.terminate()  # parecord finalises the WAV header on SIGTERM
+        try:
+            self._proc.wait(timeout=10)
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+        return read_audio(self.path)
