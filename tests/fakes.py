@@ -22,7 +22,7 @@ class Captured:
 @dataclass
 class Played:
     samples: np.ndarray
-    t_played: float
+    t_play: float
 
 
 @dataclass

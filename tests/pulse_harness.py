@@ -150,3 +150,30 @@ class Recorder:
             if self._proc.poll() is None:
                 self._proc.kill()
         return read_audio(self.path)
+
+
+def make_speech(path: Path, text: str) -> Path:
+    """Real speech at 24 kHz mono 16-bit, from espeak-ng and sox (installed by setup.sh)."""
+    raw = path.with_suffix(".espeak.wav")
+    _run(["espeak-ng", "-w", str(raw), text], timeout=60)
+    _run(["sox", str(raw), "-r", "24000", "-c", "1", "-b", "16", str(path)], timeout=60)
+    return path
+
+
+def best_match(signal: np.ndarray, template: np.ndarray) -> tuple[int, float]:
+    """Where `template` sits in `signal` (signal[lag:] ~ template) and the normalised
+    correlation there (1.0 = identical up to gain), over the template's full length."""
+    x = np.asarray(signal, np.float64)
+    t = np.asarray(template, np.float64)
+    size = 1 << (len(x) + len(t)).bit_length()
+    c = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(t, size)), size)
+    lag = int(np.argmax(c))
+    if lag > size // 2:
+        lag -= size
+    lo, hi = max(lag, 0), min(len(x), lag + len(t))
+    seg, ref = x[lo:hi], t[lo - lag : hi - lag]
+    return lag, float(np.dot(seg, ref) / np.sqrt(np.dot(seg, seg) * np.dot(t, t) + 1e-30))
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(np.asarray(x, np.float64))))) if len(x) else 0.0

@@ -75,6 +75,12 @@ def test_load_reports_the_real_load_time(tiny_q4: Path) -> None:
     assert "Loaded" in result.output and "5.00 bits/weight" in result.output
 
 
+def test_load_then_stream_frames(tiny_q4: Path) -> None:
+    result = runner.invoke(app, ["load", str(tiny_q4), "--steps", "5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "5 steps: p50" in result.output
+
+
 def _unsupported_bits(tmp_path: Path) -> Path:
     specs = expected_tensors(TINY, Q4)
     p = "transformer.layers.0.self_attn.in_proj"

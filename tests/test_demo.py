@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.conversation.runner import Chat, ChatSettings
 from assistant.errors import AudioError
 from assistant.voice.audio_files import FRAME_SAMPLES, read_audio, write_wav
-from assistant.voice.engine import StreamingEngine
 from assistant.voice.layout import Q4
-from assistant.voice.loader import load
-from assistant.voice.offline import converse_file
-from assistant.voice.resolve import CheckpointSpec, resolve
+from assistant.voice.resolve import CheckpointSpec
 from assistant.voice.sampling import SamplingConfig
 from assistant.voice.synthetic.checkpoint import make_checkpoint
 
@@ -53,19 +51,30 @@ def test_wav_roundtrip(tmp_path: Path) -> None:
     assert len(back) == 24000 and np.abs(back - tone).max() < 1e-3
 
 
-def test_file_conversation_streams_every_frame(tiny: Path) -> None:
-    loaded = load(resolve(CheckpointSpec(target=str(tiny))))
-    engine = StreamingEngine(loaded.model, loaded.config, SamplingConfig(seed=7))
+def test_file_conversation_through_the_loop(tiny: Path) -> None:
     speech = read_audio(BUNDLED)[: 24000 * 2]
-    talk = converse_file(engine, loaded.report.files.mimi, speech, tail_seconds=0.4)
-    n = -(-(len(speech) + 5 * FRAME_SAMPLES) // FRAME_SAMPLES)
-    assert len(talk.times) == n == engine.steps_taken
-    assert talk.reply.shape == (n * FRAME_SAMPLES,)
-    assert np.all(talk.reply[:FRAME_SAMPLES] == 0)  # the acoustic delay: nothing yet
-    assert np.isfinite(talk.reply).all() and np.abs(talk.reply[FRAME_SAMPLES:]).max() > 0
-    stats = talk.stage_stats()
-    assert set(stats) == {"encode", "step", "decode", "total"}
-    assert all(s["p50"] > 0 for s in stats.values())
+    settings = ChatSettings(
+        checkpoint=CheckpointSpec(target=str(tiny)),
+        input_file=speech,
+        echo_cancellation=False,
+        sampling=SamplingConfig(seed=7),
+        download=False,
+        session_kind="test",
+    )
+    outcome = Chat(settings).run()
+    assert outcome.error is None and not outcome.interrupted
+    frames = -(-(len(speech) + 24000) // FRAME_SAMPLES)  # speech + the 1 s tail
+    stats = outcome.stats
+    assert stats["frames_captured"] == stats["frames_stepped"] == stats["frames_played"] == frames
+    assert stats["dropped_input"] == stats["dropped_output"] == 0
+    assert stats["model"]["quantization"] == "q4"
+    assert stats["codec"]["encode"]["frames"] >= frames
+    reply = read_audio(outcome.session / "moshi.wav")
+    assert len(reply) == frames * FRAME_SAMPLES
+    assert np.all(reply[:FRAME_SAMPLES] == 0)  # the acoustic delay: nothing yet
+    assert np.abs(reply[FRAME_SAMPLES:]).max() > 0
+    assert len(read_audio(outcome.session / "user.wav")) == frames * FRAME_SAMPLES
+    assert (outcome.session / "transcript.txt").read_text().startswith("[")
 
 
 @pytest.mark.slow
@@ -81,11 +90,11 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "random weights" in result.stdout
-    assert (tmp_path / "checkpoints" / "demo-tiny-q4" / "model.q4.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "demo-tiny-bf16" / "model.safetensors").is_file()
     (session,) = (tmp_path / "home" / "sessions").iterdir()
     stats = json.loads((session / "stats.json").read_text())
-    assert stats["frames"] > 60 and stats["quantization"] == "q4"
+    assert stats["frames_stepped"] > 60 and stats["model"]["quantization"] == "bf16"
     reply = read_audio(session / "moshi.wav")
-    assert len(reply) == stats["frames"] * FRAME_SAMPLES
+    assert len(reply) == stats["frames_played"] * FRAME_SAMPLES
     assert np.sqrt(np.mean(reply**2)) > 1e-4  # Moshi's side is not silent
     assert (session / "transcript.txt").is_file()

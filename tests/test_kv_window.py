@@ -14,6 +14,7 @@ from moshi_mlx.modules.kv_cache import RotatingKVCache
 from moshi_mlx.modules.transformer import LayerCache, Transformer, TransformerConfig
 
 from assistant.errors import AssistantError
+from assistant.voice.config import transformer_config
 from assistant.voice.kv_cache import PrefillNotSupportedError, RingKVCache, make_ring_cache
 
 D_MODEL, HEADS, LAYERS = 16, 2, 2
@@ -26,29 +27,7 @@ DIFF = 1e-4  # a window off by even one key moves the output by more than this
 
 def tiny_config(context: int) -> TransformerConfig:
     """moshi_mlx's main-transformer recipe (RoPE, gating, RMSNorm) at toy width, float32."""
-    return TransformerConfig(
-        d_model=D_MODEL,
-        num_heads=HEADS,
-        num_layers=LAYERS,
-        dim_feedforward=4 * D_MODEL,
-        causal=True,
-        norm_first=True,
-        bias_ff=False,
-        bias_attn=False,
-        layer_scale=None,
-        context=context,
-        max_period=10000,
-        use_conv_block=False,
-        use_conv_bias=True,
-        cross_attention=False,
-        gating=True,
-        norm="rms_norm",
-        positional_embedding="rope",
-        conv_layout=False,
-        conv_kernel_size=3,
-        kv_repeat=1,
-        max_seq_len=4096,
-    )
+    return transformer_config(D_MODEL, HEADS, LAYERS, 4 * D_MODEL, context, 10000)
 
 
 def make_transformer(context: int) -> Transformer:

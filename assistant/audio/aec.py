@@ -3,9 +3,11 @@
 The mic hears the assistant's own voice from the speaker; without cancelling it Moshi answers
 itself. Per 80 ms frame, the audio that was playing while the mic frame was captured is fed as
 the reverse (far-end) stream, 10 ms at a time, before the mic audio. AEC3 finds the delay
-itself, from about 5 ms to 500 ms of lead of the reference over its echo (measured): so take
-the reference a little *earlier* than the mic frame (`ReferenceTimeline.window(t - lead)`),
-never later. `set_stream_delay_ms` changed nothing measurable and is not used.
+itself, from about 5 ms to 500 ms of lead of the reference over its echo (measured), and fails
+when the reference comes after its echo. A sound played at t is heard at t + the acoustic
+delay, so the reference for a mic frame captured at t is what was played from t + a small lead
+on (`ReferenceTimeline.reference_for`): it is already known then, since output is stamped when
+it is written, ahead of its play time. `set_stream_delay_ms` changed nothing measurable.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from .buffers import PlayedChunk
 
 # Far-end RMS above which a subframe counts towards the echo reduction (~ -50 dBFS).
 FAR_ACTIVE_RMS = 3e-3
-REFERENCE_LEAD_S = 0.08  # how much earlier than the mic frame to take the reference
+# How far after the mic frame's capture time its reference starts: the margin by which the
+# reference leads the echo, on top of the acoustic delay, against errors in the timestamps.
+# Kept small: the reference must already have been written to the output when the frame is
+# processed, and that is only ~ one block plus the output latency ahead.
+REFERENCE_LEAD_S = 0.04
 
 
 @dataclass
@@ -208,6 +214,7 @@ class ReferenceTimeline:
         self._origin: float | None = None  # time of absolute sample 0
         self._end = 0  # absolute index just after the last sample written
         self.reanchors = 0
+        self.unknown_samples = 0  # asked-for samples not played yet (the lead is too long)
 
     def add(self, chunks: list[PlayedChunk]) -> None:
         for chunk in chunks:
@@ -235,10 +242,11 @@ class ReferenceTimeline:
             return out
         first = round((t_start - self._origin) * self.sample_rate)
         idx = np.arange(first, first + n)
+        self.unknown_samples += int(np.count_nonzero(idx >= self._end))
         ok = (idx < self._end) & (idx >= max(0, self._end - len(self._ring)))
         out[ok] = self._ring[idx[ok] % len(self._ring)]
         return out
 
     def reference_for(self, t_capture: float, n: int = FRAME_SAMPLES) -> np.ndarray:
-        """The reference for a mic frame captured at `t_capture`: it must lead the echo."""
-        return self.window(t_capture - REFERENCE_LEAD_S, n)
+        """The reference for a mic frame captured at `t_capture` (see the module docstring)."""
+        return self.window(t_capture + REFERENCE_LEAD_S, n)

@@ -74,32 +74,75 @@ def playback_time(now: float, time_info: Any) -> float:
 
 
 class StreamClock:
-    """Smooth times for the samples of a continuous stream, from per-callback estimates.
+    """Steady times for the samples of a continuous stream, from per-callback estimates.
 
-    Callbacks jitter by up to a block (PulseAudio delivers some in pairs) and a late callback
-    makes its estimate late, never early: so the anchor follows the earliest estimates, creeps
-    later by at most `creep_s` per block (clock drift), and jumps when estimates run later by
-    more than `jump_s` (the stream lost samples)."""
+    A sample's time is its count since the start plus an anchor. Callbacks jitter by up to a
+    block (PulseAudio delivers some in pairs) and a late callback makes its estimate late,
+    never early, so the anchor targets the smallest (estimate - count) offset of the last
+    `window` callbacks. It moves towards that target by at most `slew_s` per callback once warm
+    (the echo canceller copes with a slow glide better than with steps when an early outlier
+    enters or leaves the window), and jumps when `jumps` callbacks in a row run later than
+    `jump_s` or the target falls that much earlier (the stream lost or gained time).
+    With `skip_bursts` (output streams), a callback coming less than half a block after the
+    previous one is PortAudio filling its buffer ahead (priming): its samples play later than
+    its estimate says, so it is not used as evidence. (An input burst is a backlog being
+    delivered: late estimates, which the minimum ignores anyway.)"""
 
-    def __init__(self, sample_rate: int, creep_s: float = 0.0005, jump_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        *,
+        skip_bursts: bool = False,
+        window: int = 50,
+        warmup: int = 25,
+        slew_s: float = 0.001,
+        jump_s: float = 0.12,
+        jumps: int = 3,
+    ) -> None:
         self.sample_rate = sample_rate
-        self.creep_s = creep_s
+        self.skip_bursts = skip_bursts
+        self.warmup = warmup
+        self.slew_s = slew_s
         self.jump_s = jump_s
-        self._anchor: float | None = None
+        self.jumps = jumps
+        self._offsets: deque[float] = deque(maxlen=window)
+        self._anchor = 0.0
+        self._seen = 0  # estimates used since the last (re-)anchoring
         self._count = 0
+        self._late = 0
+        self._previous: tuple[float, int] | None = None  # (estimate, samples) of last callback
+        self.reanchors = 0
 
     def stamp(self, t_estimate: float, n: int) -> float:
         """The time of the first of the next `n` samples, given a noisy estimate of it."""
-        if self._anchor is None:
-            self._anchor = t_estimate
-        predicted = self._anchor + self._count / self.sample_rate
-        late = t_estimate - predicted
-        if late < 0 or late > self.jump_s:
-            self._anchor += late
-        else:
-            self._anchor += min(late, self.creep_s)
+        start = self._count
         self._count += n
-        return self._anchor + (self._count - n) / self.sample_rate
+        previous, self._previous = self._previous, (t_estimate, n)
+        burst = previous and t_estimate - previous[0] < 0.5 * previous[1] / self.sample_rate
+        if not (burst and self.skip_bursts and self._offsets):
+            self._observe(t_estimate - start / self.sample_rate)
+        return self._anchor + start / self.sample_rate
+
+    def _observe(self, offset: float) -> None:
+        if self._offsets and offset - min(self._offsets) > self.jump_s:
+            self._late += 1
+            if self._late < self.jumps:
+                return
+            self._offsets.clear()
+            self.reanchors += 1
+        self._late = 0
+        if self._offsets and offset < self._anchor - self.jump_s:
+            self._offsets.clear()
+            self.reanchors += 1
+        if not self._offsets:
+            self._seen = 0
+        self._offsets.append(offset)
+        self._seen += 1
+        target = min(self._offsets)
+        if self._seen <= self.warmup:
+            self._anchor = target
+        else:
+            self._anchor += max(-self.slew_s, min(self.slew_s, target - self._anchor))
 
 
 class _Counted:
@@ -243,7 +286,7 @@ class PlayoutBuffer(_Counted):
         self._playing = False
         self._samples_played = 0
         self._played: deque[PlayedChunk] = deque()
-        self.clock = StreamClock(sample_rate)
+        self.clock = StreamClock(sample_rate, skip_bursts=True)
 
     def push(self, samples: np.ndarray) -> None:
         """Queue audio to play (any length; normally one 1920-sample frame). Never blocks."""

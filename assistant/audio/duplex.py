@@ -65,7 +65,11 @@ class DuplexAudio:
     """Separate input and output PortAudio streams (so the devices may differ), mono float32
     at 24 kHz in 1920-sample blocks; a device that can't do 24 kHz is opened at its default
     rate and resampled with soxr. `read_frame` raises AudioError once a stream has died
-    (device unplugged, sound server gone) or gone silent for `stall_timeout_s`."""
+    (device unplugged, sound server gone) or gone silent for `stall_timeout_s`.
+
+    `latency` is PortAudio's suggested latency. "high" by default: through PulseAudio, "low"
+    glitched the output now and then (audio missing from what was recorded as played), which
+    cost the echo canceller 20-30 dB; the 80 ms blocks dominate the latency anyway."""
 
     def __init__(
         self,
@@ -75,14 +79,17 @@ class DuplexAudio:
         playout_frames: int = 2,
         max_playout_frames: int = 8,
         capture_frames: int = 25,
-        latency: str | float = "low",
+        latency: str | float = "high",
         device_rate: int | None = None,
         stall_timeout_s: float = 2.0,
+        start_timeout_s: float = 5.0,
     ) -> None:
         self._specs = (input_device, output_device)
         self._latency_setting = latency
         self._device_rate = device_rate  # force a device rate (tests; devices that misreport)
         self.stall_timeout_s = stall_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._flowing = {"input": threading.Event(), "output": threading.Event()}
         self._counters = AudioCounters()
         self.capture = CaptureBuffer(max_frames=capture_frames, counters=self._counters)
         self.playout = PlayoutBuffer(
@@ -137,8 +144,23 @@ class DuplexAudio:
         except Exception as e:
             self._close_streams()
             raise audio_error(e, "starting the audio streams") from None
+        self._wait_flowing()
+        self.capture.clear()  # whatever came during start-up is stale
         self._started = True
         return self
+
+    def _wait_flowing(self) -> None:
+        """Return once input arrives and output is consumed in real time (through PulseAudio
+        the output was primed, then stalled up to 1.7 s; the input took up to 1.1 s)."""
+        deadline = time.monotonic() + self.start_timeout_s
+        for kind, device in (("input", self.input_device), ("output", self.output_device)):
+            if not self._flowing[kind].wait(max(0.0, deadline - time.monotonic())):
+                self._close_streams()
+                label = device.label if device else "?"
+                raise AudioError(
+                    f"the {kind} device {label} did not start within {self.start_timeout_s:g} s",
+                    hint="is it in use, asleep or disconnected? see `assistant devices`",
+                )
 
     def _rate(self, device: DeviceInfo, kind: str) -> int:
         if self._device_rate is None:
@@ -229,12 +251,22 @@ class DuplexAudio:
 
         return finished
 
+    def _beat(self, kind: str, n: int, rate: int) -> float:
+        """Note a callback; a stream is flowing once input arrives, or output callbacks come
+        at the pace of their blocks rather than in a priming burst."""
+        now = time.monotonic()
+        previous, self._last_callback[kind] = self._last_callback[kind], now
+        if kind == "input" or now - previous >= 0.5 * n / rate:
+            self._flowing[kind].set()
+        return now
+
     def _input_callback(self, rate: int) -> Any:
         capture = self.capture
         if rate == SAMPLE_RATE:
 
             def direct(indata: Any, n: int, time_info: Any, status: Any) -> None:
-                self._last_callback["input"] = time.monotonic()
+                with contextlib.suppress(Exception):  # never raise into PortAudio
+                    self._beat("input", n, rate)
                 capture.callback(indata, n, time_info, status)
 
             return direct
@@ -243,7 +275,7 @@ class DuplexAudio:
 
         def resampled(indata: Any, n: int, time_info: Any, status: Any) -> None:
             try:
-                now = self._last_callback["input"] = time.monotonic()
+                now = self._beat("input", n, rate)
                 if status:
                     capture.count_status("input")
                 t_block = clock.stamp(capture_time(now, time_info, n, rate), n)
@@ -260,29 +292,36 @@ class DuplexAudio:
         if rate == SAMPLE_RATE:
 
             def direct(outdata: Any, n: int, time_info: Any, status: Any) -> None:
-                self._last_callback["output"] = time.monotonic()
+                with contextlib.suppress(Exception):  # never raise into PortAudio
+                    self._beat("output", n, rate)
                 playout.callback(outdata, n, time_info, status)
 
             return direct
         resampler = _Resampler(SAMPLE_RATE, rate)
-        clock = StreamClock(rate)
-        fifo = np.zeros(0, dtype=np.float32)
+        clock = StreamClock(rate, skip_bursts=True)
+        ratio = SAMPLE_RATE / rate
+        block = round(FRAME_SAMPLES / ratio)
+        # soxr releases output in bursts, up to half a block late: start with a block of
+        # silence in hand, then feed it exactly what the device consumes, on average.
+        fifo = np.zeros(block, dtype=np.float32)
+        owed = 0.0  # fractional 24 kHz samples not yet pulled
 
         def resampled(outdata: Any, n: int, time_info: Any, status: Any) -> None:
-            nonlocal fifo
+            nonlocal fifo, owed
             try:
-                now = self._last_callback["output"] = time.monotonic()
+                now = self._beat("output", n, rate)
                 if status:
                     playout.count_status("output")
-                t_play = clock.stamp(playback_time(now, time_info), n) + len(fifo) / rate
-                need = n - len(fifo)
-                if need > 0:  # pull just enough at 24 kHz, so the fifo doesn't grow
-                    src = playout.pull(math.ceil(need * SAMPLE_RATE / rate), t_play)
-                    fifo = np.concatenate([fifo, resampler.process(src)])
-                block = fifo[:n]
-                fifo = fifo[n:]
-                outdata[: len(block)] = block.reshape(-1, 1)
-                outdata[len(block) :] = 0  # only while the resampler fills up at the start
+                t_block = clock.stamp(playback_time(now, time_info), n)
+                owed += n * ratio
+                take = int(owed)
+                owed -= take
+                # The pulled audio plays after the fifo and what soxr still holds.
+                t_play = t_block + len(fifo) / rate + resampler.backlog_s
+                fifo = np.concatenate([fifo, resampler.process(playout.pull(take, t_play))])
+                out, fifo = fifo[:n], fifo[n:]
+                outdata[: len(out)] = out.reshape(-1, 1)
+                outdata[len(out) :] = 0  # not expected after the head start
             except Exception as e:
                 with contextlib.suppress(Exception):
                     outdata.fill(0)

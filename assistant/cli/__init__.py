@@ -21,9 +21,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `assistant --help` stays fast and each module registers its commands.
-    from . import checkpoints, demo, make_checkpoint
+    from . import chat, checkpoints, demo, devices, make_checkpoint
 
-    for module in (checkpoints, make_checkpoint, demo):
+    for module in (checkpoints, make_checkpoint, chat, devices, demo):
         module.register(app)
 
 
@@ -32,29 +32,23 @@ def debug_enabled() -> bool:
 
 
 def main() -> None:
-    """Console-script entry point: typed errors become one line and a non-zero exit."""
+    """Console-script entry point: typed errors become one line and a non-zero exit.
+
+    typer reports its own usage errors (unknown options, bad values) and exits; everything
+    the assistant raises on purpose is an AssistantError with a one-line message.
+    """
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except AssistantError as e:
         if debug_enabled():
             raise
-        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True, markup=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except Exception as e:
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except Exception as e:  # the edge: an unexpected failure still gets one line
         if debug_enabled():
             raise
         err_console.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from ..voice.catalogue import Preset, find_preset, preset
 from ..voice.memory import GiB, estimate, machine_memory
 from ..voice.resolve import CheckpointFiles, resolve
 from ..voice.validate import CheckpointReport, inspect_checkpoint
+
+if TYPE_CHECKING:
+    from ..voice.loader import LoadedModel
 from .options import (
     ConfigFile,
     MimiFile,
@@ -97,6 +100,9 @@ def load(
     skip_memory_check: Annotated[
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,
+    steps: Annotated[
+        int, typer.Option(help="Then stream this many frames (user silence) and time them.")
+    ] = 0,
 ) -> None:
     """Validate, load onto MLX and report the real load time and memory."""
     from ..voice.loader import load as load_model
@@ -112,6 +118,34 @@ def load(
         f"Loaded {files.label} ({m.quant_label}, {m.parameter_count / 1e9:.2f} B parameters, "
         f"{m.bits_per_weight:.2f} bits/weight) in {loaded.load_seconds:.2f} s; "
         f"MLX memory active {mem['active'] / GiB:.2f} GiB, peak {mem['peak'] / GiB:.2f} GiB"
+    )
+    if steps > 0:
+        _time_steps(loaded, steps)
+
+
+def _time_steps(loaded: LoadedModel, steps: int) -> None:
+    """Drive the engine frame by frame on user silence and report step latency."""
+    import time
+
+    import numpy as np
+
+    from ..voice.engine import StreamingEngine
+
+    engine = StreamingEngine(loaded.model, loaded.config, text_tokenizer=loaded.text_tokenizer)
+    engine.warmup()
+    silence = np.zeros(loaded.config.user_codebooks, dtype=np.int32)
+    times = []
+    with console.status(f"Streaming {steps} frames ..."):
+        for _ in range(steps):
+            started = time.perf_counter()
+            engine.step(silence)
+            times.append((time.perf_counter() - started) * 1000)
+    ms = np.array(times)
+    p50, p95 = np.percentile(ms, 50), np.percentile(ms, 95)
+    verdict = "keeps up with" if p95 < 80 else "is slower than"
+    console.print(
+        f"{steps} steps: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {ms.max():.1f} ms per step; "
+        f"the model alone {verdict} real time (80 ms per frame)"
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -12,16 +11,12 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from ..console import console
 from ..errors import AudioError
-from ..paths import new_session_dir
-from ..voice.audio_files import FRAME_SECONDS, read_audio, write_wav
-from ..voice.layout import Q4
-from ..voice.offline import FileConversation
+from ..voice.audio_files import FRAME_SECONDS, read_audio
 
-DEMO_FOLDER = Path("checkpoints") / "demo-tiny-q4"
+DEMO_ROOT = Path("checkpoints")
 DEMO_TEXT = "Hello Moshi. Can you hear me? Tell me something about the weather today."
 BUDGET_MS = FRAME_SECONDS * 1000
 
@@ -37,67 +32,55 @@ def demo(
     input_wav: Annotated[
         Path | None, typer.Option("--input", help="Use this audio file as the user instead.")
     ] = None,
-    checkpoint: Annotated[
-        Path, typer.Option(help="Synthetic checkpoint folder (made here if missing).")
-    ] = DEMO_FOLDER,
+    quant: Annotated[
+        str, typer.Option("--quant", "-q", help="Synthetic model: q4, q8 or bf16.")
+    ] = "bf16",
+    realtime: Annotated[bool, typer.Option(help="Feed the speech at real-time pace.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1234,
 ) -> None:
-    """Stream real speech through Mimi and a random-weight Moshi; save the reply and transcript."""
-    from ..voice.engine import StreamingEngine
-    from ..voice.loader import load
-    from ..voice.offline import converse_file
-    from ..voice.resolve import CheckpointSpec, resolve
+    """Run the conversation loop on real speech and a random-weight Moshi; no download, no
+    audio hardware. Writes the reply, the transcript and the stats."""
+    from ..conversation.runner import ChatSettings
+    from ..voice.resolve import CheckpointSpec
     from ..voice.sampling import SamplingConfig
+    from .chat import converse
 
     console.print(
         "[bold yellow]Demo model: random weights.[/] It babbles; this shows the runtime "
-        "(codec, model, streaming), not a conversation."
+        "(codec, model, streaming loop), not a conversation."
     )
-    _ensure_checkpoint(checkpoint)
+    folder = DEMO_ROOT / f"demo-tiny-{quant}"
+    _ensure_checkpoint(folder, quant)
     user_pcm, source = _user_speech(text, input_wav)
-    console.print(f"User: {source} ({len(user_pcm) / 24000:.1f} s)")
-
-    with console.status("Loading the checkpoint ..."):
-        loaded = load(resolve(CheckpointSpec(target=str(checkpoint))))
-        engine = StreamingEngine(
-            loaded.model, loaded.config, SamplingConfig(seed=seed), loaded.text_tokenizer
-        )
-        engine.warmup()
-    m = loaded.report.model
+    settings = ChatSettings(
+        checkpoint=CheckpointSpec(target=str(folder)),
+        input_file=user_pcm,
+        realtime_files=realtime,
+        echo_cancellation=False,
+        sampling=SamplingConfig(seed=seed),
+        download=False,
+        session_kind="demo",
+    )
+    outcome = converse(settings, intro=f"User: {source} ({len(user_pcm) / 24000:.1f} s)")
+    if outcome.error is not None:
+        raise outcome.error
+    frames = outcome.stats.get("frames_stepped", 0)
+    step = outcome.stats.get("stages_ms", {}).get("step", {})
     console.print(
-        f"Loaded {checkpoint} ({m.quant_label}, {m.parameter_count / 1e6:.1f} M parameters, "
-        f"{m.bits_per_weight:.2f} bits/weight) in {loaded.load_seconds:.2f} s"
+        f"{frames} frames; model step p50 {step.get('p50', 0):.1f} ms against the "
+        f"{BUDGET_MS:.0f} ms budget. user.wav, moshi.wav, transcript.txt and stats.json are in "
+        f"{outcome.session}"
     )
-    mimi = loaded.report.files.mimi
-    with console.status("Streaming frames through Mimi and Moshi ..."):
-        talk = converse_file(engine, mimi, user_pcm)
-
-    session = new_session_dir("demo")
-    write_wav(session / "user.wav", talk.user)
-    write_wav(session / "moshi.wav", talk.reply)
-    (session / "transcript.txt").write_text(
-        "".join(f"[{t:7.2f}s] {piece}\n" for t, piece in talk.transcript)
-    )
-    stats = {
-        "checkpoint": str(checkpoint),
-        "quantization": m.quant_label,
-        "frames": len(talk.times),
-        "audio_seconds": talk.audio_seconds,
-        "real_time_factor": talk.real_time_factor,
-        "load_seconds": loaded.load_seconds,
-        "stages_ms": talk.stage_stats(),
-    }
-    (session / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    _print_summary(talk, session)
 
 
-def _ensure_checkpoint(folder: Path) -> None:
-    if (folder / "model.q4.safetensors").exists():
-        return
-    from ..voice.synthetic.checkpoint import make_checkpoint
+def _ensure_checkpoint(folder: Path, quant: str) -> None:
+    from ..voice.synthetic.checkpoint import make_checkpoint, parse_quant
 
+    q = parse_quant(quant)  # a UsageError for anything but q4, q8, bf16
     with console.status(f"Making a tiny random-weight checkpoint in {folder} (once) ..."):
-        make_checkpoint(folder, config_name="tiny", quant=Q4, seed=0)
+        made = make_checkpoint(folder, config_name="tiny", quant=q, seed=0)
+    if made.written:
+        console.print(f"Made {folder} (tiny synthetic Moshi, {quant}).")
 
 
 def _user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, str]:
@@ -117,20 +100,3 @@ def _user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, 
         wav = Path(tmp) / "speech.wav"
         subprocess.run([espeak, "-s", "150", "-w", str(wav), said], check=True, capture_output=True)
         return read_audio(wav), f'espeak-ng "{said}"'
-
-
-def _print_summary(talk: FileConversation, session: Path) -> None:
-    table = Table(title="Per-frame timings (ms)", title_justify="left")
-    for column in ("stage", "p50", "p95", "mean"):
-        table.add_column(column, justify="right" if column != "stage" else "left")
-    for stage, s in talk.stage_stats().items():
-        table.add_row(stage, f"{s['p50']:.1f}", f"{s['p95']:.1f}", f"{s['mean']:.1f}")
-    console.print(table)
-    rtf = talk.real_time_factor
-    pace = "keeps up with" if rtf < 1 else "is slower than"
-    console.print(
-        f"{len(talk.times)} frames ({talk.audio_seconds:.1f} s of audio); real-time factor "
-        f"{rtf:.2f}: this machine {pace} real time (budget {BUDGET_MS:.0f} ms per frame)"
-    )
-    console.print(f'Moshi said (random weights): "{talk.text[:200]}"')
-    console.print(f"Saved user.wav, moshi.wav, transcript.txt, stats.json in {session}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..audio.aec import ReferenceTimeline
 from .lag import FRAME_MS, LagPolicy
 from .records import FrameRecord, LoopCounters
 from .stats import Histogram
@@ -40,7 +41,7 @@ class AudioIO(Protocol):
 
     def read_frame(self, timeout: float) -> Any: ...  # .samples float32[1920], .t_capture
     def play_frame(self, samples: np.ndarray) -> None: ...
-    def drain_played(self) -> list[Any]: ...  # chunks with .samples
+    def drain_played(self) -> list[Any]: ...  # PlayedChunk: .samples, .t_play
     def playout_depth(self) -> int: ...
 
 
@@ -94,9 +95,10 @@ class ConversationLoop:
         self._model_q: queue.Queue = queue.Queue()
         self._decode_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._stopped = False
         self._lock = threading.Lock()  # guards the model queue's drop-oldest and counters
         self._error: BaseException | None = None
-        self._reference = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self._timeline = ReferenceTimeline()  # what the speaker played, by time: the echo
         self._threads: list[threading.Thread] = []
 
     # --- control -------------------------------------------------------------------------------
@@ -126,6 +128,9 @@ class ConversationLoop:
 
     def stop(self) -> None:
         """Stop the workers and save the session; safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         for q in (self._model_q, self._decode_q):
             q.put(_END)
@@ -180,7 +185,10 @@ class ConversationLoop:
                 self.session.user_audio(mic)
             self._check_silence(mic)
             record.encode_start = time.monotonic()
-            cleaned = self.echo.process(mic, self._played_reference()) if self.echo else mic
+            cleaned = mic
+            if self.echo is not None:
+                self._timeline.add(self.audio.drain_played())
+                cleaned = self.echo.process(mic, self._timeline.reference_for(frame.t_capture))
             codes = self.codec.encode(cleaned)
             record.encode_end = time.monotonic()
             self.timings["encode"].add(record.encode_ms or 0.0)
@@ -248,7 +256,7 @@ class ConversationLoop:
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
             self.timings["decode"].add(record.decode_ms or 0.0)
-            record.playout_depth = self.audio.playout_depth()
+            record.playout_depth = _playout_depth(self.audio)
             if record.playout_depth > self.policy.max_playout_backlog:
                 record.dropped = True
                 self.counters.dropped_output += 1
@@ -297,16 +305,6 @@ class ConversationLoop:
                 continue
         return _END
 
-    def _played_reference(self) -> np.ndarray:
-        """The most recent frame the speaker played: what the microphone may hear as echo."""
-        chunks = self.audio.drain_played()
-        if chunks:
-            played = np.concatenate([np.asarray(c.samples, np.float32) for c in chunks])
-            tail = played[-FRAME_SAMPLES:]
-            self._reference = np.zeros(FRAME_SAMPLES, np.float32)
-            self._reference[FRAME_SAMPLES - len(tail) :] = tail
-        return self._reference
-
     def _check_silence(self, mic: np.ndarray) -> None:
         if self.silence_check is None:
             return
@@ -332,3 +330,12 @@ def _audio_counters(audio: object) -> dict[str, Any]:
 
         return asdict(counters)
     return dict(counters)
+
+
+def _playout_depth(audio: object) -> int:
+    """Frames waiting for the speaker (0 for file output, which never waits)."""
+    depth = getattr(audio, "playout_depth", None)
+    if callable(depth):
+        return int(depth())
+    playout = getattr(audio, "playout", None)
+    return int(playout.buffered_frames()) if playout is not None else 0

@@ -43,6 +43,7 @@ class SessionWriter:
         self._frames = (folder / "frames.jsonl").open("a", encoding="utf-8")
         self._last_piece_t: float | None = None
         self._last_flush = time.monotonic()
+        self._closed = False
 
     # --- called by the loop (one thread) ---------------------------------------------------
     def user_audio(self, pcm: np.ndarray) -> None:
@@ -74,6 +75,9 @@ class SessionWriter:
         self._guard(self._write_stats)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._last_piece_t is not None:
             self._guard(self._transcript.write, "\n")
         self.flush()

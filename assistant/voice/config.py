@@ -180,11 +180,11 @@ class MoshiConfig:
 
     def to_lm_config(self) -> LmConfig:
         """moshi_mlx's LmConfig for this architecture (built field by field, nothing guessed)."""
-        main = _transformer(
+        main = transformer_config(
             self.dim, self.num_heads, self.num_layers, self.main_ff, self.context, self.max_period
         )
         main.positional_embedding = self.positional_embedding
-        dep = _transformer(
+        dep = transformer_config(
             self.depformer_dim,
             self.depformer_num_heads,
             self.depformer_num_layers,
@@ -212,9 +212,10 @@ def mlp_hidden(d_model: int, dim_feedforward: int) -> int:
     return 2 * dim_feedforward // 3
 
 
-def _transformer(
+def transformer_config(
     d: int, heads: int, layers: int, ff: int, context: int, period: int
 ) -> TransformerConfig:
+    """moshi_mlx's transformer recipe for Moshi: RoPE, gated SiLU MLP, RMSNorm, no biases."""
     return TransformerConfig(
         d_model=d,
         num_heads=heads,

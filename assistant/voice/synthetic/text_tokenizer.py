@@ -2,7 +2,7 @@
 
 SentencePiece cannot learn 32000 pieces from a small corpus, so we learn at most
 `LEARNED_PIECES` from an English corpus generated here, then append user-defined
-placeholder pieces until the vocabulary is exactly the size the LM expects. Ids match
+pseudo-word pieces until the vocabulary is exactly the size the LM expects. Ids match
 moshi's tokenizer: 0 `<unk>`, 1 `<s>`, 2 `</s>`, 3 `<pad>`; learned pieces come next, so
 real-looking text has low ids as in the published `tokenizer_spm_32k_3.model`.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -37,7 +38,7 @@ def text_tokenizer_bytes(vocab_size: int) -> bytes:
         sentence_iterator=iter(corpus()),
         model_writer=buf,
         vocab_size=min(vocab_size, LEARNED_PIECES),
-        hard_vocab_limit=False,  # learn what the corpus supports; placeholders fill the rest
+        hard_vocab_limit=False,  # learn what the corpus supports; pseudo-words fill the rest
         model_type="unigram",
         character_coverage=1.0,
         unk_id=0,
@@ -51,7 +52,20 @@ def text_tokenizer_bytes(vocab_size: int) -> bytes:
     learned = spm.SentencePieceProcessor(model_proto=model).get_piece_size()
     if learned > vocab_size:
         raise RuntimeError(f"SentencePiece learned {learned} pieces, more than {vocab_size}")
-    return model + b"".join(_piece(f"<extra_{i}>") for i in range(learned, vocab_size))
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    taken = {sp.id_to_piece(i) for i in range(learned)}
+    fillers = itertools.islice((w for w in _pseudo_words() if w not in taken), vocab_size - learned)
+    return model + b"".join(_piece(w) for w in fillers)
+
+
+def _pseudo_words() -> Iterator[str]:
+    """Pronounceable word pieces ("▁bako", "▁tesimu", ...): a random-weight model's babble
+    then reads as babble, not as a wall of placeholder tags."""
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    syllables = [c + v for c in consonants for v in vowels]
+    for n in itertools.count(2):
+        for combo in itertools.product(syllables, repeat=n):
+            yield "\u2581" + "".join(combo)
 
 
 def _piece(text: str) -> bytes:

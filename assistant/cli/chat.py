@@ -1,0 +1,159 @@
+"""`assistant chat`: talk with Moshi, hands-free, for as long as you like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..console import console, err_console
+from ..conversation.pipeline import LoopEvents
+from ..conversation.runner import Chat, ChatOutcome, ChatSettings
+from ..voice.resolve import CheckpointSpec
+from ..voice.sampling import SamplingConfig
+from .options import MimiFile, Quant, TextTokenizerFile, Voice
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+
+
+def chat(
+    voice: Voice = "moshiko",
+    quant: Quant = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", help="A checkpoint folder, model file or preset name."),
+    ] = None,
+    mimi_file: MimiFile = None,
+    text_tokenizer: TextTokenizerFile = None,
+    input_device: Annotated[
+        str | None, typer.Option(help="Microphone: a device index or part of its name.")
+    ] = None,
+    output_device: Annotated[
+        str | None, typer.Option(help="Speaker: a device index or part of its name.")
+    ] = None,
+    no_aec: Annotated[
+        bool, typer.Option("--no-aec", help="No echo cancellation (for headphones).")
+    ] = False,
+    input_wav: Annotated[
+        Path | None, typer.Option("--input", help="Use this audio file as the microphone.")
+    ] = None,
+    output_wav: Annotated[
+        Path | None, typer.Option("--output", help="With --input: write Moshi's side here.")
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option(help="With --input: feed the file at real-time pace.")
+    ] = False,
+    max_delay_ms: Annotated[
+        float, typer.Option(help="Drop frames rather than let the delay pass this.")
+    ] = 500.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: never).")
+    ] = None,
+    text_temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.7,
+    text_top_k: Annotated[int, typer.Option()] = 25,
+    audio_temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
+    audio_top_k: Annotated[int, typer.Option()] = 250,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: random).")] = None,
+    skip_memory_check: Annotated[
+        bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
+    ] = False,
+) -> None:
+    """Talk with Moshi through the microphone and speaker (Ctrl-C to stop)."""
+    settings = ChatSettings(
+        checkpoint=CheckpointSpec(
+            target=checkpoint,
+            voice=voice,
+            quant=quant,
+            mimi_file=mimi_file,
+            text_tokenizer_file=text_tokenizer,
+        ),
+        input_device=_device(input_device),
+        output_device=_device(output_device),
+        input_file=input_wav,
+        output_file=output_wav,
+        realtime_files=realtime,
+        echo_cancellation=not no_aec,
+        sampling=SamplingConfig(text_temperature, text_top_k, audio_temperature, audio_top_k, seed),
+        max_delay_ms=max_delay_ms,
+        duration_s=duration,
+        check_memory=not skip_memory_check,
+    )
+    outcome = converse(settings)
+    if outcome.error is not None:
+        raise outcome.error
+
+
+def converse(settings: ChatSettings, intro: str | None = None) -> ChatOutcome:
+    """Prepare, run and report one conversation; shared by `chat` and `demo`."""
+    events = LoopEvents(
+        on_text=lambda t, piece: console.print(piece, end="", soft_wrap=True, markup=False),
+        on_warning=lambda message: err_console.print(f"\n[yellow]warning:[/] {message}"),
+    )
+    runner = Chat(settings, events)
+    with console.status("Starting ...") as status:
+        runner.status = lambda message: status.update(message)
+        loaded = runner.prepare()
+    m = loaded.report.model
+    console.print(
+        f"Model {loaded.report.files.label}: {m.quant_label}, "
+        f"{m.parameter_count / 1e9:.2f} B parameters, {m.bits_per_weight:.2f} bits/weight, "
+        f"loaded in {loaded.load_seconds:.1f} s"
+    )
+    if intro:
+        console.print(intro)
+    elif runner.files_mode:
+        console.print(f"Listening to {settings.input_file} ...")
+    else:
+        aec = "on" if settings.echo_cancellation else "off (headphones)"
+        console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")
+    console.rule()
+    outcome = runner.run()
+    console.print()
+    console.rule()
+    print_summary(outcome)
+    return outcome
+
+
+def print_summary(outcome: ChatOutcome) -> None:
+    s = outcome.stats
+    table = Table(title="Session", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    stages = s.get("stages_ms", {})
+    for stage in ("encode", "step", "decode", "delay"):
+        h = stages.get(stage, {})
+        label = "mic-to-speaker delay" if stage == "delay" else f"{stage} time"
+        table.add_row(
+            label,
+            f"p50 {h.get('p50', 0):.1f} ms, p95 {h.get('p95', 0):.1f}, max {h.get('max', 0):.1f}",
+        )
+    table.add_row(
+        "frames",
+        f"{s.get('frames_stepped', 0)} answered of {s.get('frames_captured', 0)} heard; dropped "
+        f"{s.get('dropped_input', 0)} in, {s.get('dropped_output', 0)} out (to stay under "
+        f"{s.get('max_delay_ms', 0):.0f} ms)",
+    )
+    audio = s.get("audio", {})
+    if audio:
+        table.add_row(
+            "audio", f"underruns {audio.get('underruns', 0)}, overruns {audio.get('overruns', 0)}"
+        )
+    echo = s.get("echo_reduction_db")
+    if echo is not None:
+        table.add_row("echo removed", f"{echo:.1f} dB")
+    table.add_row("saved in", str(outcome.session))
+    console.print(table)
+    if outcome.recording_error:
+        err_console.print(f"[yellow]warning:[/] {outcome.recording_error}")
+    if outcome.interrupted:
+        console.print("Stopped.")
+
+
+def _device(spec: str | None) -> str | int | None:
+    if spec is None:
+        return None
+    return int(spec) if spec.strip().isdigit() else spec

@@ -1,0 +1,179 @@
+"""Everything `assistant chat` (and the demo) set up around the loop, and tear down after it.
+
+Order: resolve and validate the checkpoint (nothing is opened before it passes), load it,
+warm up the engine and the codec, open the audio, create the session folder, then run.
+Whatever stops the conversation (the end of an input file, Ctrl-C, a vanished device, a
+codec error), the session folder is closed with everything recorded up to that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio.aec import EchoCanceller
+from ..audio.duplex import DuplexAudio, FileAudio
+from ..audio.silence import SilenceDetector
+from ..paths import new_session_dir
+from ..voice.audio_files import FRAME_SAMPLES
+from ..voice.codec import StreamingCodec
+from ..voice.engine import StreamingEngine
+from ..voice.loader import LoadedModel, load
+from ..voice.resolve import CheckpointSpec, resolve
+from ..voice.sampling import SamplingConfig
+from .lag import LagPolicy
+from .pipeline import ConversationLoop, LoopEvents
+from .session import SessionWriter
+
+CODEC_WARMUP_FRAMES = 4  # like the reference client: first frames through Mimi are slow
+# rustymimi's 4096-frame limit is a constructor default. Creating a replacement instance holds
+# the GIL for 0.2-0.4 s, so each instance is built to last an hour (about 41 MB more each)
+# and rolls over once an hour instead of every 5.3 minutes.
+CODEC_FRAME_LIMIT = 45_000
+CODEC_ROLLOVER_AFTER = CODEC_FRAME_LIMIT - 125
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    input_device: str | int | None = None
+    output_device: str | int | None = None
+    input_file: Path | np.ndarray | None = None  # the user's side from a file, not a mic
+    output_file: Path | None = None  # also write Moshi's side here (files mode)
+    realtime_files: bool = False  # pace file input at 80 ms frames instead of max speed
+    echo_cancellation: bool = True
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    max_delay_ms: float = 500.0
+    duration_s: float | None = None
+    check_memory: bool = True
+    download: bool = True
+    session_kind: str = "chat"
+
+
+@dataclass
+class ChatOutcome:
+    session: Path
+    stats: dict[str, Any]
+    loaded: LoadedModel
+    interrupted: bool = False
+    error: BaseException | None = None
+    recording_error: str | None = None
+
+
+class Chat:
+    """One conversation: `prepare()` (slow: load, warm up), then `run()`."""
+
+    def __init__(
+        self,
+        settings: ChatSettings,
+        events: LoopEvents | None = None,
+        status: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.settings = settings
+        self.events = events or LoopEvents()
+        self.status = status
+        self.loaded: LoadedModel | None = None
+        self.engine: StreamingEngine | None = None
+        self.codec: StreamingCodec | None = None
+
+    @property
+    def files_mode(self) -> bool:
+        return self.settings.input_file is not None
+
+    def prepare(self) -> LoadedModel:
+        s = self.settings
+        self.status("Checking the checkpoint ...")
+        files = resolve(s.checkpoint, download=s.download)
+        self.status(f"Loading {files.label} ...")
+        self.loaded = load(files, check_memory=s.check_memory)
+        if files.mimi is None:
+            from ..errors import CodecError
+
+            raise CodecError(
+                "no Mimi codec file beside the model; pass --mimi-file", path=files.model
+            )
+        self.status("Warming up ...")
+        self.engine = StreamingEngine(
+            self.loaded.model, self.loaded.config, s.sampling, self.loaded.text_tokenizer
+        )
+        self.engine.warmup()
+        codebooks = max(self.loaded.config.user_codebooks, self.loaded.config.dep_q)
+        self.codec = StreamingCodec(
+            files.mimi,
+            codebooks=codebooks,
+            rollover_after=CODEC_ROLLOVER_AFTER,
+            frame_limit=CODEC_FRAME_LIMIT,
+        )
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        for _ in range(CODEC_WARMUP_FRAMES):
+            codes = self.codec.encode(silence)
+            if codes is not None:
+                self.codec.decode(codes)
+        return self.loaded
+
+    def run(self) -> ChatOutcome:
+        if self.loaded is None:
+            self.prepare()
+        assert self.loaded is not None and self.engine is not None and self.codec is not None
+        s = self.settings
+        audio: Any
+        if self.files_mode:
+            audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
+        else:
+            audio = DuplexAudio(s.input_device, s.output_device)
+        echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
+        silence = None if self.files_mode else SilenceDetector().feed
+        audio.start()
+        session_dir = new_session_dir(s.session_kind)
+        loop = ConversationLoop(
+            audio,
+            self.codec,
+            self.engine,
+            echo=echo,
+            policy=LagPolicy(max_delay_ms=s.max_delay_ms),
+            events=self.events,
+            silence_check=silence,
+            output_latency_s=getattr(getattr(audio, "latency", None), "output_s", 0.0),
+        )
+        session = SessionWriter(session_dir, lambda: self._stats(loop))
+        loop.session = session
+        outcome = ChatOutcome(session=session_dir, stats={}, loaded=self.loaded)
+        try:
+            loop.run(duration_s=s.duration_s)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        except Exception as e:  # reported by the caller after the session is saved
+            outcome.error = e
+        finally:
+            loop.stop()
+            audio.stop()
+            self.codec.close()
+        outcome.stats = self._stats(loop)
+        outcome.recording_error = session.error
+        return outcome
+
+    def _stats(self, loop: ConversationLoop) -> dict[str, Any]:
+        stats = loop.stats()
+        assert self.loaded is not None
+        m = self.loaded.report.model
+        stats["model"] = {
+            "checkpoint": self.loaded.report.files.label,
+            "quantization": m.quant_label,
+            "bits_per_weight": round(m.bits_per_weight, 3),
+            "parameters": m.parameter_count,
+            "load_seconds": round(self.loaded.load_seconds, 3),
+        }
+        if self.codec is not None:
+            stats["codec"] = _plain(self.codec.stats)
+        return stats
+
+
+def _plain(obj: object) -> Any:
+    """A dataclass (possibly nested) as plain JSON-able data."""
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj

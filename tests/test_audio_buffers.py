@@ -1,0 +1,204 @@
+"""Frame buffers between PortAudio callbacks and the loop: exact counts, never a raise."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from assistant.audio.buffers import (
+    AudioCounters,
+    CaptureBuffer,
+    PlayoutBuffer,
+    StreamClock,
+    capture_time,
+    playback_time,
+)
+
+N = 1920
+
+
+def ramp(n: int, start: int = 0) -> np.ndarray:
+    return (np.arange(start, start + n) % 1000 / 1000).astype(np.float32)
+
+
+def times(current: float = 0.0, adc: float = 0.0, dac: float = 0.0) -> SimpleNamespace:
+    return SimpleNamespace(currentTime=current, inputBufferAdcTime=adc, outputBufferDacTime=dac)
+
+
+# --- capture ---------------------------------------------------------------------------------
+
+
+def test_capture_assembles_frames_from_odd_blocks_with_their_times() -> None:
+    buf = CaptureBuffer()
+    signal = ramp(5 * N)
+    pos, t = 0, 100.0
+    for size in [700, 1300, 2000, 1, 2599, 3000, 0, 9999]:
+        block = signal[pos : pos + size]
+        buf.write(block, t + pos / 24000)
+        pos += len(block)
+    got = [buf.get(timeout=0) for _ in range(5)]
+    assert buf.get(timeout=0) is None
+    assert all(f is not None for f in got)
+    np.testing.assert_array_equal(np.concatenate([f.samples for f in got]), signal)
+    assert [f.t_capture for f in got] == pytest.approx([100.0 + k * 0.08 for k in range(5)])
+    assert buf.counters.frames_captured == 5
+
+
+def test_capture_drops_oldest_frames_when_full_and_counts_them_exactly() -> None:
+    buf = CaptureBuffer(max_frames=3)
+    for k in range(10):
+        buf.write(np.full(N, k, np.float32), float(k))
+    assert buf.counters.overruns == 7
+    assert buf.counters.frames_captured == 10
+    kept = [buf.get(timeout=0) for _ in range(3)]
+    assert [f.samples[0] for f in kept] == [7, 8, 9]
+    assert buf.get(timeout=0.01) is None
+
+
+def test_capture_callback_takes_the_first_channel_and_stamps_time() -> None:
+    buf = CaptureBuffer()
+    stereo = np.stack([ramp(N), -ramp(N)], axis=1)
+    buf.callback(stereo, N, times(50.0, 49.9), None)
+    frame = buf.get(timeout=0)
+    np.testing.assert_array_equal(frame.samples, ramp(N))
+    assert buf.counters.callback_errors == 0
+
+
+def test_capture_callback_never_raises_on_garbage() -> None:
+    buf = CaptureBuffer()
+    for indata in [None, "noise", object(), np.zeros((2, 2, 2)), [[1, 2], ["a", "b"]]]:
+        buf.callback(indata, N, None, "input overflow")
+    assert buf.counters.callback_errors >= 3
+    assert buf.counters.input_flags == 5
+    assert buf.counters.last_error
+    # and it still works afterwards
+    buf.callback(np.ones((N, 1), np.float32), N, times(), None)
+    assert buf.get(timeout=0) is not None
+
+
+def test_capture_time_uses_adc_time_but_never_less_than_a_block() -> None:
+    assert capture_time(10.0, times(5.0, 4.8), N, 24000) == pytest.approx(9.8)
+    assert capture_time(10.0, times(5.0, 5.0), N, 24000) == pytest.approx(9.92)  # ALSA-like
+    assert capture_time(10.0, None, N, 24000) == pytest.approx(9.92)
+    assert playback_time(10.0, times(5.0, dac=5.24)) == pytest.approx(10.24)
+    assert playback_time(10.0, times(0.0, dac=0.0)) == 10.0
+
+
+# --- playout ---------------------------------------------------------------------------------
+
+
+def test_playout_waits_for_two_frames_then_plays_exactly_what_was_pushed() -> None:
+    buf = PlayoutBuffer(playout_frames=2)
+    assert not buf.pull(N, 0.0).any()  # nothing yet: silence, an underrun
+    assert buf.counters.underruns == 1
+    buf.push(ramp(N))
+    assert not buf.pull(N, 0.08).any()  # one frame is not enough to start
+    assert buf.counters.underruns == 2
+    buf.push(ramp(N, N))
+    out = np.concatenate([buf.pull(n, 0.16) for n in (1000, 920, 1920)])
+    np.testing.assert_array_equal(out, ramp(2 * N))
+    assert buf.counters.underruns == 2
+    assert buf.counters.frames_played == 2
+
+
+def test_playout_underrun_pads_with_silence_and_reprimes() -> None:
+    buf = PlayoutBuffer(playout_frames=2)
+    buf.push(ramp(2 * N))
+    buf.pull(N, 0.0)
+    buf.pull(1000, 0.0)
+    tail = buf.pull(N, 0.0)  # 920 left: the rest is silence, counted
+    np.testing.assert_array_equal(tail[:920], ramp(2 * N)[-920:])
+    assert not tail[920:].any()
+    assert buf.counters.underruns == 1
+    buf.push(ramp(N))  # one frame after running dry: wait for the second again
+    assert not buf.pull(N, 0.0).any()
+    assert buf.counters.underruns == 2
+
+
+def test_playout_drops_oldest_beyond_max_and_counts_exactly() -> None:
+    buf = PlayoutBuffer(playout_frames=2, max_frames=4)
+    for k in range(10):
+        buf.push(np.full(N, k, np.float32))
+    assert buf.counters.playout_drops == 6
+    assert buf.buffered_frames == 4
+    out = buf.pull(4 * N, 0.0)
+    assert [out[i * N] for i in range(4)] == [6, 7, 8, 9]
+
+
+def test_playout_records_what_was_played_silence_included() -> None:
+    buf = PlayoutBuffer(playout_frames=1, max_played=3)
+    buf.push(ramp(N))
+    buf.pull(N, 1.0)
+    buf.pull(N, 1.08)
+    chunks = buf.drain_played()
+    assert [c.t_play for c in chunks] == [1.0, 1.08]
+    np.testing.assert_array_equal(chunks[0].samples, ramp(N))
+    assert not chunks[1].samples.any()
+    assert buf.drain_played() == []
+    for k in range(5):
+        buf.pull(10, float(k))
+    assert len(buf.drain_played()) == 3
+    assert buf.counters.played_drops == 2
+
+
+def test_playout_callback_fills_every_channel_and_never_raises() -> None:
+    buf = PlayoutBuffer(playout_frames=1)
+    buf.push(ramp(N))
+    out = np.full((N, 2), 9.0, np.float32)
+    buf.callback(out, N, times(1.0, dac=1.1), None)
+    np.testing.assert_array_equal(out[:, 0], ramp(N))
+    np.testing.assert_array_equal(out[:, 1], ramp(N))
+    for outdata in [None, "speaker", np.zeros((3, 1))]:
+        buf.callback(outdata, N, None, "output underflow")  # wrong shapes, not even arrays
+    assert buf.counters.callback_errors == 3
+    assert buf.counters.output_flags == 3
+
+
+def test_push_copies_and_cleans_its_input() -> None:
+    buf = PlayoutBuffer(playout_frames=1)
+    frame = np.full(N, np.nan, np.float32)
+    buf.push(frame)
+    frame[:] = 1.0  # the caller reuses its array: what was pushed must not change
+    assert not buf.pull(N, 0.0).any()
+
+
+def test_counters_snapshot_is_a_copy() -> None:
+    counters = AudioCounters()
+    snap = counters.snapshot()
+    counters.underruns += 1
+    assert snap.underruns == 0
+
+
+# --- stream clock ----------------------------------------------------------------------------
+
+
+def test_stream_clock_ignores_late_callbacks() -> None:
+    clock = StreamClock(24000)
+    rng = np.random.default_rng(0)
+    stamps = []
+    for k in range(200):  # every other callback an 80 ms late, like PulseAudio's pairs
+        late = 0.08 if k % 2 == 0 else rng.uniform(0, 0.002)
+        stamps.append(clock.stamp(100.0 + k * 0.08 + late, N))
+    truth = 100.0 + np.arange(200) * 0.08
+    assert np.max(np.abs(np.array(stamps[2:]) - truth[2:])) < 0.003
+    assert np.diff(stamps[60:]) == pytest.approx(0.08, abs=0.003)
+
+
+def test_output_clock_ignores_priming_bursts() -> None:
+    clock = StreamClock(24000, skip_bursts=True)
+    # three callbacks at once to fill the buffer ahead, then one per block
+    estimates = [10.0, 10.0, 10.0] + [10.16 + k * 0.08 for k in range(1, 60)]
+    stamps = [clock.stamp(t, N) for t in estimates]
+    assert stamps[-1] == pytest.approx(10.0 + 61 * 0.08, abs=0.003)
+
+
+def test_stream_clock_reanchors_after_a_real_jump() -> None:
+    clock = StreamClock(24000, jumps=3)
+    for k in range(10):
+        clock.stamp(k * 0.08, N)
+    # the stream lost a second: estimates are now consistently 1 s later
+    later = [clock.stamp(1.0 + k * 0.08, N) for k in range(10, 20)]
+    assert later[-1] == pytest.approx(1.0 + 19 * 0.08)
+    assert clock.reanchors == 1

@@ -1,0 +1,195 @@
+"""Full-duplex audio through real PortAudio, on PulseAudio's virtual mic and speaker; and the
+file-driven stand-in with the same interface."""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.audio.duplex import AudioIO, DuplexAudio, FileAudio
+from assistant.errors import AudioError
+from assistant.voice.audio_files import FRAME_SAMPLES, frames, read_audio
+from tests.pulse_harness import PulseAudio, best_match, make_speech, rms
+
+SR = 24000
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("speech")
+    return make_speech(
+        folder / "speech.wav", "Hello there. Can you hear me clearly? One, two, three."
+    )
+
+
+def converse(audio: DuplexAudio, seconds: float, reply=None) -> list:
+    """Read frames for `seconds`, answering each with `reply(frame)` (None: play nothing)."""
+    got = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        frame = audio.read_frame(timeout=1.0)
+        if frame is None:
+            continue
+        got.append(frame)
+        if reply is not None:
+            audio.play_frame(reply(frame, len(got) - 1))
+    return got
+
+
+def capture_and_echo(pulse: PulseAudio, speech: Path, tmp_path: Path, **kw: object) -> dict:
+    """Speech played into the mic, every captured frame played straight back (NOTES setup)."""
+    clean = read_audio(speech)
+    recorder = pulse.record_speaker(tmp_path / "speaker.wav")
+    with DuplexAudio(**kw) as audio:  # type: ignore[arg-type]
+        converse(audio, 0.3)  # streams running before the speech starts
+        player = pulse.play_into_mic(speech, wait=False)
+        got = converse(audio, len(clean) / SR + 1.0, reply=lambda f, i: f.samples)
+        player.wait(timeout=30)
+        counters, latency = audio.counters, audio.latency
+        rates = (audio.input_rate, audio.output_rate)
+        played = np.concatenate([c.samples for c in audio.drain_played()])
+    heard = recorder.stop()
+    mic = np.concatenate([f.samples for f in got])
+    return dict(
+        clean=clean, mic=mic, heard=heard, played=played, times=[f.t_capture for f in got],
+        counters=counters, latency=latency, rates=rates,
+    )  # fmt: skip
+
+
+def test_capture_and_full_duplex_echo_at_24khz(
+    pulse: PulseAudio, speech: Path, tmp_path: Path
+) -> None:
+    r = capture_and_echo(pulse, speech, tmp_path)
+    clean = r["clean"]
+    lag, corr = best_match(r["mic"], clean)
+    assert corr > 0.97, f"captured speech correlates {corr:.3f}"
+    assert 0.8 < rms(r["mic"][lag : lag + len(clean)]) / rms(clean) < 1.25
+    # what reached the speaker: the mic's audio, after a 2-frame playout buffer
+    _, corr_out = best_match(r["heard"], clean)
+    assert corr_out > 0.95, f"echoed speech correlates {corr_out:.3f}"
+    _, corr_played = best_match(r["played"], clean)
+    assert corr_played > 0.95
+    steps = np.diff(r["times"])
+    assert np.median(steps) == pytest.approx(0.08, abs=0.002)
+    assert np.all(steps > 0)
+    c = r["counters"]
+    assert c.callback_errors == 0 and c.overruns == 0
+    assert r["rates"] == (SR, SR)
+    assert 0 < r["latency"].input_s < 1 and 0 < r["latency"].output_s < 1
+
+
+@pytest.mark.slow
+def test_devices_opened_at_48khz_are_resampled(
+    pulse: PulseAudio, speech: Path, tmp_path: Path
+) -> None:
+    r = capture_and_echo(pulse, speech, tmp_path, device_rate=48000)
+    assert r["rates"] == (48000, 48000)
+    _, corr = best_match(r["mic"], r["clean"])
+    assert corr > 0.95, f"captured speech correlates {corr:.3f} through the resampler"
+    _, corr_out = best_match(r["heard"], r["clean"])
+    assert corr_out > 0.9, f"echoed speech correlates {corr_out:.3f} through two resamplers"
+    assert r["counters"].callback_errors == 0
+
+
+def test_playout_of_a_chirp_is_intact(pulse: PulseAudio, tmp_path: Path) -> None:
+    t = np.arange(2 * SR) / SR
+    chirp = (0.5 * np.sin(2 * np.pi * (200 * t + 450 * t**2))).astype(np.float32)  # 200->2000 Hz
+    chunks = frames(np.concatenate([chirp, np.zeros(SR // 2, np.float32)]))
+    recorder = pulse.record_speaker(tmp_path / "chirp.wav")
+    with DuplexAudio() as audio:
+        converse(audio, 0.3)
+        silence = np.zeros(FRAME_SAMPLES, np.float32)
+        got = converse(
+            audio, len(chunks) * 0.08, reply=lambda f, i: chunks[i] if i < len(chunks) else silence
+        )
+        played = np.concatenate([c.samples for c in audio.drain_played()])
+    heard = recorder.stop()
+    assert len(got) >= len(chunks) - 2
+    _, corr = best_match(heard, chirp)
+    assert corr > 0.97, f"recorded chirp correlates {corr:.3f}"
+    lag, corr_played = best_match(played, chirp)
+    assert corr_played > 0.999  # the played record is exactly what was pushed
+    np.testing.assert_allclose(played[lag : lag + len(chirp)], chirp, atol=1e-6)
+
+
+def test_underruns_counted_when_nothing_is_pushed(pulse: PulseAudio) -> None:
+    with DuplexAudio() as audio:
+        converse(audio, 0.8)
+        counters = audio.counters
+        played = audio.drain_played()
+    assert counters.underruns >= 4
+    assert counters.frames_played == 0
+    assert played and not any(c.samples.any() for c in played)
+
+
+def test_unknown_device_fails_to_start(pulse: PulseAudio) -> None:
+    with pytest.raises(AudioError, match="no input device matches 'usb headset'"):
+        DuplexAudio(input_device="usb headset").start()
+    audio = DuplexAudio()
+    with pytest.raises(AudioError, match="not started"):
+        audio.read_frame()
+
+
+@pytest.mark.slow
+def test_vanishing_sound_server_surfaces_from_read_frame(pulse: PulseAudio) -> None:
+    try:
+        with DuplexAudio(stall_timeout_s=2.0) as audio:
+            converse(audio, 0.5)
+            pulse.kill()
+            deadline = time.monotonic() + 6
+            with pytest.raises(AudioError, match=r"stopped|stopped delivering") as e:
+                while time.monotonic() < deadline:
+                    audio.read_frame(timeout=0.5)
+            assert audio.finished
+            assert "\n" not in str(e.value)
+    finally:
+        pulse.restart()
+
+
+# --- FileAudio ---------------------------------------------------------------------------------
+
+
+def test_file_audio_fast_delivers_input_then_tail_then_end(tmp_path: Path) -> None:
+    source = np.linspace(-0.5, 0.5, 5 * FRAME_SAMPLES + 100, dtype=np.float32)
+    out = tmp_path / "assistant.wav"
+    audio: AudioIO = FileAudio(source, out, realtime=False, tail_s=0.4)
+    with audio:
+        got = []
+        while (frame := audio.read_frame(timeout=0.01)) is not None:
+            got.append(frame)
+            audio.play_frame(frame.samples * 0.5)
+        assert audio.finished
+        assert audio.read_frame() is None
+        assert len(audio.drain_played()) == len(got)
+    assert len(got) == 6 + 5  # 5 frames and a bit, padded; then 0.4 s of silence
+    np.testing.assert_array_equal(np.concatenate([f.samples for f in got])[: len(source)], source)
+    assert not np.concatenate([f.samples for f in got[6:]]).any()
+    assert audio.counters.frames_captured == 11 and audio.counters.frames_played == 11
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == SR and w.getnframes() == 11 * FRAME_SAMPLES
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2") / 32767
+    np.testing.assert_allclose(pcm[: len(source)], source * 0.5, atol=1e-4)
+
+
+def test_file_audio_realtime_paces_frames_at_80ms(speech: Path) -> None:
+    with FileAudio(speech, realtime=True, tail_s=0) as audio:
+        start = time.monotonic()
+        stamps = []
+        for _ in range(6):
+            frame = audio.read_frame(timeout=1.0)
+            assert frame is not None
+            stamps.append(frame.t_capture)
+        elapsed = time.monotonic() - start
+        assert audio.read_frame(timeout=0.0) is None  # the next one is not due yet
+        assert not audio.finished
+    assert elapsed == pytest.approx(6 * 0.08, abs=0.05)
+    assert np.diff(stamps) == pytest.approx(0.08, abs=1e-9)
+
+
+def test_file_audio_reports_an_unreadable_source(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="no such audio file"):
+        FileAudio(tmp_path / "missing.wav").start()
