@@ -5,4 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check assistant tests scripts
 .venv/bin/ruff format --check assistant tests scripts
+if [[ "$(uname -s)" == Linux ]]; then
+    # Virtual microphone and speaker for the real-audio tests (no sound card needed).
+    eval "$(bash scripts/pulseaudio.sh start)"
+fi
 .venv/bin/python -m pytest "$@"

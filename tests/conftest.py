@@ -73,37 +73,43 @@ def tiny_checkpoint(
 
 @pytest.fixture(scope="session")
 def pulse():
-    """A private PulseAudio server with virtual `vmic`/`vspk` devices (scripts/pulseaudio.sh),
-    made the default for PortAudio. On Linux a server that can't start FAILS the tests that
-    need it; macOS has no PulseAudio, so they are skipped there."""
+    """A PulseAudio server of this test session's own, with virtual `vmic`/`vspk` devices
+    (scripts/pulseaudio.sh), made the default for PortAudio. Its own: sessions running at the
+    same time would otherwise hear each other. On Linux a server that can't start FAILS the
+    tests that need it; macOS has no PulseAudio, so they are skipped there."""
     import os
+    import shutil
     import subprocess
     import sys
+    import tempfile
 
     from tests.pulse_harness import (
         PulseAudio,
         PulseError,
         reinit_portaudio,
-        server_running,
         start_server,
         stop_server,
     )
 
     if sys.platform == "darwin":
         pytest.skip("real-device audio tests use PulseAudio virtual devices (Linux only)")
-    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER",)}
-    ours = not server_running()  # stop it at the end only if this session started it
+    runtime_dir = Path(tempfile.mkdtemp(prefix="pa-", dir="/tmp"))  # short: holds a socket
+    saved = os.environ.get("PULSE_SERVER")
     try:
-        env = start_server()
+        env = start_server(runtime_dir)
     except (PulseError, OSError, subprocess.SubprocessError) as e:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
         pytest.fail(f"PulseAudio could not start for the audio tests: {e}", pytrace=False)
     os.environ.update(env)
     reinit_portaudio()  # PortAudio must see the server: (re)initialise it after start
-    yield PulseAudio(env)
-    if ours:
-        stop_server()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
+    try:
+        yield PulseAudio(env)
+    finally:
+        if saved is None:
+            os.environ.pop("PULSE_SERVER", None)
         else:
-            os.environ[key] = value
+            os.environ["PULSE_SERVER"] = saved
+        try:
+            stop_server(runtime_dir)
+        finally:
+            shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -23,16 +23,21 @@ class PulseError(RuntimeError):
     pass
 
 
-def _run(args: list[str], timeout: float = 20) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def _run(args: list[str], timeout: float = 20, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise PulseError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
 
 
-def start_server() -> dict[str, str]:
+def _script_env(runtime_dir: Path | None) -> dict[str, str] | None:
+    """The environment selecting a server: the shared one, or a separate one in runtime_dir."""
+    return None if runtime_dir is None else os.environ | {"ASSISTANT_PULSE_DIR": str(runtime_dir)}
+
+
+def start_server(runtime_dir: Path | None = None) -> dict[str, str]:
     """Start (or repair) the server; returns the env variables its clients need."""
-    out = _run(["bash", str(SCRIPT), "start"], timeout=30)
+    out = _run(["bash", str(SCRIPT), "start"], timeout=30, env=_script_env(runtime_dir))
     env = {}
     for line in out.splitlines():
         if line.startswith("export ") and "=" in line:
@@ -43,15 +48,8 @@ def start_server() -> dict[str, str]:
     return env
 
 
-def server_running() -> bool:
-    try:
-        return subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-def stop_server() -> None:
-    _run(["bash", str(SCRIPT), "stop"])
+def stop_server(runtime_dir: Path | None = None) -> None:
+    _run(["bash", str(SCRIPT), "stop"], env=_script_env(runtime_dir))
 
 
 def reinit_portaudio() -> None:
@@ -63,26 +61,24 @@ def reinit_portaudio() -> None:
 
 
 class PulseAudio:
+    """A running server: `env` holds what its clients need (PULSE_SERVER)."""
+
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
+    def client_env(self) -> dict[str, str]:
+        return os.environ | self.env
+
     def pactl(self, *args: str) -> str:
-        return _run(["pactl", *args])
-
-    def restart(self) -> None:
-        """Bring the server back (after a test killed it) and re-initialise PortAudio."""
-        self.env.update(start_server())
-        os.environ.update(self.env)
-        reinit_portaudio()
-
-    def kill(self) -> None:
-        """Stop the server, as if the audio hardware vanished."""
-        stop_server()
+        return _run(["pactl", *args], env=self.client_env())
 
     def play_into_mic(self, wav: Path, *, wait: bool = True) -> subprocess.Popen | None:
         """Play a WAV into the virtual microphone."""
         proc = subprocess.Popen(
-            ["paplay", "-d", "vmic", str(wav)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+            ["paplay", "-d", "vmic", str(wav)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=self.client_env(),
         )
         if not wait:
             return proc
@@ -93,7 +89,7 @@ class PulseAudio:
 
     def record_speaker(self, path: Path) -> Recorder:
         """Record the virtual speaker to a 24 kHz mono float WAV until `stop()`."""
-        return Recorder(path)
+        return Recorder(path, self.client_env())
 
     def add_echo(self, latency_ms: int = 60, volume_percent: int | None = None) -> int:
         """Loop the speaker back into the microphone; returns the module id."""
@@ -120,7 +116,7 @@ class PulseAudio:
 
 
 class Recorder:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
         self.path = path
         self._proc = subprocess.Popen(
             [
@@ -131,9 +127,10 @@ class Recorder:
                 "--format=float32le",
                 "--rate=24000",
                 "--channels=1",
-                "--latency-msec=20",
+                "--latency-msec=100",
                 str(path),
             ],
+            env=env,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
@@ -156,7 +153,9 @@ def make_speech(path: Path, text: str) -> Path:
     """Real speech at 24 kHz mono 16-bit, from espeak-ng and sox (installed by setup.sh)."""
     raw = path.with_suffix(".espeak.wav")
     _run(["espeak-ng", "-w", str(raw), text], timeout=60)
-    _run(["sox", str(raw), "-r", "24000", "-c", "1", "-b", "16", str(path)], timeout=60)
+    # Half a second of silence around it: PulseAudio may skip a little when a stream starts.
+    args = ["sox", str(raw), "-r", "24000", "-c", "1", "-b", "16", str(path), "pad", "0.5", "0.5"]
+    _run(args, timeout=60)
     return path
 
 
@@ -173,6 +172,12 @@ def best_match(signal: np.ndarray, template: np.ndarray) -> tuple[int, float]:
     lo, hi = max(lag, 0), min(len(x), lag + len(t))
     seg, ref = x[lo:hi], t[lo - lag : hi - lag]
     return lag, float(np.dot(seg, ref) / np.sqrt(np.dot(seg, seg) * np.dot(t, t) + 1e-30))
+
+
+def overlap(signal: np.ndarray, template: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of `signal` and `template` that line up when the template starts at `lag`."""
+    lo, hi = max(lag, 0), min(len(signal), lag + len(template))
+    return signal[lo:hi], template[lo - lag : hi - lag]
 
 
 def rms(x: np.ndarray) -> float:

@@ -100,6 +100,7 @@ def test_playout_waits_for_two_frames_then_plays_exactly_what_was_pushed() -> No
     out = np.concatenate([buf.pull(n, 0.16) for n in (1000, 920, 1920)])
     np.testing.assert_array_equal(out, ramp(2 * N))
     assert buf.counters.underruns == 2
+    assert buf.counters.gaps == 0  # nothing had played yet: silence, but no audible gap
     assert buf.counters.frames_played == 2
 
 
@@ -111,10 +112,10 @@ def test_playout_underrun_pads_with_silence_and_reprimes() -> None:
     tail = buf.pull(N, 0.0)  # 920 left: the rest is silence, counted
     np.testing.assert_array_equal(tail[:920], ramp(2 * N)[-920:])
     assert not tail[920:].any()
-    assert buf.counters.underruns == 1
+    assert buf.counters.underruns == 1 and buf.counters.gaps == 1
     buf.push(ramp(N))  # one frame after running dry: wait for the second again
     assert not buf.pull(N, 0.0).any()
-    assert buf.counters.underruns == 2
+    assert buf.counters.underruns == 2 and buf.counters.gaps == 2
 
 
 def test_playout_drops_oldest_beyond_max_and_counts_exactly() -> None:
@@ -122,7 +123,7 @@ def test_playout_drops_oldest_beyond_max_and_counts_exactly() -> None:
     for k in range(10):
         buf.push(np.full(N, k, np.float32))
     assert buf.counters.playout_drops == 6
-    assert buf.buffered_frames == 4
+    assert buf.buffered_frames() == 4
     out = buf.pull(4 * N, 0.0)
     assert [out[i * N] for i in range(4)] == [6, 7, 8, 9]
 

@@ -74,7 +74,8 @@ def test_without_a_ceiling_the_same_slow_model_would_lag(monkeypatch) -> None:
     audio = FakeAudio(speech_like(25), period_s=0.08)
     policy = LagPolicy(max_delay_ms=400)
     monkeypatch.setattr(LagPolicy, "max_model_backlog", property(lambda self: 10_000))
-    monkeypatch.setattr(ConversationLoop, "_too_late", lambda self, record: False)
+    for rule in ("_stale", "_too_late", "_late_for_speaker"):
+        monkeypatch.setattr(ConversationLoop, rule, lambda self, record: False)
     loop = make_loop(audio, engine=ScriptedEngine(step_s=0.2), policy=policy)
     loop.run(duration_s=20)
     assert loop.counters.dropped_input == 0

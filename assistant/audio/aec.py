@@ -6,7 +6,7 @@ the reverse (far-end) stream, 10 ms at a time, before the mic audio. AEC3 finds 
 itself, from about 5 ms to 500 ms of lead of the reference over its echo (measured), and fails
 when the reference comes after its echo. A sound played at t is heard at t + the acoustic
 delay, so the reference for a mic frame captured at t is what was played from t + a small lead
-on (`ReferenceTimeline.reference_for`): it is already known then, since output is stamped when
+on (`ReferenceTimeline.reference_for`): it is already known then, since output is recorded when
 it is written, ahead of its play time. `set_stream_delay_ms` changed nothing measurable.
 """
 
@@ -21,10 +21,12 @@ import numpy as np
 
 from ..errors import AudioError
 from ..voice.audio_files import FRAME_SAMPLES, SAMPLE_RATE
-from .buffers import PlayedChunk
+from .buffers import CapturedFrame, PlayedChunk
 
-# Far-end RMS above which a subframe counts towards the echo reduction (~ -50 dBFS).
+# A 10 ms subframe counts towards the echo reduction when the far end plays (~ -50 dBFS) and
+# the mic hears something (~ -70 dBFS; below that there is no echo to speak of).
 FAR_ACTIVE_RMS = 3e-3
+MIC_ACTIVE_RMS = 3e-4
 # How far after the mic frame's capture time its reference starts: the margin by which the
 # reference leads the echo, on top of the acoustic delay, against errors in the timestamps.
 # Kept small: the reference must already have been written to the output when the frame is
@@ -39,7 +41,7 @@ class AecStats:
     last_error: str = ""
     measured: int = 0  # 10 ms subframes in the echo-reduction window
     seconds: float = 0.0  # total time spent in process()
-    window: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=1000))
+    window: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # dB per subframe
 
     @property
     def mean_ms(self) -> float:
@@ -47,12 +49,12 @@ class AecStats:
 
     @property
     def echo_reduction_db(self) -> float | None:
-        """10*log10(mic energy / output energy) over the recent subframes with far-end audio."""
+        """Median of 10*log10(mic energy / output energy) over the last 10 s of subframes with
+        far-end audio. The median, not the energy sum: the sum is dominated by the moments the
+        user talks over the assistant, whose voice must (rightly) come through."""
         if not self.window:
             return None
-        e_in = sum(w[0] for w in self.window)
-        e_out = sum(w[1] for w in self.window)
-        return 10 * float(np.log10(max(e_in, 1e-20) / max(e_out, 1e-20)))
+        return float(np.median(np.fromiter(self.window, dtype=np.float64)))
 
     def snapshot(self) -> AecStats:
         return replace(self, window=deque(self.window, maxlen=self.window.maxlen))
@@ -67,6 +69,8 @@ class Canceller(Protocol):
 
 
 def _as_samples(x: Any) -> np.ndarray | None:
+    if x is None or isinstance(x, (str, bytes)):
+        return None
     try:
         a = np.asarray(x, dtype=np.float32).reshape(-1)
     except Exception:
@@ -106,11 +110,13 @@ class _Base:
 
     def _measure(self, m: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
         n = len(m) // self.sub
-        far = np.sqrt(np.mean(np.square(r.reshape(n, self.sub), dtype=np.float64), axis=1))
-        e_in = np.sum(np.square(m.reshape(n, self.sub), dtype=np.float64), axis=1)
-        e_out = np.sum(np.square(out.reshape(n, self.sub), dtype=np.float64), axis=1)
-        for i in np.flatnonzero(far > FAR_ACTIVE_RMS):
-            self.stats.window.append((float(e_in[i]), float(e_out[i])))
+        far = np.mean(np.square(r.reshape(n, self.sub), dtype=np.float64), axis=1)
+        e_in = np.mean(np.square(m.reshape(n, self.sub), dtype=np.float64), axis=1)
+        e_out = np.mean(np.square(out.reshape(n, self.sub), dtype=np.float64), axis=1)
+        active = (far > FAR_ACTIVE_RMS**2) & (e_in > MIC_ACTIVE_RMS**2)
+        # int16 output: its quantisation noise (~1e-10) is the floor, i.e. at most ~80 dB
+        db = 10 * np.log10(e_in[active] / np.maximum(e_out[active], 1e-10))
+        self.stats.window.extend(db.tolist())
         self.stats.measured = len(self.stats.window)
 
 
@@ -199,54 +205,95 @@ def _to_int16(x: np.ndarray) -> np.ndarray:
 
 
 class ReferenceTimeline:
-    """What the speaker played, laid out by time, to fetch the echo reference for a mic frame.
+    """What the speaker played, by position in the output stream, to fetch each mic frame's
+    echo reference.
 
-    Played chunks are placed end to end (the output stream is continuous) from the first
-    chunk's timestamp; when a timestamp strays more than `reanchor_s` from that running
-    position (dropped callbacks, clock drift) the chunk is placed at its own timestamp."""
+    Timestamps of the two streams wander by some milliseconds relative to each other
+    (PortAudio's estimates are noisy) and AEC3 lost 20-50 dB for a second or two at each shift
+    (measured through PulseAudio). Both streams count their samples exactly, though, so a mic
+    frame's reference is found by position: its input index plus an offset, which comes from
+    the timestamps once and is re-estimated only when they disagree with it by more than
+    `tolerance_s` for `patience` frames in a row (a clock drifting, a stream losing samples)."""
 
     def __init__(
-        self, sample_rate: int = SAMPLE_RATE, keep_s: float = 4.0, reanchor_s: float = 0.02
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        *,
+        keep_s: float = 4.0,
+        lead_s: float = REFERENCE_LEAD_S,
+        tolerance_s: float = 0.03,
+        patience: int = 5,
     ) -> None:
         self.sample_rate = sample_rate
+        self.lead_s = lead_s
+        self.tolerance = round(tolerance_s * sample_rate)
+        self.patience = patience
         self._ring = np.zeros(int(keep_s * sample_rate), dtype=np.float32)
-        self._reanchor = int(reanchor_s * sample_rate)
-        self._origin: float | None = None  # time of absolute sample 0
-        self._end = 0  # absolute index just after the last sample written
-        self.reanchors = 0
+        self._end: int | None = None  # output index just after the last sample stored
+        self._anchor: tuple[float, int] | None = None  # (t_play, index) of the latest chunk
+        self._offset: int | None = None  # output index - input index
+        self._disagree = 0
+        self.reanchors = 0  # times the offset was re-estimated
         self.unknown_samples = 0  # asked-for samples not played yet (the lead is too long)
 
     def add(self, chunks: list[PlayedChunk]) -> None:
+        """Store played chunks at their `index` (without one: right after the previous)."""
+        size = len(self._ring)
         for chunk in chunks:
-            self._add(chunk.t_play, np.asarray(chunk.samples, dtype=np.float32).reshape(-1))
+            x = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+            index = getattr(chunk, "index", None)
+            index = (self._end or 0) if index is None else int(index)
+            start = index + max(0, len(x) - size)
+            x = x[-size:]
+            if self._end is not None and start > self._end:  # a gap: call it silence
+                self._ring[np.arange(self._end, min(start, self._end + size)) % size] = 0.0
+            self._ring[np.arange(start, start + len(x)) % size] = x
+            self._end = max(self._end or 0, start + len(x))
+            self._anchor = (chunk.t_play, index)
 
-    def _add(self, t: float, x: np.ndarray) -> None:
-        if self._origin is None:
-            self._origin = t
-        start = self._end
-        stamped = round((t - self._origin) * self.sample_rate)
-        if abs(stamped - start) > self._reanchor:
-            self.reanchors += 1
-            if stamped > start:  # a gap: what was there is unknown, call it silence
-                gap = np.arange(start, min(stamped, start + len(self._ring)))
-                self._ring[gap % len(self._ring)] = 0.0
-            start = stamped
-        x = x[-len(self._ring) :]
-        self._ring[np.arange(start, start + len(x)) % len(self._ring)] = x
-        self._end = start + len(x)
+    def output_index(self, t: float) -> int | None:
+        """The output position heard at time `t`, per the latest chunk's timestamp."""
+        if self._anchor is None:
+            return None
+        t0, i0 = self._anchor
+        return i0 + round((t - t0) * self.sample_rate)
 
-    def window(self, t_start: float, n: int = FRAME_SAMPLES) -> np.ndarray:
-        """`n` samples played from `t_start` on; zeros where nothing is known."""
+    def at(self, index: int, n: int = FRAME_SAMPLES) -> np.ndarray:
+        """`n` samples from output position `index`; zeros where nothing is known."""
         out = np.zeros(n, dtype=np.float32)
-        if self._origin is None:
+        if self._end is None:
             return out
-        first = round((t_start - self._origin) * self.sample_rate)
-        idx = np.arange(first, first + n)
+        idx = np.arange(index, index + n)
         self.unknown_samples += int(np.count_nonzero(idx >= self._end))
         ok = (idx < self._end) & (idx >= max(0, self._end - len(self._ring)))
         out[ok] = self._ring[idx[ok] % len(self._ring)]
         return out
 
-    def reference_for(self, t_capture: float, n: int = FRAME_SAMPLES) -> np.ndarray:
-        """The reference for a mic frame captured at `t_capture` (see the module docstring)."""
-        return self.window(t_capture + REFERENCE_LEAD_S, n)
+    def window(self, t_start: float, n: int = FRAME_SAMPLES) -> np.ndarray:
+        """`n` samples played from time `t_start` on (by timestamp alone)."""
+        index = self.output_index(t_start)
+        return np.zeros(n, dtype=np.float32) if index is None else self.at(index, n)
+
+    def reference_for(self, frame: CapturedFrame | float, n: int = FRAME_SAMPLES) -> np.ndarray:
+        """The reference for a mic frame: what played from its capture time + `lead_s` on.
+        Pass the frame itself: given only a capture time (or a frame without `index`), the
+        lookup is by timestamp alone, which wobbles (see the class docstring)."""
+        index = getattr(frame, "index", None)
+        if index is None:
+            t = frame if isinstance(frame, (int, float)) else frame.t_capture
+            return self.window(float(t) + self.lead_s, n)
+        n = len(frame.samples)
+        estimate = self.output_index(frame.t_capture + self.lead_s)
+        if estimate is None:
+            return np.zeros(n, dtype=np.float32)
+        estimate -= index
+        if self._offset is None:
+            self._offset = estimate
+        elif abs(estimate - self._offset) > self.tolerance:
+            self._disagree += 1
+            if self._disagree >= self.patience:
+                self._offset, self._disagree = estimate, 0
+                self.reanchors += 1
+        else:
+            self._disagree = 0
+        return self.at(index + self._offset, n)

@@ -24,6 +24,7 @@ class AudioCounters:
     frames_captured: int = 0  # complete 80 ms frames handed to the capture queue
     frames_played: int = 0  # 80 ms frames' worth of pushed audio sent to the speaker
     underruns: int = 0  # output callbacks that had to play (some) silence for lack of audio
+    gaps: int = 0  # those of them after audio first played: the ones a listener hears
     overruns: int = 0  # captured frames dropped because the loop did not read them in time
     playout_drops: int = 0  # pushed frames dropped because the playout queue was full
     played_drops: int = 0  # played chunks dropped because nobody drained the record
@@ -40,12 +41,14 @@ class AudioCounters:
 class CapturedFrame:
     samples: np.ndarray  # float32 [1920]
     t_capture: float  # when its first sample was captured
+    index: int = 0  # position of its first sample in the input stream (24 kHz samples)
 
 
 @dataclass(frozen=True)
 class PlayedChunk:
     t_play: float  # when its first sample reaches the speaker (as PortAudio estimates it)
     samples: np.ndarray  # float32, exactly what the output callback wrote (silence included)
+    index: int = 0  # position of its first sample in the output stream (24 kHz samples)
 
 
 def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> float:
@@ -79,10 +82,11 @@ class StreamClock:
     A sample's time is its count since the start plus an anchor. Callbacks jitter by up to a
     block (PulseAudio delivers some in pairs) and a late callback makes its estimate late,
     never early, so the anchor targets the smallest (estimate - count) offset of the last
-    `window` callbacks. It moves towards that target by at most `slew_s` per callback once warm
-    (the echo canceller copes with a slow glide better than with steps when an early outlier
-    enters or leaves the window), and jumps when `jumps` callbacks in a row run later than
-    `jump_s` or the target falls that much earlier (the stream lost or gained time).
+    `window` callbacks. For the first `warmup` callbacks it follows that target (start-up is
+    erratic: through PulseAudio, estimates 0.1-0.25 s off for up to 2 s); after that it moves
+    by at most `slew_s` per callback, enough for clock drift but not for outliers to make
+    times wobble. It jumps when `jumps` callbacks in a row run later than `jump_s` or the
+    target falls that much earlier (the stream lost or gained time).
     With `skip_bursts` (output streams), a callback coming less than half a block after the
     previous one is PortAudio filling its buffer ahead (priming): its samples play later than
     its estimate says, so it is not used as evidence. (An input burst is a backlog being
@@ -93,9 +97,9 @@ class StreamClock:
         sample_rate: int,
         *,
         skip_bursts: bool = False,
-        window: int = 50,
-        warmup: int = 25,
-        slew_s: float = 0.001,
+        window: int = 25,
+        warmup: int = 60,
+        slew_s: float = 0.00005,
         jump_s: float = 0.12,
         jumps: int = 3,
     ) -> None:
@@ -192,6 +196,8 @@ class CaptureBuffer(_Counted):
         self._pending = np.zeros(frame_samples, dtype=np.float32)
         self._fill = 0
         self._pending_t = 0.0
+        self._pending_index = 0
+        self._written = 0  # samples written since the start
         self.clock = StreamClock(sample_rate)
 
     def callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
@@ -214,13 +220,17 @@ class CaptureBuffer(_Counted):
         while pos < n:
             if self._fill == 0:
                 self._pending_t = t_first + pos / self.sample_rate
+                self._pending_index = self._written + pos
             take = min(self.frame_samples - self._fill, n - pos)
             self._pending[self._fill : self._fill + take] = samples[pos : pos + take]
             self._fill += take
             pos += take
             if self._fill == self.frame_samples:
-                done.append(CapturedFrame(self._pending.copy(), self._pending_t))
+                done.append(
+                    CapturedFrame(self._pending.copy(), self._pending_t, self._pending_index)
+                )
                 self._fill = 0
+        self._written += n
         if not done:
             return
         with self._cond:
@@ -284,7 +294,9 @@ class PlayoutBuffer(_Counted):
         self._offset = 0  # samples of _chunks[0] already played
         self._buffered = 0  # samples queued, net of _offset
         self._playing = False
-        self._samples_played = 0
+        self._started = False  # has any pushed audio been played yet
+        self._samples_played = 0  # pushed audio sent out
+        self._pulled = 0  # everything sent out, silence included: the output stream's index
         self._played: deque[PlayedChunk] = deque()
         self.clock = StreamClock(sample_rate, skip_bursts=True)
 
@@ -304,8 +316,8 @@ class PlayoutBuffer(_Counted):
                 self._offset = 0
                 self.counters.playout_drops += 1
 
-    @property
     def buffered_frames(self) -> float:
+        """Frames queued and not yet played."""
         with self._cond:
             return self._buffered / self.frame_samples
 
@@ -341,10 +353,13 @@ class PlayoutBuffer(_Counted):
                     self._offset = 0
             if got < n:
                 self.counters.underruns += 1
+                self.counters.gaps += self._started
                 self._playing = False  # ran dry: wait for `playout_frames` again
+            self._started = self._started or got > 0
             self._samples_played += got
             self.counters.frames_played = self._samples_played // self.frame_samples
-            self._played.append(PlayedChunk(t_play, out))
+            self._played.append(PlayedChunk(t_play, out, self._pulled))
+            self._pulled += n
             while len(self._played) > self.max_played:
                 self._played.popleft()
                 self.counters.played_drops += 1

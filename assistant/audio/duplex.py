@@ -1,25 +1,21 @@
 """Full-duplex audio for the conversation loop: microphone in, speaker out, 80 ms frames.
 
-`DuplexAudio` drives real devices through PortAudio; `FileAudio` has the same interface but
-reads the user's side from a file and writes the assistant's side to a WAV, for tests, demos and
-machines without audio devices. The loop only ever sees `AudioIO`.
+`DuplexAudio` drives real devices through PortAudio; `FileAudio` (file_audio.py, re-exported
+here) has the same interface over files, for tests, demos and machines without audio devices.
+The loop only ever sees `AudioIO` (interface.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ..errors import AudioError
-from ..voice.audio_files import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, frames, read_audio
+from ..voice.audio_files import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 from .buffers import (
     AudioCounters,
     CaptureBuffer,
@@ -31,34 +27,10 @@ from .buffers import (
     playback_time,
 )
 from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
-from .wav_writer import StreamingWavWriter
+from .file_audio import FileAudio
+from .interface import AudioIO, StreamLatency
 
-
-@dataclass(frozen=True)
-class StreamLatency:
-    input_s: float  # as reported by PortAudio for the opened streams
-    output_s: float
-    playout_s: float  # the playout buffer's priming depth, on top of output_s
-
-    @property
-    def round_trip_s(self) -> float:
-        return self.input_s + self.output_s + self.playout_s
-
-
-class AudioIO(Protocol):
-    """What the conversation loop needs from an audio backend."""
-
-    @property
-    def counters(self) -> AudioCounters: ...
-    @property
-    def latency(self) -> StreamLatency: ...
-    @property
-    def finished(self) -> bool: ...
-    def start(self) -> AudioIO: ...
-    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None: ...
-    def play_frame(self, samples: np.ndarray) -> None: ...
-    def drain_played(self) -> list[PlayedChunk]: ...
-    def stop(self) -> None: ...
+__all__ = ["AudioIO", "DuplexAudio", "FileAudio", "StreamLatency"]
 
 
 class DuplexAudio:
@@ -220,6 +192,10 @@ class DuplexAudio:
         """Queue audio for the speaker (normally one 1920-sample frame). Never blocks."""
         self.playout.push(samples)
 
+    def playout_depth(self) -> int:
+        """Whole frames queued for the speaker, not yet played."""
+        return int(self.playout.buffered_frames())
+
     def drain_played(self) -> list[PlayedChunk]:
         return self.playout.drain_played()
 
@@ -349,112 +325,3 @@ class _Resampler:
         self._in += len(x)
         self._out += len(y)
         return np.asarray(y, dtype=np.float32)
-
-
-class FileAudio:
-    """`AudioIO` over files: the user's side comes from an audio file (or an array at 24 kHz),
-    followed by `tail_s` of silence; what the loop plays is written to `output` (a WAV) if given.
-    `realtime=True` releases one frame every 80 ms; `realtime=False` as fast as it is read."""
-
-    def __init__(
-        self,
-        source: str | Path | np.ndarray,
-        output: str | Path | None = None,
-        *,
-        realtime: bool = True,
-        tail_s: float = 1.0,
-        max_played: int = 500,
-    ) -> None:
-        self._source = source
-        self._output = output
-        self.realtime = realtime
-        self.tail_s = tail_s
-        self._frames: list[np.ndarray] = []
-        self._next = 0
-        self._t0 = 0.0
-        self._counters = AudioCounters()
-        self._played: deque[PlayedChunk] = deque(maxlen=max_played)
-        self._lock = threading.Lock()
-        self._writer: StreamingWavWriter | None = None
-        self._started = False
-        self._stopped = False
-
-    def start(self) -> FileAudio:
-        if self._started:
-            return self
-        pcm = (
-            np.asarray(self._source, dtype=np.float32).reshape(-1)
-            if isinstance(self._source, np.ndarray)
-            else read_audio(self._source)
-        )
-        tail = np.zeros(math.ceil(self.tail_s / FRAME_SECONDS) * FRAME_SAMPLES, np.float32)
-        self._frames = frames(np.concatenate([pcm, tail])) if len(pcm) + len(tail) else []
-        if self._output is not None:
-            self._writer = StreamingWavWriter(self._output)
-        self._t0 = time.monotonic()
-        self._started = True
-        return self
-
-    @property
-    def total_frames(self) -> int:
-        return len(self._frames)
-
-    @property
-    def finished(self) -> bool:
-        return self._stopped or (self._started and self._next >= len(self._frames))
-
-    @property
-    def counters(self) -> AudioCounters:
-        return self._counters.snapshot()
-
-    @property
-    def latency(self) -> StreamLatency:
-        return StreamLatency(0.0, 0.0, 0.0)
-
-    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None:
-        """The next frame; None on timeout (realtime, not due yet) or at the end (`finished`)."""
-        if not self._started:
-            raise AudioError("the audio source is not started")
-        if self.finished:
-            return None
-        i = self._next
-        if self.realtime:
-            wait = self._t0 + (i + 1) * FRAME_SECONDS - time.monotonic()
-            if timeout is not None and wait > timeout:
-                time.sleep(max(0.0, timeout))
-                return None
-            if wait > 0:
-                time.sleep(wait)
-            t_capture = self._t0 + i * FRAME_SECONDS
-        else:
-            t_capture = time.monotonic() - FRAME_SECONDS
-        self._next += 1
-        self._counters.frames_captured += 1
-        return CapturedFrame(self._frames[i], t_capture)
-
-    def play_frame(self, samples: np.ndarray) -> None:
-        """Record what the loop plays; an unwritable output raises AudioError once."""
-        data = np.array(samples, dtype=np.float32).reshape(-1)
-        with self._lock:
-            self._played.append(PlayedChunk(time.monotonic(), data))
-            self._counters.frames_played += 1
-        if self._writer is not None:
-            self._writer.write(data)
-
-    def drain_played(self) -> list[PlayedChunk]:
-        with self._lock:
-            chunks = list(self._played)
-            self._played.clear()
-        return chunks
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
-
-    def __enter__(self) -> FileAudio:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

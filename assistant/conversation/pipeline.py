@@ -187,8 +187,13 @@ class ConversationLoop:
             record.encode_start = time.monotonic()
             cleaned = mic
             if self.echo is not None:
+                # Every frame, even one about to be dropped: the canceller adapts continuously.
                 self._timeline.add(self.audio.drain_played())
                 cleaned = self.echo.process(mic, self._timeline.reference_for(frame.t_capture))
+                if self.session is not None:
+                    self.session.cleaned_audio(cleaned)
+            if self._stale(record):
+                continue
             codes = self.codec.encode(cleaned)
             record.encode_end = time.monotonic()
             self.timings["encode"].add(record.encode_ms or 0.0)
@@ -257,7 +262,7 @@ class ConversationLoop:
             record.decode_end = time.monotonic()
             self.timings["decode"].add(record.decode_ms or 0.0)
             record.playout_depth = _playout_depth(self.audio)
-            if record.playout_depth > self.policy.max_playout_backlog:
+            if self._late_for_speaker(record):
                 record.dropped = True
                 self.counters.dropped_output += 1
             else:
@@ -272,6 +277,19 @@ class ConversationLoop:
             self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
+    def _stale(self, record: FrameRecord) -> bool:
+        """A frame already older than the whole budget when read (audio captured while the
+        loop was starting, or after a stall) can only add delay: drop it, keep recording it."""
+        if not getattr(self.audio, "realtime", True):
+            return False
+        if (time.monotonic() - record.captured) * 1000.0 <= self.policy.max_delay_ms:
+            return False
+        with self._lock:
+            record.dropped = True
+            self.counters.dropped_input += 1
+        self._emit_frame(record)
+        return True
+
     def _too_late(self, record: FrameRecord) -> bool:
         """Drop a user frame that could no longer be answered within the delay budget.
 
@@ -286,6 +304,7 @@ class ConversationLoop:
             self.timings["step"].mean
             + self.timings["decode"].mean
             + self.policy.playout_frames * FRAME_MS
+            + self.output_latency_s * 1000.0
         )
         age_ms = (time.monotonic() - record.captured) * 1000.0
         if age_ms + still_to_come <= self.policy.max_delay_ms:
@@ -304,6 +323,17 @@ class ConversationLoop:
             except queue.Empty:
                 continue
         return _END
+
+    def _late_for_speaker(self, record: FrameRecord) -> bool:
+        """Drop a decoded frame that would reach the speaker after the budget, as long as the
+        speaker has other audio queued (dropping then shortens the delay without a gap)."""
+        if record.playout_depth > self.policy.max_playout_backlog:
+            return True
+        if not getattr(self.audio, "realtime", True) or record.playout_depth == 0:
+            return False
+        waiting_ms = record.playout_depth * FRAME_MS + self.output_latency_s * 1000.0
+        age_ms = (time.monotonic() - record.captured) * 1000.0
+        return age_ms + waiting_ms > self.policy.max_delay_ms
 
     def _check_silence(self, mic: np.ndarray) -> None:
         if self.silence_check is None:
@@ -338,4 +368,4 @@ def _playout_depth(audio: object) -> int:
     if callable(depth):
         return int(depth())
     playout = getattr(audio, "playout", None)
-    return int(playout.buffered_frames()) if playout is not None else 0
+    return int(playout.buffered_frames) if playout is not None else 0

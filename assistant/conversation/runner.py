@@ -139,7 +139,9 @@ class Chat:
             silence_check=silence,
             output_latency_s=getattr(getattr(audio, "latency", None), "output_s", 0.0),
         )
-        session = SessionWriter(session_dir, lambda: self._stats(loop))
+        session = SessionWriter(
+            session_dir, lambda: self._stats(loop), echo_cancelled=echo is not None
+        )
         loop.session = session
         outcome = ChatOutcome(session=session_dir, stats={}, loaded=self.loaded)
         try:

@@ -1,6 +1,7 @@
 """One conversation's folder, written as it goes so a crash or a kill loses at most a second.
 
     user.wav         what the microphone heard (before echo cancellation)
+    user_aec.wav     the same after echo cancellation: what Moshi heard (only with AEC on)
     moshi.wav        what Moshi said
     transcript.txt   Moshi's words, a line per utterance, each with its start time
     frames.jsonl     per-frame stage timestamps (see records.FrameRecord)
@@ -32,13 +33,16 @@ UTTERANCE_GAP_S = 1.0  # this much silence in Moshi's text starts a new transcri
 
 
 class SessionWriter:
-    def __init__(self, folder: Path, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, folder: Path, stats: Callable[[], dict[str, Any]], *, echo_cancelled: bool = False
+    ) -> None:
         self.folder = folder
         self._stats = stats
         self.error: str | None = None
         self._lock = threading.Lock()  # the loop's three workers all write here
         self._user = StreamingWavWriter(folder / "user.wav")
         self._moshi = StreamingWavWriter(folder / "moshi.wav")
+        self._cleaned = StreamingWavWriter(folder / "user_aec.wav") if echo_cancelled else None
         self._transcript = (folder / "transcript.txt").open("a", encoding="utf-8")
         self._frames = (folder / "frames.jsonl").open("a", encoding="utf-8")
         self._last_piece_t: float | None = None
@@ -48,6 +52,10 @@ class SessionWriter:
     # --- called by the loop (one thread) ---------------------------------------------------
     def user_audio(self, pcm: np.ndarray) -> None:
         self._guard(self._user.write, pcm)
+
+    def cleaned_audio(self, pcm: np.ndarray) -> None:
+        if self._cleaned is not None:
+            self._guard(self._cleaned.write, pcm)
 
     def moshi_audio(self, pcm: np.ndarray) -> None:
         self._guard(self._moshi.write, pcm)
@@ -70,6 +78,8 @@ class SessionWriter:
         self._last_flush = time.monotonic()
         self._guard(self._user.flush)
         self._guard(self._moshi.flush)
+        if self._cleaned is not None:
+            self._guard(self._cleaned.flush)
         self._guard(self._transcript.flush)
         self._guard(self._frames.flush)
         self._guard(self._write_stats)
@@ -81,7 +91,8 @@ class SessionWriter:
         if self._last_piece_t is not None:
             self._guard(self._transcript.write, "\n")
         self.flush()
-        closers = (self._user.close, self._moshi.close, self._transcript.close, self._frames.close)
+        writers = [w for w in (self._user, self._moshi, self._cleaned) if w is not None]
+        closers = [w.close for w in writers] + [self._transcript.close, self._frames.close]
         for closer in closers:
             # Failures were already reported by _guard; closing is best effort.
             with contextlib.suppress(OSError, AssistantError):

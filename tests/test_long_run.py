@@ -1,0 +1,83 @@
+"""Hours of conversation, compressed: a simulated clock, a micro model, thousands of frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from assistant.conversation.pipeline import ConversationLoop, LoopEvents
+from assistant.voice.codec import StreamingCodec
+from assistant.voice.config import TINY
+from assistant.voice.engine import StreamingEngine
+from assistant.voice.model import build_model
+from assistant.voice.sampling import SamplingConfig
+from tests.fakes import FakeAudio, FakeCodec, speech_like
+
+# TINY's structure (context 3000, the published delays) at the smallest width MLX runs fast.
+MICRO = dataclasses.replace(
+    TINY,
+    dim=64,
+    num_heads=2,
+    num_layers=1,
+    depformer_dim=64,
+    depformer_num_heads=2,
+    depformer_dim_feedforward=176,
+    text_card=256,
+)
+
+
+def micro_engine(seed: int = 0) -> StreamingEngine:
+    mx.random.seed(seed)
+    model = build_model(MICRO, None)
+    mx.eval(model.parameters())
+    return StreamingEngine(model, MICRO, SamplingConfig(seed=seed))
+
+
+@pytest.mark.slow
+def test_ten_thousand_frames_cross_every_limit_with_flat_memory() -> None:
+    frames = 10_050  # past 4000 (the reference's max_steps), 4096 (its window bug) and 10000
+    engine = micro_engine()
+    audio = FakeAudio(speech_like(64) * (frames // 64 + 1))
+    audio.frames = audio.frames[:frames]
+    samples: dict[int, tuple[int, int]] = {}
+
+    def watch(record) -> None:
+        if record.model_step in (2_000, 4_000, 4_096, 6_000, 8_000, 10_000):
+            rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            samples[record.model_step] = (mx.get_active_memory(), rss_kb)
+        if record.model_step is not None and record.model_step % 500 == 0:
+            audio.played.clear()  # the fake speaker's own record, not the loop's memory
+
+    loop = ConversationLoop(audio, FakeCodec(), engine, events=LoopEvents(on_frame=watch))
+    loop.run(duration_s=900)
+    assert loop.counters.errors == []
+    assert engine.steps_taken == frames and loop.counters.frames_played == frames
+    assert sorted(samples) == [2_000, 4_000, 4_096, 6_000, 8_000, 10_000]
+    # Flat once the 3000-step context is full: no growth of MLX memory between 4000 and 10000,
+    # and the process' peak RSS grows by less than 50 MB over those 6000 frames.
+    active = {k: v[0] for k, v in samples.items()}
+    assert active[10_000] <= active[4_000] * 1.01 + 1_000_000, active
+    assert samples[10_000][1] - samples[4_000][1] < 50_000, samples
+
+
+def test_loop_survives_real_codec_rollovers(mimi_file: Path) -> None:
+    # A real rustymimi codec whose instances only last 32 frames: the loop must keep going
+    # through several roll-overs on both sides with no error and no missing frame.
+    codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, lead_frames=4)
+    audio = FakeAudio(speech_like(70))
+    loop = ConversationLoop(audio, codec, micro_engine())
+    try:
+        loop.run(duration_s=120)
+    finally:
+        codec.close()
+    assert loop.counters.errors == []
+    assert loop.counters.frames_played == 70
+    stats = codec.stats
+    assert stats.encode.rollovers >= 2 and stats.decode.rollovers >= 2
+    played = np.concatenate(audio.played)
+    assert np.isfinite(played).all()
