@@ -12,9 +12,7 @@ user codes, so both see the same machine state.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -28,14 +26,14 @@ from moshi_mlx.models import Lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from assistant.voice.config import MOSHIKO_V0_1, TINY, MoshiConfig
+from assistant.errors import AssistantError
+from assistant.voice.config import TINY, MoshiConfig
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.layout import Quantization
+from assistant.voice.loader import prepare
 from assistant.voice.model import build_model
+from assistant.voice.resolve import CheckpointSpec, resolve
 from assistant.voice.sampling import SamplingConfig
-
-PROBE = "transformer.layers.0.self_attn.in_proj"
-NORM = "transformer.layers.0.norm1.weight"
 
 
 @dataclass
@@ -46,46 +44,19 @@ class Checkpoint:
     label: str
 
 
-def read_header(path: Path) -> dict[str, dict]:
-    """The safetensors JSON header (names, dtypes, shapes) without reading any tensor."""
-    with path.open("rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    header.pop("__metadata__", None)
-    return header
-
-
-def find_model_file(folder: Path) -> tuple[Path, dict[str, dict]]:
-    for path in sorted(folder.glob("*.safetensors")):
-        header = read_header(path)
-        if f"{PROBE}.weight" in header:
-            return path, header
-    sys.exit(f"{folder}: no .safetensors file with '{PROBE}.weight' (not a Moshi LM checkpoint)")
-
-
-def detect_quant(header: dict[str, dict], path: Path) -> Quantization | None:
-    weight = header[f"{PROBE}.weight"]
-    width = header[NORM]["shape"][0]
-    if weight["dtype"] in ("BF16", "F16", "F32"):
-        return None
-    if weight["dtype"] != "U32" or f"{PROBE}.scales" not in header:
-        sys.exit(f"{path}: unexpected dtype {weight['dtype']} for {PROBE}.weight")
-    bits = weight["shape"][1] * 32 // width
-    group = width // header[f"{PROBE}.scales"]["shape"][1]
-    return Quantization(bits, group)
-
-
-def open_checkpoint(folder: str | None) -> Checkpoint:
-    if folder is None:
+def open_checkpoint(target: str | None) -> Checkpoint:
+    """The checkpoint as the product sees it: resolved, headers inspected and validated."""
+    if target is None:
         return Checkpoint(TINY, None, None, "RANDOM weights, TINY config (no --checkpoint given)")
-    root = Path(folder)
-    file, header = find_model_file(root)
-    quant = detect_quant(header, file)
-    config_file = root / "config.json"
-    config = MoshiConfig.from_file(config_file) if config_file.exists() else MOSHIKO_V0_1
-    kind = "bf16" if quant is None else f"q{quant.bits} (group {quant.group_size})"
-    source = "config.json" if config_file.exists() else "moshiko v0.1 preset"
-    return Checkpoint(config, quant, file, f"{file} [{kind}, config from {source}]")
+    try:
+        report, _ = prepare(resolve(CheckpointSpec(target=target)), check_memory=True)
+    except AssistantError as e:
+        sys.exit(f"error: {e}")
+    m = report.model
+    kind = (
+        "bf16" if m.quantization is None else f"{m.quant_label} (group {m.quantization.group_size})"
+    )
+    return Checkpoint(m.config, m.quantization, m.path, f"{m.path} [{kind}, {m.config_source}]")
 
 
 def load_model(ckpt: Checkpoint, seed: int) -> Lm:
