@@ -105,11 +105,22 @@ class PulseAudio:
             ).strip()
         )
         if volume_percent is not None:
-            for line in self.pactl("list", "short", "sink-inputs").splitlines():
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == str(module):
-                    self.pactl("set-sink-input-volume", fields[0], f"{volume_percent}%")
+            self.pactl("set-sink-input-volume", self._loopback_input(module), f"{volume_percent}%")
         return module
+
+    def _loopback_input(self, module: int) -> str:
+        """The sink input a loopback module created (its "Owner Module" in the long listing)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            current = None
+            for line in self.pactl("list", "sink-inputs").splitlines():
+                line = line.strip()
+                if line.startswith("Sink Input #"):
+                    current = line.removeprefix("Sink Input #")
+                elif line == f"Owner Module: {module}" and current is not None:
+                    return current
+            time.sleep(0.1)
+        raise PulseError(f"no sink input for loopback module {module}")
 
     def remove_echo(self, module: int) -> None:
         self.pactl("unload-module", str(module))
