@@ -181,8 +181,22 @@ def best_match(signal: np.ndarray, template: np.ndarray) -> tuple[int, float]:
     if lag > size // 2:
         lag -= size
     lo, hi = max(lag, 0), min(len(x), lag + len(t))
+    if hi <= lo:
+        return lag, 0.0
     seg, ref = x[lo:hi], t[lo - lag : hi - lag]
     return lag, float(np.dot(seg, ref) / np.sqrt(np.dot(seg, seg) * np.dot(t, t) + 1e-30))
+
+
+def piecewise_match(signal: np.ndarray, template: np.ndarray, seconds: float = 1.0) -> float:
+    """Median over the template's 1 s pieces (those with sound) of their best correlation in
+    `signal`: content intact, even where a gap shifted everything after it."""
+    n = round(seconds * 24000)
+    scores = [
+        best_match(signal, piece)[1]
+        for i in range(0, len(template) - n + 1, n)
+        if rms(piece := template[i : i + n]) > 0.01
+    ]
+    return float(np.median(scores))
 
 
 def overlap(signal: np.ndarray, template: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:

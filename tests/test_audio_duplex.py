@@ -20,6 +20,7 @@ from tests.pulse_harness import (
     best_match,
     make_speech,
     overlap,
+    piecewise_match,
     reinit_portaudio,
     rms,
     start_server,
@@ -80,12 +81,13 @@ def test_capture_and_full_duplex_echo_at_24khz(
     assert corr > 0.97, f"captured speech correlates {corr:.3f}"
     got, want = overlap(r["mic"], clean, lag)
     assert 0.8 < rms(got) / rms(want) < 1.25
-    # what reached the speaker: the mic's audio, after a 2-frame playout buffer
-    _, corr_played = best_match(r["played"], clean)
-    _, corr_out = best_match(r["heard"], clean)
+    # What reached the speaker: the mic's audio, after a 2-frame playout buffer. Compared piece
+    # by piece: on a starved CPU a late frame leaves a gap that shifts what follows.
+    corr_played = piecewise_match(r["played"], clean)
+    corr_out = piecewise_match(r["heard"], clean)
     why = f"played {corr_played:.3f}, heard {corr_out:.3f}, {r['counters']}"
-    assert corr_played > 0.95, why
-    assert corr_out > 0.95, why
+    assert corr_played > 0.97, why
+    assert corr_out > 0.97, why
     steps = np.diff(r["times"])
     assert np.median(steps) == pytest.approx(0.08, abs=0.002)
     assert np.all(steps > 0)
@@ -102,10 +104,10 @@ def test_devices_opened_at_48khz_are_resampled(
 ) -> None:
     r = capture_and_echo(pulse, speech, tmp_path, device_rate=48000)
     assert r["rates"] == (48000, 48000)
-    _, corr = best_match(r["mic"], r["clean"])
+    corr = piecewise_match(r["mic"], r["clean"])
     assert corr > 0.95, f"captured speech correlates {corr:.3f} through the resampler"
-    _, corr_out = best_match(r["heard"], r["clean"])
-    assert corr_out > 0.9, f"echoed speech correlates {corr_out:.3f} through two resamplers"
+    corr_out = piecewise_match(r["heard"], r["clean"])
+    assert corr_out > 0.95, f"echoed speech correlates {corr_out:.3f} through two resamplers"
     assert r["counters"].callback_errors == 0
 
 
@@ -121,13 +123,15 @@ def test_playout_of_a_chirp_is_intact(pulse: PulseAudio, tmp_path: Path) -> None
             audio, len(chunks) * 0.08, reply=lambda f, i: chunks[i] if i < len(chunks) else silence
         )
         played = np.concatenate([c.samples for c in audio.drain_played()])
+        gaps = audio.counters.gaps
     heard = recorder.stop()
     assert len(got) >= len(chunks) - 2
-    _, corr = best_match(heard, chirp)
+    corr = piecewise_match(heard, chirp, seconds=0.5)
     assert corr > 0.97, f"recorded chirp correlates {corr:.3f}"
-    lag, corr_played = best_match(played, chirp)
-    assert corr_played > 0.999  # the played record is exactly what was pushed
-    np.testing.assert_allclose(played[lag : lag + len(chirp)], chirp, atol=1e-6)
+    assert gaps <= 2
+    if gaps == 0:  # the played record is exactly what was pushed (a gap would add silence)
+        lag, _ = best_match(played, chirp)
+        np.testing.assert_allclose(played[lag : lag + len(chirp)], chirp, atol=1e-6)
 
 
 def test_underruns_counted_when_nothing_is_pushed(pulse: PulseAudio) -> None:

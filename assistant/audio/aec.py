@@ -213,7 +213,8 @@ class ReferenceTimeline:
     (measured through PulseAudio). Both streams count their samples exactly, though, so a mic
     frame's reference is found by position: its input index plus an offset, which comes from
     the timestamps once and is re-estimated only when they disagree with it by more than
-    `tolerance_s` for `patience` frames in a row (a clock drifting, a stream losing samples)."""
+    `tolerance_s` for `patience` frames in a row (a clock drifting, a stream losing samples);
+    for the first `warmup` frames, while the streams' clocks settle, at once."""
 
     def __init__(
         self,
@@ -223,11 +224,14 @@ class ReferenceTimeline:
         lead_s: float = REFERENCE_LEAD_S,
         tolerance_s: float = 0.03,
         patience: int = 5,
+        warmup: int = 60,
     ) -> None:
         self.sample_rate = sample_rate
         self.lead_s = lead_s
         self.tolerance = round(tolerance_s * sample_rate)
         self.patience = patience
+        self.warmup = warmup
+        self._frames = 0
         self._ring = np.zeros(int(keep_s * sample_rate), dtype=np.float32)
         self._end: int | None = None  # output index just after the last sample stored
         self._anchor: tuple[float, int] | None = None  # (t_play, index) of the latest chunk
@@ -287,11 +291,12 @@ class ReferenceTimeline:
         if estimate is None:
             return np.zeros(n, dtype=np.float32)
         estimate -= index
+        self._frames += 1
         if self._offset is None:
             self._offset = estimate
         elif abs(estimate - self._offset) > self.tolerance:
             self._disagree += 1
-            if self._disagree >= self.patience:
+            if self._disagree >= (1 if self._frames <= self.warmup else self.patience):
                 self._offset, self._disagree = estimate, 0
                 self.reanchors += 1
         else:

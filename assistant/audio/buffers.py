@@ -101,7 +101,7 @@ class StreamClock:
         warmup: int = 60,
         slew_s: float = 0.00005,
         jump_s: float = 0.12,
-        jumps: int = 3,
+        jumps: int = 10,
     ) -> None:
         self.sample_rate = sample_rate
         self.skip_bursts = skip_bursts
