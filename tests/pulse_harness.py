@@ -145,7 +145,13 @@ class Recorder:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
         )
-        time.sleep(0.3)  # let it connect before anything worth recording is played
+        # Recording once the file grows (connected, data flowing): a fixed wait was too short
+        # on a busy machine.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            if path.exists() and path.stat().st_size > 4096:
+                break
+            time.sleep(0.05)
 
     def stop(self) -> np.ndarray:
         """Stop recording; the samples recorded."""

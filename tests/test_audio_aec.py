@@ -162,8 +162,9 @@ def test_reference_for_a_frame_keeps_a_steady_offset() -> None:
 
 @pytest.mark.slow
 def test_real_loopback_echo_is_cancelled(pulse: PulseAudio, tmp_path: Path) -> None:
-    speech = read_audio(make_speech(tmp_path / "s.wav", "Hello, I am your assistant. " * 2))
-    speech = np.concatenate([speech, read_audio(HELLO)[::-1]])  # ~9 s of the assistant talking
+    speech = read_audio(make_speech(tmp_path / "s.wav", "Hello, I am your assistant. " * 3))
+    hello = read_audio(HELLO)
+    speech = np.concatenate([speech, hello[::-1], hello])  # ~16 s of the assistant talking
     chunks = frames(speech)
     timeline, aec = ReferenceTimeline(), EchoCanceller()
     mic, out = [], []
@@ -183,18 +184,20 @@ def test_real_loopback_echo_is_cancelled(pulse: PulseAudio, tmp_path: Path) -> N
         pulse.remove_echo(echo)
     heard, cleaned = np.concatenate(mic), np.concatenate(out)
     assert rms(heard) > 0.01, "no echo reached the microphone"
-    # past start-up (timestamps settle, AEC3 converges), per-second reductions
-    per_second = [
-        10 * np.log10(energy(heard[i : i + SR]) / max(energy(cleaned[i : i + SR]), 1e-12))
-        for i in range(4 * SR, len(heard) - SR + 1, SR)
-        if rms(heard[i : i + SR]) > 0.01
-    ]
-    overall = 10 * np.log10(energy(heard[4 * SR :]) / energy(cleaned[4 * SR :]))
-    print(f"loopback echo reduction {overall:.1f} dB, per second {np.round(per_second, 1)}")
+    # Past start-up (AEC3 converges, the streams' timestamps settle: seconds on a starved CPU),
+    # per second. Measured: 60-73 dB each, as with ideal sample-exact alignment (~69 dB).
+    per_second = np.array(
+        [
+            10 * np.log10(energy(heard[i : i + SR]) / max(energy(cleaned[i : i + SR]), 1e-12))
+            for i in range(3 * SR, len(heard) - SR + 1, SR)
+            if rms(heard[i : i + SR]) > 0.01
+        ]
+    )
+    print(f"loopback echo reduction per second {np.round(per_second, 1)} dB")
     print(f"AEC says {aec.echo_reduction_db:.1f} dB, {aec.stats.mean_ms:.2f} ms per frame")
-    # measured: ~69 dB overall, 60-73 dB per second (~69 dB with ideal, sample-exact alignment)
-    assert overall >= 25, f"per second: {np.round(per_second, 1)}"
-    assert np.median(per_second) >= 30
+    assert len(per_second) >= 8
+    assert np.median(per_second) >= 30, f"per second: {np.round(per_second, 1)}"
+    assert np.mean(per_second >= 20) >= 0.6, f"per second: {np.round(per_second, 1)}"
     assert aec.stats.errors == 0 and counters.callback_errors == 0
 
 

@@ -114,7 +114,7 @@ def test_devices_opened_at_48khz_are_resampled(
 def test_playout_of_a_chirp_is_intact(pulse: PulseAudio, tmp_path: Path) -> None:
     t = np.arange(2 * SR) / SR
     chirp = (0.5 * np.sin(2 * np.pi * (200 * t + 450 * t**2))).astype(np.float32)  # 200->2000 Hz
-    chunks = frames(np.concatenate([chirp, np.zeros(SR // 2, np.float32)]))
+    chunks = frames(np.concatenate([chirp, np.zeros(SR, np.float32)]))  # a second to drain
     recorder = pulse.record_speaker(tmp_path / "chirp.wav")
     with DuplexAudio() as audio:
         converse(audio, 0.3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -169,3 +170,46 @@ def test_echo_cancellation_removes_moshi_from_what_it_hears(
     assert similarity > 0.3 and kept > 0.2, (similarity, kept)
     stats = json.loads((session / "stats.json").read_text())
     assert stats["echo_reduction_db"] is not None and stats["echo_reduction_db"] > 10
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_session(pulse, tiny_checkpoint, tmp_path) -> None:
+    home = tmp_path / "home"
+    chat = ChatProcess(
+        ["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], chat_env(pulse, home)
+    )
+    try:
+        assert chat.listening.wait(120), chat.output
+        time.sleep(3)
+        chat.proc.send_signal(signal.SIGINT)
+        assert chat.wait(timeout=60) == 0, chat.output
+    finally:
+        if chat.proc.poll() is None:
+            chat.proc.kill()
+    assert "Stopped." in chat.output and "Traceback" not in chat.output
+    session = only_session(home)
+    stats = json.loads((session / "stats.json").read_text())
+    assert stats["frames_stepped"] > 10
+    assert len(read_audio(session / "user.wav")) >= 10 * 1920
+
+
+def test_vanishing_sound_server_is_a_clear_error(pulse, tiny_checkpoint, tmp_path) -> None:
+    home = tmp_path / "home"
+    chat = ChatProcess(
+        ["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], chat_env(pulse, home)
+    )
+    try:
+        assert chat.listening.wait(120), chat.output
+        time.sleep(3)
+        pulse.kill()  # as if the audio device was unplugged
+        code = chat.wait(timeout=60)
+    finally:
+        if chat.proc.poll() is None:
+            chat.proc.kill()
+        pulse.restart()
+    assert code == 1, chat.output
+    assert "Traceback" not in chat.output
+    last = [line for line in chat.output.splitlines() if line.strip()][-1]
+    assert last.startswith("error:") and "stream" in last, last
+    session = only_session(home)
+    assert json.loads((session / "stats.json").read_text())["frames_stepped"] > 10
+    assert len(read_audio(session / "user.wav")) >= 10 * 1920

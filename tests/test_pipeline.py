@@ -119,3 +119,57 @@ def test_silent_microphone_is_reported_once() -> None:
     )
     loop.run(duration_s=10)
     assert warnings == ["microphone is silent"]
+
+
+def test_full_disk_stops_the_recording_not_the_conversation(tmp_path: Path, monkeypatch) -> None:
+    from assistant.audio import wav_writer
+    from assistant.errors import AudioError
+
+    calls = {"n": 0}
+    real_write = wav_writer.StreamingWavWriter.write
+
+    def filling_disk(self, samples):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise AudioError(
+                "cannot write audio ([Errno 28] No space left on device)", path=self.path
+            )
+        return real_write(self, samples)
+
+    monkeypatch.setattr(wav_writer.StreamingWavWriter, "write", filling_disk)
+    warnings = []
+    audio = FakeAudio(speech_like(40))
+    loop = make_loop(audio, session_dir=tmp_path, events=LoopEvents(on_warning=warnings.append))
+    loop.run(duration_s=30)
+    assert loop.counters.frames_stepped == 40 and loop.counters.frames_played == 40
+    assert loop.session.error is not None and "No space left" in loop.session.error
+    assert len(warnings) == 1 and "goes on without recording" in warnings[0]
+    with wave.open(str(tmp_path / "user.wav")) as w:  # what was written before stays valid
+        assert w.getnframes() > 0
+
+
+def test_dropping_frames_is_announced_once() -> None:
+    audio = FakeAudio(speech_like(30), period_s=0.08)
+    warnings = []
+    loop = make_loop(
+        audio,
+        engine=ScriptedEngine(step_s=0.2),
+        policy=LagPolicy(max_delay_ms=400),
+        events=LoopEvents(on_warning=warnings.append),
+    )
+    loop.run(duration_s=20)
+    assert loop.counters.dropped_input > 0
+    assert [w for w in warnings if "slower than real time" in w] == warnings
+    assert len(warnings) == 1
+
+
+def test_lag_policy_rules() -> None:
+    p = LagPolicy(max_delay_ms=400, playout_frames=2)
+    assert p.max_model_backlog == 2 and p.max_playout_backlog == 3
+    assert not p.stale(400) and p.stale(401)
+    assert not p.too_late_for_model(100, 300) and p.too_late_for_model(101, 300)
+    assert not p.late_for_speaker(999, 0, 0)  # nothing queued: dropping would leave a gap
+    assert p.late_for_speaker(0, 4, 0)  # more than the playout cushion allows
+    assert not p.late_for_speaker(100, 2, 100) and p.late_for_speaker(141, 2, 100)
+    with pytest.raises(ValueError):
+        LagPolicy(max_delay_ms=100)

@@ -33,3 +33,22 @@ class LagPolicy:
     def max_playout_backlog(self) -> int:
         """Frames allowed in the playout buffer before the oldest are dropped."""
         return self.playout_frames + 1
+
+    # --- the three places a frame can be dropped (ages and costs in ms) ---------------------
+    def stale(self, age_ms: float) -> bool:
+        """Already older than the whole budget when read from the microphone."""
+        return age_ms > self.max_delay_ms
+
+    def too_late_for_model(self, age_ms: float, still_to_come_ms: float) -> bool:
+        """Could no longer be answered in time: its age plus the step, decode, playout
+        cushion and output latency still ahead of it exceed the budget."""
+        return age_ms + still_to_come_ms > self.max_delay_ms
+
+    def late_for_speaker(self, age_ms: float, playout_depth: int, output_latency_ms: float) -> bool:
+        """Decoded audio that would be heard too late, or would overfill the playout buffer.
+        Only with audio already queued: dropping into an empty buffer would leave a gap."""
+        if playout_depth > self.max_playout_backlog:
+            return True
+        if playout_depth == 0:
+            return False
+        return age_ms + playout_depth * FRAME_MS + output_latency_ms > self.max_delay_ms

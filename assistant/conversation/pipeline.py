@@ -96,6 +96,7 @@ class ConversationLoop:
         self._decode_q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._stopped = False
+        self._warned_drops = self._warned_recording = False
         self._lock = threading.Lock()  # guards the model queue's drop-oldest and counters
         self._error: BaseException | None = None
         self._timeline = ReferenceTimeline()  # what the speaker played, by time: the echo
@@ -121,6 +122,7 @@ class ConversationLoop:
                     break
                 if self.session is not None:
                     self.session.maybe_flush()
+                self._report_once()
         finally:
             self.stop()
         if self._error is not None:
@@ -278,26 +280,15 @@ class ConversationLoop:
 
     # --- helpers -------------------------------------------------------------------------------
     def _stale(self, record: FrameRecord) -> bool:
-        """A frame already older than the whole budget when read (audio captured while the
-        loop was starting, or after a stall) can only add delay: drop it, keep recording it."""
+        """Audio captured while the loop was starting, or during a stall, only adds delay."""
         if not getattr(self.audio, "realtime", True):
             return False
-        if (time.monotonic() - record.captured) * 1000.0 <= self.policy.max_delay_ms:
-            return False
-        with self._lock:
-            record.dropped = True
-            self.counters.dropped_input += 1
-        self._emit_frame(record)
-        return True
+        return self.policy.stale(_age_ms(record)) and self._drop_input(record)
 
     def _too_late(self, record: FrameRecord) -> bool:
-        """Drop a user frame that could no longer be answered within the delay budget.
-
-        Counting queued frames is not enough when each step is slow, so the age of the frame
-        is checked against what is left of the budget after the step, the decode and the
-        playout cushion still to come. The newest frame is always kept, so a model that can
-        never meet the budget still answers, just as rarely as it must.
-        """
+        """Counting queued frames is not enough when each step is slow, so the frame's age is
+        checked too. The newest frame is always kept: a model that can never meet the budget
+        still answers, as often as it can."""
         if not getattr(self.audio, "realtime", True) or self._model_q.qsize() == 0:
             return False
         still_to_come = (
@@ -306,14 +297,8 @@ class ConversationLoop:
             + self.policy.playout_frames * FRAME_MS
             + self.output_latency_s * 1000.0
         )
-        age_ms = (time.monotonic() - record.captured) * 1000.0
-        if age_ms + still_to_come <= self.policy.max_delay_ms:
-            return False
-        with self._lock:
-            record.dropped = True
-            self.counters.dropped_input += 1
-        self._emit_frame(record)
-        return True
+        late = self.policy.too_late_for_model(_age_ms(record), still_to_come)
+        return late and self._drop_input(record)
 
     def _next(self, q: queue.Queue) -> Any:
         """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""
@@ -324,25 +309,45 @@ class ConversationLoop:
                 continue
         return _END
 
+    def _drop_input(self, record: FrameRecord) -> bool:
+        with self._lock:
+            record.dropped = True
+            self.counters.dropped_input += 1
+        self._emit_frame(record)
+        return True
+
     def _late_for_speaker(self, record: FrameRecord) -> bool:
-        """Drop a decoded frame that would reach the speaker after the budget, as long as the
-        speaker has other audio queued (dropping then shortens the delay without a gap)."""
-        if record.playout_depth > self.policy.max_playout_backlog:
-            return True
-        if not getattr(self.audio, "realtime", True) or record.playout_depth == 0:
-            return False
-        waiting_ms = record.playout_depth * FRAME_MS + self.output_latency_s * 1000.0
-        age_ms = (time.monotonic() - record.captured) * 1000.0
-        return age_ms + waiting_ms > self.policy.max_delay_ms
+        if not getattr(self.audio, "realtime", True):
+            return record.playout_depth > self.policy.max_playout_backlog
+        return self.policy.late_for_speaker(
+            _age_ms(record), record.playout_depth, self.output_latency_s * 1000.0
+        )
+
+    def _report_once(self) -> None:
+        """Tell the user, once each, about drops and a recording that stopped."""
+        c = self.counters
+        if not self._warned_drops and c.dropped_input + c.dropped_output > 0:
+            self._warned_drops = True
+            self._warn(
+                "the model is slower than real time on this machine: dropping frames to keep "
+                f"the delay under {self.policy.max_delay_ms:.0f} ms"
+            )
+        error = getattr(self.session, "error", None)
+        if error and not self._warned_recording:
+            self._warned_recording = True
+            self._warn(f"{error}; the conversation goes on without recording")
+
+    def _warn(self, message: str) -> None:
+        self.counters.errors.append(message)
+        if self.events.on_warning:
+            self.events.on_warning(message)
 
     def _check_silence(self, mic: np.ndarray) -> None:
         if self.silence_check is None:
             return
         warning = self.silence_check(mic)
         if warning:
-            self.counters.errors.append(warning)
-            if self.events.on_warning:
-                self.events.on_warning(warning)
+            self._warn(warning)
 
     def _emit_frame(self, record: FrameRecord) -> None:
         if self.session is not None:
@@ -369,3 +374,7 @@ def _playout_depth(audio: object) -> int:
         return int(depth())
     playout = getattr(audio, "playout", None)
     return int(playout.buffered_frames) if playout is not None else 0
+
+
+def _age_ms(record: FrameRecord) -> float:
+    return (time.monotonic() - record.captured) * 1000.0
