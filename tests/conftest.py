@@ -103,7 +103,7 @@ def pulse():
     os.environ.update(env)
     reinit_portaudio()  # PortAudio must see the server: (re)initialise it after start
     try:
-        yield PulseAudio(env)
+        yield PulseAudio(env, runtime_dir)
     finally:
         if saved is None:
             os.environ.pop("PULSE_SERVER", None)

@@ -61,10 +61,22 @@ def reinit_portaudio() -> None:
 
 
 class PulseAudio:
-    """A running server: `env` holds what its clients need (PULSE_SERVER)."""
+    """A running server: `env` holds what its clients need (PULSE_SERVER); `runtime_dir` is
+    where it lives (None: the shared one of scripts/pulseaudio.sh)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], runtime_dir: Path | None = None) -> None:
         self.env = env
+        self.runtime_dir = runtime_dir
+
+    def kill(self) -> None:
+        """Stop the server, as if the audio device was unplugged."""
+        stop_server(self.runtime_dir)
+
+    def restart(self) -> None:
+        """Bring the server back (after `kill`) and re-initialise PortAudio."""
+        self.env.update(start_server(self.runtime_dir))
+        os.environ.update(self.env)
+        reinit_portaudio()
 
     def client_env(self) -> dict[str, str]:
         return os.environ | self.env

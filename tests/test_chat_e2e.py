@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 
 from assistant.voice.audio_files import read_audio
-from tests.pulse_harness import best_match, make_speech, rms
+from tests.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -193,19 +195,23 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_session(pulse, tiny_checkpoint, tmp_
 
 
 def test_vanishing_sound_server_is_a_clear_error(pulse, tiny_checkpoint, tmp_path) -> None:
+    # A server of its own to kill, so the other tests keep theirs.
+    runtime_dir = Path(tempfile.mkdtemp(prefix="pa-", dir="/tmp"))  # short: a socket path
     home = tmp_path / "home"
-    chat = ChatProcess(
-        ["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], chat_env(pulse, home)
-    )
     try:
-        assert chat.listening.wait(120), chat.output
-        time.sleep(3)
-        pulse.kill()  # as if the audio device was unplugged
-        code = chat.wait(timeout=60)
+        env = chat_env(pulse, home) | start_server(runtime_dir)
+        chat = ChatProcess(["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], env)
+        try:
+            assert chat.listening.wait(120), chat.output
+            time.sleep(3)
+            stop_server(runtime_dir)  # as if the audio device was unplugged
+            code = chat.wait(timeout=60)
+        finally:
+            if chat.proc.poll() is None:
+                chat.proc.kill()
     finally:
-        if chat.proc.poll() is None:
-            chat.proc.kill()
-        pulse.restart()
+        stop_server(runtime_dir)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
     assert code == 1, chat.output
     assert "Traceback" not in chat.output
     last = [line for line in chat.output.splitlines() if line.strip()][-1]
