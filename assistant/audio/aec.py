@@ -8,6 +8,8 @@ when the reference comes after its echo. A sound played at t is heard at t + the
 delay, so the reference for a mic frame captured at t is what was played from t + a small lead
 on (`ReferenceTimeline.reference_for`): it is already known then, since output is recorded when
 it is written, ahead of its play time. `set_stream_delay_ms` changed nothing measurable.
+Side effects of AEC3 on the user's voice: ~9 ms of delay (222 samples at 24 kHz) and shifted
+phases, the spectrum kept within 0.5 dB. Cost here: ~0.6 ms per 80 ms frame.
 """
 
 from __future__ import annotations

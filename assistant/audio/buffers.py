@@ -268,9 +268,10 @@ class PlayoutBuffer(_Counted):
     Playback starts (and restarts after running dry) only once `playout_frames` frames are
     queued: one frame of slack was not enough to absorb callback jitter (NOTES). Beyond
     `max_frames` queued the oldest are dropped (`playout_drops`): an output stream that starts
-    late or runs slow must not add its delay to every later answer. What was
-    actually written to the device, silence included, is recorded as PlayedChunks for the echo
-    canceller and the recording; the record is bounded (`max_played` chunks, drops counted)."""
+    late or runs slow must not add its delay to every later answer. What was actually written
+    to the device, silence included, is recorded as PlayedChunks (with their position in the
+    output stream) for the echo canceller and the recording; the record is bounded
+    (`max_played` chunks, drops counted)."""
 
     def __init__(
         self,

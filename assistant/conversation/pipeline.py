@@ -191,7 +191,8 @@ class ConversationLoop:
             if self.echo is not None:
                 # Every frame, even one about to be dropped: the canceller adapts continuously.
                 self._timeline.add(self.audio.drain_played())
-                cleaned = self.echo.process(mic, self._timeline.reference_for(frame.t_capture))
+                # Lined up by sample position: the two streams' timestamps wander apart.
+                cleaned = self.echo.process(mic, self._timeline.reference_for(frame))
                 if self.session is not None:
                     self.session.cleaned_audio(cleaned)
             if self._stale(record):
@@ -368,12 +369,9 @@ def _audio_counters(audio: object) -> dict[str, Any]:
 
 
 def _playout_depth(audio: object) -> int:
-    """Frames waiting for the speaker (0 for file output, which never waits)."""
+    """Frames waiting for the speaker (0 for a backend that never queues)."""
     depth = getattr(audio, "playout_depth", None)
-    if callable(depth):
-        return int(depth())
-    playout = getattr(audio, "playout", None)
-    return int(playout.buffered_frames) if playout is not None else 0
+    return int(depth()) if callable(depth) else 0
 
 
 def _age_ms(record: FrameRecord) -> float:
