@@ -38,8 +38,7 @@ def demo(
     realtime: Annotated[bool, typer.Option(help="Feed the speech at real-time pace.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1234,
 ) -> None:
-    """Run the conversation loop on real speech and a random-weight Moshi; no download, no
-    audio hardware. Writes the reply, the transcript and the stats."""
+    """Run the loop on real speech and a random-weight Moshi (no download, no audio device)."""
     from ..conversation.runner import ChatSettings
     from ..voice.resolve import CheckpointSpec
     from ..voice.sampling import SamplingConfig
