@@ -105,13 +105,16 @@ def converse(settings: ChatSettings, intro: str | None = None) -> ChatOutcome:
     )
     if intro:
         console.print(intro)
-    elif runner.files_mode:
-        console.print(f"Listening to {settings.input_file} ...")
-    else:
-        aec = "on" if settings.echo_cancellation else "off (headphones)"
-        console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")
-    console.rule()
-    outcome = runner.run()
+
+    def ready() -> None:
+        if runner.files_mode:
+            console.print(f"Listening to {_describe(settings.input_file)} ...")
+        else:
+            aec = "on" if settings.echo_cancellation else "off (headphones)"
+            console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")
+        console.rule()
+
+    outcome = runner.run(on_ready=ready)
     console.print()
     console.rule()
     print_summary(outcome)
@@ -157,3 +160,7 @@ def _device(spec: str | None) -> str | int | None:
     if spec is None:
         return None
     return int(spec) if spec.strip().isdigit() else spec
+
+
+def _describe(source: object) -> str:
+    return "the given audio" if not isinstance(source, (str, Path)) else str(source)

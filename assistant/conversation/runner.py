@@ -115,7 +115,8 @@ class Chat:
                 self.codec.decode(codes)
         return self.loaded
 
-    def run(self) -> ChatOutcome:
+    def run(self, on_ready: Callable[[], None] | None = None) -> ChatOutcome:
+        """Open the audio, then converse; `on_ready` is called once audio is flowing."""
         if self.loaded is None:
             self.prepare()
         assert self.loaded is not None and self.engine is not None and self.codec is not None
@@ -129,6 +130,8 @@ class Chat:
         silence = None if self.files_mode else SilenceDetector().feed
         audio.start()
         session_dir = new_session_dir(s.session_kind)
+        if on_ready is not None:
+            on_ready()
         loop = ConversationLoop(
             audio,
             self.codec,
