@@ -23,6 +23,15 @@ def save_tiny_model(
     return path
 
 
+def tiny_folder(
+    folder: Path, quant: Quantization | None = Q4, name: str = "model.q4.safetensors"
+) -> Path:
+    """A tiny model file plus its config.json: a folder the loader accepts as is."""
+    save_tiny_model(folder / name, quant)
+    TINY.write(folder / "config.json")
+    return folder
+
+
 def write_sparse(path: Path, specs: dict[str, TensorSpec]) -> Path:
     """A file with a real header and a hole where the data would be: costs no disk."""
     header, offset = {}, 0

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from assistant.cli import _register, app
 from assistant.voice.config import MOSHIKO_V0_1, TINY
 from assistant.voice.layout import Q4, Quantization, TensorSpec, expected_tensors
-from tests.helpers import save_tiny_model, write_sparse
+from tests.helpers import save_tiny_model, tiny_folder, write_sparse
 
 _register()
 runner = CliRunner()
@@ -35,9 +35,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.fixture
 def tiny_q4(tmp_path: Path) -> Path:
-    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
-    TINY.write(tmp_path / "config.json")
-    return tmp_path
+    return tiny_folder(tmp_path)
 
 
 def test_info_table(tiny_q4: Path) -> None:

@@ -14,15 +14,9 @@ from assistant.voice import loader, memory
 from assistant.voice.config import MOSHIKO_V0_1, TINY
 from assistant.voice.layout import Q4, Q8, Quantization, expected_tensors
 from assistant.voice.resolve import CheckpointSpec, resolve
-from tests.helpers import save_tiny_model, write_sparse
+from tests.helpers import save_tiny_model, tiny_folder, write_sparse
 
 GiB = 1024**3
-
-
-def tiny_folder(tmp_path: Path, quant: Quantization | None, name: str) -> Path:
-    save_tiny_model(tmp_path / name, quant)
-    TINY.write(tmp_path / "config.json")
-    return tmp_path
 
 
 @pytest.mark.parametrize(

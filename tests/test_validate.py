@@ -9,19 +9,16 @@ import pytest
 from assistant.errors import CodecError, TokenizerError
 from assistant.voice import loader
 from assistant.voice.config import TINY
-from assistant.voice.layout import Q4
 from assistant.voice.mimi_layout import mimi_tensors
 from assistant.voice.resolve import CheckpointSpec, resolve
 from assistant.voice.synthetic.text_tokenizer import write_text_tokenizer
 from assistant.voice.validate import inspect_checkpoint
-from tests.helpers import save_tiny_model, write_sparse
+from tests.helpers import tiny_folder, write_sparse
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)
-    TINY.write(tmp_path / "config.json")
-    return tmp_path
+    return tiny_folder(tmp_path)
 
 
 def test_complete_checkpoint_is_valid(folder: Path) -> None:

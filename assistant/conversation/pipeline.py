@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..audio.aec import ReferenceTimeline
+from ..audio.aec import Canceller, ReferenceTimeline
+from ..audio.interface import AudioIO
 from .lag import FRAME_MS, LagPolicy
 from .records import FrameRecord, LoopCounters
 from .stats import Histogram
@@ -35,16 +36,6 @@ FRAME_SAMPLES = 1920
 _END = object()  # end of input: flows through the queues to stop each worker in turn
 
 
-class AudioIO(Protocol):
-    finished: bool
-    realtime: bool  # False for files read as fast as the loop goes: wait, never drop
-
-    def read_frame(self, timeout: float) -> Any: ...  # .samples float32[1920], .t_capture
-    def play_frame(self, samples: np.ndarray) -> None: ...
-    def drain_played(self) -> list[Any]: ...  # PlayedChunk: .samples, .t_play
-    def playout_depth(self) -> int: ...
-
-
 class Codec(Protocol):
     def encode(self, frame: np.ndarray) -> np.ndarray | None: ...
     def decode(self, codes: np.ndarray) -> np.ndarray: ...
@@ -52,12 +43,6 @@ class Codec(Protocol):
 
 class Engine(Protocol):
     def step(self, user_codes: np.ndarray) -> Any: ...  # StepResult
-
-
-class EchoCanceller(Protocol):
-    echo_reduction_db: float | None
-
-    def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -76,7 +61,7 @@ class ConversationLoop:
         codec: Codec,
         engine: Engine,
         *,
-        echo: EchoCanceller | None = None,
+        echo: Canceller | None = None,
         session: SessionWriter | None = None,
         policy: LagPolicy | None = None,
         events: LoopEvents | None = None,
@@ -84,6 +69,8 @@ class ConversationLoop:
         output_latency_s: float = 0.0,
     ) -> None:
         self.audio, self.codec, self.engine = audio, codec, engine
+        # A file read as fast as the loop goes has no clock to keep up with: wait, never drop.
+        self._realtime = getattr(audio, "realtime", True)
         self.echo, self.session = echo, session
         self.policy = policy or LagPolicy()
         self.events = events or LoopEvents()
@@ -204,7 +191,7 @@ class ConversationLoop:
                 self._enqueue_for_model(record, codes)
 
     def _enqueue_for_model(self, record: FrameRecord, codes: np.ndarray) -> None:
-        if not getattr(self.audio, "realtime", True):
+        if not self._realtime:
             # No clock to keep up with: back-pressure instead of dropping.
             record.model_queue_depth = self._model_q.qsize()
             while self._model_q.qsize() >= self.policy.max_model_backlog:
@@ -264,7 +251,7 @@ class ConversationLoop:
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
             self.timings["decode"].add(record.decode_ms or 0.0)
-            record.playout_depth = _playout_depth(self.audio)
+            record.playout_depth = self.audio.playout_depth()
             if self._late_for_speaker(record):
                 record.dropped = True
                 self.counters.dropped_output += 1
@@ -282,7 +269,7 @@ class ConversationLoop:
     # --- helpers -------------------------------------------------------------------------------
     def _stale(self, record: FrameRecord) -> bool:
         """Audio captured while the loop was starting, or during a stall, only adds delay."""
-        if not getattr(self.audio, "realtime", True):
+        if not self._realtime:
             return False
         return self.policy.stale(_age_ms(record)) and self._drop_input(record)
 
@@ -290,7 +277,7 @@ class ConversationLoop:
         """Counting queued frames is not enough when each step is slow, so the frame's age is
         checked too. The newest frame is always kept: a model that can never meet the budget
         still answers, as often as it can."""
-        if not getattr(self.audio, "realtime", True) or self._model_q.qsize() == 0:
+        if not self._realtime or self._model_q.qsize() == 0:
             return False
         still_to_come = (
             self.timings["step"].mean
@@ -318,7 +305,7 @@ class ConversationLoop:
         return True
 
     def _late_for_speaker(self, record: FrameRecord) -> bool:
-        if not getattr(self.audio, "realtime", True):
+        if not self._realtime:
             return record.playout_depth > self.policy.max_playout_backlog
         return self.policy.late_for_speaker(
             _age_ms(record), record.playout_depth, self.output_latency_s * 1000.0
@@ -366,12 +353,6 @@ def _audio_counters(audio: object) -> dict[str, Any]:
 
         return asdict(counters)
     return dict(counters)
-
-
-def _playout_depth(audio: object) -> int:
-    """Frames waiting for the speaker (0 for a backend that never queues)."""
-    depth = getattr(audio, "playout_depth", None)
-    return int(depth()) if callable(depth) else 0
 
 
 def _age_ms(record: FrameRecord) -> float:

@@ -9,7 +9,7 @@ codec error), the session folder is closed with everything recorded up to that m
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +173,5 @@ class Chat:
             "load_seconds": round(self.loaded.load_seconds, 3),
         }
         if self.codec is not None:
-            stats["codec"] = _plain(self.codec.stats)
+            stats["codec"] = asdict(self.codec.stats)
         return stats
-
-
-def _plain(obj: object) -> Any:
-    """A dataclass (possibly nested) as plain JSON-able data."""
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj

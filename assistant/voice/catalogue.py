@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from .mimi_layout import PUBLISHED_MIMI_BYTES
 
 VOICES = ("moshiko", "moshika")
 QUANTS = ("q4", "q8", "bf16")
 
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TEXT_TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
-MIMI_SIZE = 384_644_900
+MIMI_SIZE = PUBLISHED_MIMI_BYTES
 
 # Published model file sizes in bytes (q4, q8 measured). bf16 is the size our synthetic writer
 # gives the same layout with the published header recipe (not checked against the hub).
