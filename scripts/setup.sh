@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: system packages (Linux), a virtualenv in .venv,
 # and the assistant with its test tools. Safe to run again; it only does what is missing.
+#   --browser   also a headless Chromium for the browser tests (scripts/test.sh passes it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+browser=0
+[[ "${1:-}" == "--browser" ]] && browser=1
 
 case "$(uname -s)" in
 Darwin)
@@ -15,6 +18,7 @@ Linux)
     # PortAudio for sounddevice; PulseAudio virtual devices, espeak-ng and sox for the
     # audio tests and the demo (no sound card needed).
     pkgs=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox)
+    ((browser)) && pkgs+=(chromium fonts-dejavu-core)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -38,4 +42,7 @@ fi
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+if ((browser)) && [[ "$(uname -s)" == Darwin ]] && ! [[ -d "/Applications/Google Chrome.app" ]]; then
+    .venv/bin/playwright install chromium
+fi
 echo "Set up: .venv/bin/assistant is ready."

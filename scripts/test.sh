@@ -2,7 +2,7 @@
 # Set up (if needed) and run the whole test suite, lint included. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 .venv/bin/ruff check assistant tests scripts
 .venv/bin/ruff format --check assistant tests scripts
 if [[ "$(uname -s)" == Linux ]]; then

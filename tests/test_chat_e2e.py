@@ -103,7 +103,7 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
     # Moshi's voice came out of the speaker (random weights: noise-like, but not silence).
     assert rms(heard) > 1e-3, rms(heard)
     session = only_session(home)
-    stats = json.loads((session / "stats.json").read_text())
+    stats = json.loads((session / "summary.json").read_text())
     # At least 2 s answered (a loaded 2-core machine drops frames to keep the delay bounded).
     assert stats["frames_stepped"] > 25 and stats["frames_played"] > 25
     assert (session / "transcript.txt").is_file()
@@ -158,7 +158,7 @@ def test_echo_cancellation_removes_moshi_from_what_it_hears(
     reduction_db = 20 * np.log10(rms(raw[a:b]) / max(rms(cleaned[a:b]), 1e-9))
     print(
         f"\necho in what Moshi hears reduced by {reduction_db:.1f} dB (loop AEC stats: "
-        f"{json.loads((session / 'stats.json').read_text())['echo_reduction_db']})"
+        f"{json.loads((session / 'summary.json').read_text())['echo_reduction_db']})"
     )
     assert reduction_db >= 20, reduction_db
 
@@ -170,7 +170,7 @@ def test_echo_cancellation_removes_moshi_from_what_it_hears(
     print(f"user speech after echo cancellation: level x{kept:.2f}, correlation {similarity:.2f}")
     assert lag > int(5.5 * 24000), lag / 24000  # where it was played, not in Moshi's monologue
     assert similarity > 0.3 and kept > 0.2, (similarity, kept)
-    stats = json.loads((session / "stats.json").read_text())
+    stats = json.loads((session / "summary.json").read_text())
     assert stats["echo_reduction_db"] is not None and stats["echo_reduction_db"] > 10
 
 
@@ -189,7 +189,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_session(pulse, tiny_checkpoint, tmp_
             chat.proc.kill()
     assert "Stopped." in chat.output and "Traceback" not in chat.output
     session = only_session(home)
-    stats = json.loads((session / "stats.json").read_text())
+    stats = json.loads((session / "summary.json").read_text())
     assert stats["frames_stepped"] > 10
     assert len(read_audio(session / "user.wav")) >= 10 * 1920
 
@@ -217,5 +217,5 @@ def test_vanishing_sound_server_is_a_clear_error(pulse, tiny_checkpoint, tmp_pat
     last = [line for line in chat.output.splitlines() if line.strip()][-1]
     assert last.startswith("error:") and "stream" in last, last
     session = only_session(home)
-    assert json.loads((session / "stats.json").read_text())["frames_stepped"] > 10
+    assert json.loads((session / "summary.json").read_text())["frames_stepped"] > 10
     assert len(read_audio(session / "user.wav")) >= 10 * 1920

@@ -92,7 +92,7 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert "random weights" in result.stdout
     assert (tmp_path / "checkpoints" / "demo-tiny-bf16" / "model.safetensors").is_file()
     (session,) = (tmp_path / "home" / "sessions").iterdir()
-    stats = json.loads((session / "stats.json").read_text())
+    stats = json.loads((session / "summary.json").read_text())
     assert stats["frames_stepped"] > 60 and stats["model"]["quantization"] == "bf16"
     reply = read_audio(session / "moshi.wav")
     assert len(reply) == stats["frames_played"] * FRAME_SAMPLES

@@ -90,7 +90,7 @@ def test_worker_failure_stops_the_loop_and_is_raised(tmp_path: Path) -> None:
     # Everything up to the failure is saved and valid.
     with wave.open(str(tmp_path / "user.wav")) as w:
         assert w.getnframes() == 10 * 1920
-    assert json.loads((tmp_path / "stats.json").read_text())["errors"]
+    assert json.loads((tmp_path / "summary.json").read_text())["errors"]
 
 
 def test_session_folder_has_both_sides_transcript_and_stats(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_session_folder_has_both_sides_transcript_and_stats(tmp_path: Path) -> N
     assert (tmp_path / "transcript.txt").read_text() == "[    0.00s] Hello there\n"
     lines = (tmp_path / "frames.jsonl").read_text().splitlines()
     assert len(lines) == 25 and json.loads(lines[3])["model_step"] == 3
-    stats = json.loads((tmp_path / "stats.json").read_text())
+    stats = json.loads((tmp_path / "summary.json").read_text())
     assert stats["frames_stepped"] == 25 and stats["stages_ms"]["step"]["count"] == 25
 
 

@@ -11,6 +11,8 @@ from rich.table import Table
 from ..console import console, err_console
 from ..conversation.pipeline import LoopEvents
 from ..conversation.runner import Chat, ChatOutcome, ChatSettings
+from ..dashboard.live import LiveDashboard
+from ..dashboard.model_card import ModelCard, format_bytes
 from ..voice.resolve import CheckpointSpec
 from ..voice.sampling import SamplingConfig
 from .options import MimiFile, Quant, TextTokenizerFile, Voice
@@ -61,6 +63,10 @@ def chat(
     skip_memory_check: Annotated[
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,
+    no_dashboard: Annotated[
+        bool,
+        typer.Option("--no-dashboard", help="Print the transcript only, no live dashboard."),
+    ] = False,
 ) -> None:
     """Talk with Moshi through the microphone and speaker (Ctrl-C to stop)."""
     settings = ChatSettings(
@@ -82,29 +88,36 @@ def chat(
         duration_s=duration,
         check_memory=not skip_memory_check,
     )
-    outcome = converse(settings)
+    outcome = converse(settings, dashboard=not no_dashboard)
     if outcome.error is not None:
         raise outcome.error
 
 
-def converse(settings: ChatSettings, intro: str | None = None) -> ChatOutcome:
-    """Prepare, run and report one conversation; shared by `chat` and `demo`."""
-    events = LoopEvents(
-        on_text=lambda t, piece: console.print(piece, end="", soft_wrap=True, markup=False),
-        on_warning=lambda message: err_console.print(f"\n[yellow]warning:[/] {message}"),
-    )
-    runner = Chat(settings, events)
+def converse(
+    settings: ChatSettings, intro: str | None = None, *, dashboard: bool = True
+) -> ChatOutcome:
+    """Prepare, run and report one conversation; shared by `chat` and `demo`.
+
+    The live dashboard needs a terminal; with stdout piped or redirected the transcript is
+    printed as plain text instead, and the summary at the end is the same either way.
+    """
+    runner = Chat(settings)
     with console.status("Starting ...") as status:
         runner.status = lambda message: status.update(message)
         loaded = runner.prepare()
-    m = loaded.report.model
-    console.print(
-        f"Model {loaded.report.files.label}: {m.quant_label}, "
-        f"{m.parameter_count / 1e9:.2f} B parameters, {m.bits_per_weight:.2f} bits/weight, "
-        f"loaded in {loaded.load_seconds:.1f} s"
-    )
+    card = ModelCard.from_loaded(loaded)
+    console.print(f"Model {card.label}: {card.line()}", soft_wrap=True)
     if intro:
         console.print(intro)
+    live = None
+    if dashboard and console.is_terminal:
+        live = LiveDashboard(card, runner.metrics, console, max_delay_ms=settings.max_delay_ms)
+        runner.events = LoopEvents(on_text=live.on_text, on_warning=live.warn)
+    else:
+        runner.events = LoopEvents(
+            on_text=lambda t, piece: console.print(piece, end="", soft_wrap=True, markup=False),
+            on_warning=lambda message: err_console.print(f"\n[yellow]warning:[/] {message}"),
+        )
 
     def ready() -> None:
         if runner.files_mode:
@@ -112,9 +125,17 @@ def converse(settings: ChatSettings, intro: str | None = None) -> ChatOutcome:
         else:
             aec = "on" if settings.echo_cancellation else "off (headphones)"
             console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")
-        console.rule()
+        if live is not None:
+            live.metrics = runner.metrics  # the run's own collector, bound to its audio
+            live.start()
+        else:
+            console.rule()
 
-    outcome = runner.run(on_ready=ready)
+    try:
+        outcome = runner.run(on_ready=ready)
+    finally:
+        if live is not None:
+            live.stop()
     console.print()
     console.rule()
     print_summary(outcome)
@@ -125,7 +146,7 @@ def print_summary(outcome: ChatOutcome) -> None:
     s = outcome.stats
     table = Table(title="Session", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     stages = s.get("stages_ms", {})
     for stage in ("encode", "step", "decode", "delay"):
         h = stages.get(stage, {})
@@ -148,7 +169,15 @@ def print_summary(outcome: ChatOutcome) -> None:
     echo = s.get("echo_reduction_db")
     if echo is not None:
         table.add_row("echo removed", f"{echo:.1f} dB")
+    if "memory" in s:
+        m = s["memory"]
+        table.add_row(
+            "speed, memory",
+            f"real-time factor {s.get('real_time_factor', 0):.2f} (model step / 80 ms); "
+            f"MLX peak {format_bytes(m['mlx_peak'])}, RSS peak {format_bytes(m['rss_peak'])}",
+        )
     table.add_row("saved in", str(outcome.session))
+    table.add_row("", "summary.json, metrics.jsonl, trace.json (open it in ui.perfetto.dev)")
     console.print(table)
     if outcome.recording_error:
         err_console.print(f"[yellow]warning:[/] {outcome.recording_error}")

@@ -37,6 +37,10 @@ def demo(
     ] = "bf16",
     realtime: Annotated[bool, typer.Option(help="Feed the speech at real-time pace.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1234,
+    no_dashboard: Annotated[
+        bool,
+        typer.Option("--no-dashboard", help="Print the transcript only, no live dashboard."),
+    ] = False,
 ) -> None:
     """Run the loop on real speech and a random-weight Moshi (no download, no audio device)."""
     from ..conversation.runner import ChatSettings
@@ -60,15 +64,16 @@ def demo(
         download=False,
         session_kind="demo",
     )
-    outcome = converse(settings, intro=f"User: {source} ({len(user_pcm) / 24000:.1f} s)")
+    intro = f"User: {source} ({len(user_pcm) / 24000:.1f} s)"
+    outcome = converse(settings, intro=intro, dashboard=not no_dashboard)
     if outcome.error is not None:
         raise outcome.error
     frames = outcome.stats.get("frames_stepped", 0)
     step = outcome.stats.get("stages_ms", {}).get("step", {})
     console.print(
         f"{frames} frames; model step p50 {step.get('p50', 0):.1f} ms against the "
-        f"{BUDGET_MS:.0f} ms budget. user.wav, moshi.wav, transcript.txt and stats.json are in "
-        f"{outcome.session}"
+        f"{BUDGET_MS:.0f} ms budget. The recordings, transcript.txt, summary.json and "
+        f"trace.json are in {outcome.session}"
     )
 
 

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -143,7 +143,7 @@ class ConversationLoop:
             "max_delay_ms": self.policy.max_delay_ms,
             "stages_ms": {k: h.summary() for k, h in self.timings.items()},
             "echo_reduction_db": getattr(self.echo, "echo_reduction_db", None),
-            "audio": _audio_counters(self.audio),
+            "audio": audio_counters(self.audio),
             "errors": list(c.errors),
         }
 
@@ -263,7 +263,8 @@ class ConversationLoop:
             record.queued_for_playout = time.monotonic()
             if not record.dropped:
                 waiting = record.playout_depth * FRAME_MS / 1000.0 + self.output_latency_s
-                self.timings["delay"].add((record.pipeline_ms or 0.0) + waiting * 1000.0)
+                record.heard = record.queued_for_playout + waiting
+                self.timings["delay"].add(record.delay_ms or 0.0)
             self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -344,13 +345,12 @@ class ConversationLoop:
             self.events.on_frame(record)
 
 
-def _audio_counters(audio: object) -> dict[str, Any]:
+def audio_counters(audio: object) -> dict[str, Any]:
+    """An audio backend's counters (underruns, overruns ...) as a dict; {} if it has none."""
     counters = getattr(audio, "counters", None)
     if counters is None:
         return {}
-    if hasattr(counters, "__dataclass_fields__"):
-        from dataclasses import asdict
-
+    if is_dataclass(counters) and not isinstance(counters, type):
         return asdict(counters)
     return dict(counters)
 

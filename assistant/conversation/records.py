@@ -21,6 +21,9 @@ class FrameRecord:
     decode_start: float | None = None
     decode_end: float | None = None
     queued_for_playout: float | None = None
+    # When the frame's first sample reaches the listener: queued + the playout buffer ahead of
+    # it + the output device's latency. None for a frame that was not played.
+    heard: float | None = None
     model_step: int | None = None  # engine step index, None if the frame was dropped
     dropped: bool = False
     model_queue_depth: int = 0  # frames waiting for the model when this one arrived
@@ -43,6 +46,11 @@ class FrameRecord:
     def pipeline_ms(self) -> float | None:
         """Capture to queued for playout: the part of the delay the pipeline adds."""
         return _ms(self.captured, self.queued_for_playout)
+
+    @property
+    def delay_ms(self) -> float | None:
+        """Microphone to speaker: captured until heard."""
+        return _ms(self.captured, self.heard)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,8 +8,9 @@ codec error), the session folder is closed with everything recorded up to that m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import numpy as np
 from ..audio.aec import EchoCanceller
 from ..audio.duplex import DuplexAudio, FileAudio
 from ..audio.silence import SilenceDetector
+from ..dashboard.metrics import MetricsCollector, MetricSources
+from ..dashboard.model_card import ModelCard
 from ..paths import new_session_dir
 from ..voice.audio_files import FRAME_SAMPLES
 from ..voice.codec import StreamingCodec
@@ -26,7 +29,8 @@ from ..voice.loader import LoadedModel, load
 from ..voice.resolve import CheckpointSpec, resolve
 from ..voice.sampling import SamplingConfig
 from .lag import LagPolicy
-from .pipeline import ConversationLoop, LoopEvents
+from .pipeline import ConversationLoop, LoopEvents, audio_counters
+from .records import FrameRecord
 from .session import SessionWriter
 
 CODEC_WARMUP_FRAMES = 4  # like the reference client: first frames through Mimi are slow
@@ -79,6 +83,8 @@ class Chat:
         self.loaded: LoadedModel | None = None
         self.engine: StreamingEngine | None = None
         self.codec: StreamingCodec | None = None
+        # Fed by the loop's frames; the dashboard and the session's exports read it.
+        self.metrics = MetricsCollector()
 
     @property
     def files_mode(self) -> bool:
@@ -128,6 +134,13 @@ class Chat:
             audio = DuplexAudio(s.input_device, s.output_device)
         echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
         silence = None if self.files_mode else SilenceDetector().feed
+        t0 = time.monotonic()
+        self.metrics = MetricsCollector(
+            MetricSources(
+                audio_counters=lambda: audio_counters(audio),
+                echo_reduction_db=lambda: getattr(echo, "echo_reduction_db", None),
+            )
+        )
         audio.start()
         session_dir = new_session_dir(s.session_kind)
         if on_ready is not None:
@@ -138,12 +151,16 @@ class Chat:
             self.engine,
             echo=echo,
             policy=LagPolicy(max_delay_ms=s.max_delay_ms),
-            events=self.events,
+            events=replace(self.events, on_frame=self._on_frame),
             silence_check=silence,
             output_latency_s=getattr(getattr(audio, "latency", None), "output_s", 0.0),
         )
         session = SessionWriter(
-            session_dir, lambda: self._stats(loop), echo_cancelled=echo is not None
+            session_dir,
+            lambda: self._stats(loop),
+            echo_cancelled=echo is not None,
+            metrics=self.metrics,
+            t0=t0,
         )
         loop.session = session
         outcome = ChatOutcome(session=session_dir, stats={}, loaded=self.loaded)
@@ -161,17 +178,18 @@ class Chat:
         outcome.recording_error = session.error
         return outcome
 
+    def _on_frame(self, record: FrameRecord) -> None:
+        self.metrics.on_frame(record)
+        if self.events.on_frame is not None:
+            self.events.on_frame(record)
+
     def _stats(self, loop: ConversationLoop) -> dict[str, Any]:
         stats = loop.stats()
+        metrics = self.metrics.summary()
+        metrics.pop("audio")  # the loop's own has every audio counter
+        stats.update(metrics)
         assert self.loaded is not None
-        m = self.loaded.report.model
-        stats["model"] = {
-            "checkpoint": self.loaded.report.files.label,
-            "quantization": m.quant_label,
-            "bits_per_weight": round(m.bits_per_weight, 3),
-            "parameters": m.parameter_count,
-            "load_seconds": round(self.loaded.load_seconds, 3),
-        }
+        stats["model"] = asdict(ModelCard.from_loaded(self.loaded))
         if self.codec is not None:
             stats["codec"] = asdict(self.codec.stats)
         return stats

@@ -5,7 +5,9 @@
     moshi.wav        what Moshi said
     transcript.txt   Moshi's words, a line per utterance, each with its start time
     frames.jsonl     per-frame stage timestamps (see records.FrameRecord)
-    stats.json       the session's summary, rewritten every flush
+    metrics.jsonl    a metrics snapshot a second: recent and session percentiles, memory ...
+    summary.json     the session's summary, rewritten every flush
+    trace.json       a Chrome trace of every frame's stages (open it in ui.perfetto.dev)
 
 A write failure (a full disk) stops the recording, not the conversation: it is reported once
 through `error` and everything written before it stays valid.
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..audio.wav_writer import StreamingWavWriter
+from ..dashboard.metrics import MetricsCollector
+from ..dashboard.trace import ChromeTrace
 from ..errors import AssistantError
 from .records import FrameRecord
 
@@ -34,10 +38,19 @@ UTTERANCE_GAP_S = 1.0  # this much silence in Moshi's text starts a new transcri
 
 class SessionWriter:
     def __init__(
-        self, folder: Path, stats: Callable[[], dict[str, Any]], *, echo_cancelled: bool = False
+        self,
+        folder: Path,
+        stats: Callable[[], dict[str, Any]],
+        *,
+        echo_cancelled: bool = False,
+        metrics: MetricsCollector | None = None,
+        t0: float | None = None,
     ) -> None:
+        """`stats` gives summary.json's content; `metrics` feeds metrics.jsonl; `t0` is the
+        trace's time zero (default: now)."""
         self.folder = folder
         self._stats = stats
+        self._metrics = metrics
         self.error: str | None = None
         self._lock = threading.Lock()  # the loop's three workers all write here
         self._user = StreamingWavWriter(folder / "user.wav")
@@ -45,6 +58,8 @@ class SessionWriter:
         self._cleaned = StreamingWavWriter(folder / "user_aec.wav") if echo_cancelled else None
         self._transcript = (folder / "transcript.txt").open("a", encoding="utf-8")
         self._frames = (folder / "frames.jsonl").open("a", encoding="utf-8")
+        self._metrics_log = (folder / "metrics.jsonl").open("a", encoding="utf-8")
+        self._trace = ChromeTrace(folder / "trace.json", time.monotonic() if t0 is None else t0)
         self._last_piece_t: float | None = None
         self._last_flush = time.monotonic()
         self._closed = False
@@ -69,6 +84,7 @@ class SessionWriter:
 
     def frame(self, record: FrameRecord) -> None:
         self._guard(self._frames.write, json.dumps(record.to_dict()) + "\n")
+        self._guard(self._trace.frame, record)
 
     def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
@@ -82,6 +98,8 @@ class SessionWriter:
             self._guard(self._cleaned.flush)
         self._guard(self._transcript.flush)
         self._guard(self._frames.flush)
+        self._guard(self._log_metrics)
+        self._guard(self._trace.flush)
         self._guard(self._write_stats)
 
     def close(self) -> None:
@@ -92,17 +110,31 @@ class SessionWriter:
             self._guard(self._transcript.write, "\n")
         self.flush()
         writers = [w for w in (self._user, self._moshi, self._cleaned) if w is not None]
-        closers = [w.close for w in writers] + [self._transcript.close, self._frames.close]
+        closers = [w.close for w in writers] + [
+            self._transcript.close,
+            self._frames.close,
+            self._metrics_log.close,
+            self._trace.close,
+        ]
         for closer in closers:
             # Failures were already reported by _guard; closing is best effort.
             with contextlib.suppress(OSError, AssistantError):
                 closer()
 
     # --- internals ----------------------------------------------------------------------------
+    def _log_metrics(self) -> None:
+        if self._metrics is None:
+            return
+        now = time.monotonic()
+        snap = self._metrics.snapshot()
+        self._metrics_log.write(json.dumps(snap.to_dict()) + "\n")
+        self._metrics_log.flush()
+        self._trace.snapshot(now, snap)
+
     def _write_stats(self) -> None:
-        tmp = self.folder / "stats.json.partial"
+        tmp = self.folder / "summary.json.partial"
         tmp.write_text(json.dumps(self._stats(), indent=2, default=float) + "\n")
-        os.replace(tmp, self.folder / "stats.json")
+        os.replace(tmp, self.folder / "summary.json")
 
     def _guard(self, fn: Callable[..., object], *args: object) -> None:
         with self._lock:

@@ -1,0 +1,142 @@
+"""Metrics from frame records: scripted timings with known answers, then a real loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.conversation.lag import LagPolicy
+from assistant.conversation.pipeline import ConversationLoop, LoopEvents
+from assistant.conversation.records import FrameRecord
+from assistant.conversation.session import SessionWriter
+from assistant.dashboard.metrics import WINDOW_FRAMES, MetricsCollector, MetricSources
+from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
+
+MS = 0.001
+
+
+def scripted(index: int, *, encode: float, step: float | None, decode: float, delay: float | None):
+    """A frame captured at index * 80 ms whose stages took exactly the given milliseconds."""
+    t = index * 0.08
+    r = FrameRecord(index=index, captured=t)
+    r.encode_start, r.encode_end = t, t + encode * MS
+    if step is None:  # dropped before the model
+        r.dropped = True
+        return r
+    r.step_start = r.encode_end
+    r.step_end = r.step_start + step * MS
+    r.decode_start = r.step_end
+    r.decode_end = r.decode_start + decode * MS
+    r.model_step = index
+    if delay is None:  # dropped before the speaker
+        r.dropped = True
+    else:
+        r.queued_for_playout = r.decode_end
+        r.heard = t + delay * MS
+    return r
+
+
+def test_percentiles_drops_and_delay_from_scripted_frames() -> None:
+    m = MetricsCollector()
+    # Steps of 1, 2, ... 100 ms; delays of 201 ... 300 ms; encode 10 ms, decode 20 ms.
+    for i in range(100):
+        m.on_frame(scripted(i, encode=10, step=i + 1, decode=20, delay=201 + i))
+    m.on_frame(scripted(100, encode=10, step=None, decode=0, delay=None))  # dropped in
+    m.on_frame(scripted(101, encode=10, step=50, decode=20, delay=None))  # dropped out
+    m.on_frame(scripted(102, encode=10, step=None, decode=0, delay=None))  # dropped in
+
+    snap = m.snapshot()
+    f = snap.frames
+    assert (f.finished, f.answered, f.played) == (103, 101, 100)
+    assert (f.dropped_input, f.dropped_output, f.dropped) == (2, 1, 3)
+
+    # The window holds all 101 steps (1..100 and the 50 of the frame dropped at the speaker):
+    # nearest rank p50 is the 51st value, p95 the 96th, p99 the 100th.
+    step = snap.stages["step"]
+    assert step.window.count == 101 and step.last == pytest.approx(50)
+    assert step.window.p50 == pytest.approx(50)
+    assert step.window.p95 == pytest.approx(95)
+    assert step.window.p99 == pytest.approx(99)
+    assert step.window.max == pytest.approx(100)
+    assert step.window.mean == pytest.approx((5050 + 50) / 101)
+    # The session's histogram agrees to its 0.1 ms bin.
+    for q in ("p50", "p95", "p99", "max"):
+        assert getattr(step.session, q) == pytest.approx(getattr(step.window, q), abs=0.1)
+
+    delay = snap.stages["delay"]
+    assert delay.window.count == 100
+    assert (delay.window.p50, delay.window.p95, delay.window.p99) == pytest.approx((250, 295, 299))
+    assert snap.stages["encode"].window.p99 == pytest.approx(10)
+    assert snap.stages["decode"].window.count == 101
+    assert snap.real_time_factor == pytest.approx(step.window.mean / 80)
+    assert snap.bottleneck == "step"
+
+
+def test_recent_window_forgets_and_session_remembers() -> None:
+    m = MetricsCollector()
+    for i in range(WINDOW_FRAMES):  # a slow start: 70 ms steps
+        m.on_frame(scripted(i, encode=5, step=70, decode=5, delay=300))
+    for i in range(WINDOW_FRAMES, 2 * WINDOW_FRAMES):  # then 10 ms steps
+        m.on_frame(scripted(i, encode=5, step=10, decode=5, delay=200))
+    step = m.snapshot().stages["step"]
+    assert step.window.count == WINDOW_FRAMES and step.window.max == pytest.approx(10)
+    assert step.session.count == 2 * WINDOW_FRAMES
+    assert step.session.max == pytest.approx(70) and step.session.p99 == pytest.approx(70)
+    assert step.session.mean == pytest.approx(40)
+
+
+def test_sources_and_memory_are_reported() -> None:
+    m = MetricsCollector(
+        MetricSources(
+            audio_counters=lambda: {"underruns": 3, "overruns": 1, "gaps": 2, "other": 9},
+            echo_reduction_db=lambda: 41.5,
+        )
+    )
+    snap = m.snapshot()
+    assert snap.audio["underruns"] == 3 and snap.audio["overruns"] == 1
+    assert snap.echo_reduction_db == 41.5
+    assert snap.memory.rss > 10_000_000 and snap.memory.rss_peak >= snap.memory.rss
+    d = snap.to_dict()
+    json.dumps(d)  # exportable as is
+    assert d["frames"]["dropped"] == 0 and "collection_share_of_budget" in d
+
+
+def test_real_loop_metrics_match_its_records_exactly(tmp_path: Path) -> None:
+    """A loop with a model 2.5x too slow: what the collector reports is exactly what the
+    records and the loop's counters say, drops included."""
+    audio = FakeAudio(speech_like(30), period_s=0.08)
+    records: list[FrameRecord] = []
+    m = MetricsCollector()
+
+    def on_frame(record: FrameRecord) -> None:
+        records.append(record)
+        m.on_frame(record)
+
+    loop = ConversationLoop(
+        audio,
+        FakeCodec(),
+        ScriptedEngine(step_s=0.2),
+        policy=LagPolicy(max_delay_ms=400),
+        events=LoopEvents(on_frame=on_frame),
+    )
+    loop.session = SessionWriter(tmp_path, loop.stats, metrics=m)
+    loop.run(duration_s=30)
+    snap = m.snapshot()
+    c = loop.counters
+    assert c.dropped_input > 0
+    assert snap.frames.dropped_input == c.dropped_input
+    assert snap.frames.dropped_output == c.dropped_output
+    assert snap.frames.answered == c.frames_stepped
+    assert snap.frames.played == c.frames_played
+    delays = sorted(r.delay_ms for r in records if r.delay_ms is not None)
+    assert snap.stages["delay"].window.count == len(delays) == c.frames_played
+    assert snap.stages["delay"].window.max == pytest.approx(delays[-1])
+    assert snap.stages["delay"].window.p50 == pytest.approx(delays[(len(delays) + 1) // 2 - 1])
+    assert snap.real_time_factor > 2.0  # 200 ms steps against 80 ms frames
+    # The loop's own delay histogram (used for its lag control) saw the same values.
+    assert loop.timings["delay"].maximum == pytest.approx(delays[-1])
+    # The session's metrics log: one JSON line a second, the last one matching the records.
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert lines and json.loads(lines[-1])["frames"]["finished"] == len(records)
