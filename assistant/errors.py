@@ -86,3 +86,31 @@ class UsageError(AssistantError):
 
 class AudioError(AssistantError):
     """An audio file or device cannot be read, written or used."""
+
+
+class BenchError(AssistantError):
+    """`assistant bench` cannot compare what it was given, or could not measure all of it."""
+
+
+class IncompatibleVariantsError(BenchError):
+    """Checkpoints of different architectures: their steps cannot be compared token for token."""
+
+
+class ServiceError(AssistantError):
+    """The background service cannot start, or refused or failed a request."""
+
+
+class ServiceNotRunningError(ServiceError):
+    """No service answers: nothing started it, or it stopped."""
+
+
+class ServiceRefusedError(ServiceError):
+    """The service understood the request and refused it (the reason is in the message)."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class PlatformError(AssistantError):
+    """The command needs another operating system (the menu bar needs macOS)."""

@@ -15,7 +15,7 @@ from ..dashboard.live import LiveDashboard
 from ..dashboard.model_card import ModelCard, format_bytes
 from ..voice.resolve import CheckpointSpec
 from ..voice.sampling import SamplingConfig
-from .options import MimiFile, Quant, TextTokenizerFile, Voice
+from .options import MimiFile, Quant, TextTokenizerFile, Voice, parse_device
 
 
 def register(app: typer.Typer) -> None:
@@ -77,8 +77,8 @@ def chat(
             mimi_file=mimi_file,
             text_tokenizer_file=text_tokenizer,
         ),
-        input_device=_device(input_device),
-        output_device=_device(output_device),
+        input_device=parse_device(input_device),
+        output_device=parse_device(output_device),
         input_file=input_wav,
         output_file=output_wav,
         realtime_files=realtime,
@@ -183,12 +183,6 @@ def print_summary(outcome: ChatOutcome) -> None:
         err_console.print(f"[yellow]warning:[/] {outcome.recording_error}")
     if outcome.interrupted:
         console.print("Stopped.")
-
-
-def _device(spec: str | None) -> str | int | None:
-    if spec is None:
-        return None
-    return int(spec) if spec.strip().isdigit() else spec
 
 
 def _describe(source: object) -> str:

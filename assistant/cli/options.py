@@ -58,3 +58,10 @@ def checkpoint_spec(
         text_tokenizer_file=text_tokenizer,
         config_file=config,
     )
+
+
+def parse_device(spec: str | None) -> str | int | None:
+    """An audio device option: a number is an index, anything else part of a name."""
+    if spec is None:
+        return None
+    return int(spec) if spec.strip().isdigit() else spec

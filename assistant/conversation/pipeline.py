@@ -77,6 +77,9 @@ class ConversationLoop:
         self.silence_check = silence_check
         self.output_latency_s = output_latency_s
         self.counters = LoopCounters()
+        # Muted: the microphone's frames are replaced by silence before anything sees them
+        # (recording included); Moshi keeps talking and listening to silence.
+        self.muted = False
         self.timings = {k: Histogram() for k in ("encode", "step", "decode", "delay")}
         self.started: float | None = None
         self._model_q: queue.Queue = queue.Queue()
@@ -114,6 +117,10 @@ class ConversationLoop:
             self.stop()
         if self._error is not None:
             raise self._error
+
+    def request_stop(self) -> None:
+        """Ask `run()` to finish (from any thread); it stops the workers and saves the session."""
+        self._stop.set()
 
     def stop(self) -> None:
         """Stop the workers and save the session; safe to call more than once."""
@@ -170,6 +177,8 @@ class ConversationLoop:
             index += 1
             self.counters.frames_captured += 1
             mic = np.asarray(frame.samples, dtype=np.float32)
+            if self.muted:
+                mic = np.zeros_like(mic)
             if self.session is not None:
                 self.session.user_audio(mic)
             self._check_silence(mic)

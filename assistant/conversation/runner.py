@@ -85,6 +85,10 @@ class Chat:
         self.codec: StreamingCodec | None = None
         # Fed by the loop's frames; the dashboard and the session's exports read it.
         self.metrics = MetricsCollector()
+        self.muted = False
+        self._mimi: Path | None = None
+        self._loop: ConversationLoop | None = None
+        self._stop_requested = False
 
     @property
     def files_mode(self) -> bool:
@@ -107,9 +111,16 @@ class Chat:
             self.loaded.model, self.loaded.config, s.sampling, self.loaded.text_tokenizer
         )
         self.engine.warmup()
+        self._mimi = files.mimi
+        self._open_codec()
+        return self.loaded
+
+    def _open_codec(self) -> None:
+        """A warmed-up codec for one conversation (each run closes its own)."""
+        assert self.loaded is not None and self._mimi is not None
         codebooks = max(self.loaded.config.user_codebooks, self.loaded.config.dep_q)
         self.codec = StreamingCodec(
-            files.mimi,
+            self._mimi,
             codebooks=codebooks,
             rollover_after=CODEC_ROLLOVER_AFTER,
             frame_limit=CODEC_FRAME_LIMIT,
@@ -119,14 +130,31 @@ class Chat:
             codes = self.codec.encode(silence)
             if codes is not None:
                 self.codec.decode(codes)
-        return self.loaded
+
+    def stop(self) -> None:
+        """End the running conversation (from any thread); `run()` then returns as usual."""
+        self._stop_requested = True  # also covers a run() that has not built its loop yet
+        loop = self._loop
+        if loop is not None:
+            loop.request_stop()
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute the microphone now and for the conversations to come."""
+        self.muted = muted
+        loop = self._loop
+        if loop is not None:
+            loop.muted = muted
 
     def run(self, on_ready: Callable[[], None] | None = None) -> ChatOutcome:
         """Open the audio, then converse; `on_ready` is called once audio is flowing."""
         if self.loaded is None:
             self.prepare()
+        if self.codec is None:  # a second conversation on the same model
+            self._open_codec()
+            assert self.engine is not None
+            self.engine.reset()
         assert self.loaded is not None and self.engine is not None and self.codec is not None
-        s = self.settings
+        s, codec = self.settings, self.codec
         audio: Any
         if self.files_mode:
             audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
@@ -147,7 +175,7 @@ class Chat:
             on_ready()
         loop = ConversationLoop(
             audio,
-            self.codec,
+            codec,
             self.engine,
             echo=echo,
             policy=LagPolicy(max_delay_ms=s.max_delay_ms),
@@ -157,12 +185,16 @@ class Chat:
         )
         session = SessionWriter(
             session_dir,
-            lambda: self._stats(loop),
+            lambda: self._stats(loop, codec),
             echo_cancelled=echo is not None,
             metrics=self.metrics,
             t0=t0,
         )
         loop.session = session
+        loop.muted = self.muted
+        self._loop = loop
+        if self._stop_requested:
+            loop.request_stop()
         outcome = ChatOutcome(session=session_dir, stats={}, loaded=self.loaded)
         try:
             loop.run(duration_s=s.duration_s)
@@ -173,8 +205,11 @@ class Chat:
         finally:
             loop.stop()
             audio.stop()
-            self.codec.close()
-        outcome.stats = self._stats(loop)
+            codec.close()
+            self.codec = None
+            self._loop = None
+            self._stop_requested = False
+        outcome.stats = self._stats(loop, codec)
         outcome.recording_error = session.error
         return outcome
 
@@ -183,13 +218,12 @@ class Chat:
         if self.events.on_frame is not None:
             self.events.on_frame(record)
 
-    def _stats(self, loop: ConversationLoop) -> dict[str, Any]:
+    def _stats(self, loop: ConversationLoop, codec: StreamingCodec) -> dict[str, Any]:
         stats = loop.stats()
         metrics = self.metrics.summary()
         metrics.pop("audio")  # the loop's own has every audio counter
         stats.update(metrics)
         assert self.loaded is not None
         stats["model"] = asdict(ModelCard.from_loaded(self.loaded))
-        if self.codec is not None:
-            stats["codec"] = asdict(self.codec.stats)
+        stats["codec"] = asdict(codec.stats)
         return stats

@@ -1,0 +1,94 @@
+"""Talking to the running service: `assistant ctl` and the menu bar use this."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from ..errors import ServiceNotRunningError, ServiceRefusedError
+from .info import ServiceInfo, read_info
+
+TIMEOUT_S = 5.0
+
+
+class ServiceClient:
+    def __init__(self, info: ServiceInfo) -> None:
+        self.info = info
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {info.token}"
+
+    @classmethod
+    def connect(cls) -> ServiceClient:
+        """The running service, found through its service file."""
+        info = read_info()
+        if info is None:
+            raise ServiceNotRunningError(
+                "the assistant service is not running", hint="start it with `assistant serve`"
+            )
+        return cls(info)
+
+    # --- requests -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/api/status")
+
+    def live(self) -> dict[str, Any]:
+        return self._call("GET", "/api/live")
+
+    def start(self) -> dict[str, Any]:
+        return self._call("POST", "/api/start")
+
+    def stop(self) -> dict[str, Any]:
+        return self._call("POST", "/api/stop")
+
+    def mute(self, muted: bool) -> dict[str, Any]:
+        return self._call("POST", "/api/mute", {"muted": muted})
+
+    def switch(
+        self, voice: str | None = None, quant: str | None = None, checkpoint: str | None = None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in (("voice", voice), ("quant", quant), ("checkpoint", checkpoint))}
+        return self._call("POST", "/api/switch", {k: v for k, v in body.items() if v})
+
+    def quit(self) -> dict[str, Any]:
+        return self._call("POST", "/api/quit")
+
+    def stream(self) -> Iterator[dict[str, Any]]:
+        """The live feed (status, metrics, transcript), about twice a second, until closed."""
+        try:
+            with self._session.get(self.info.url + "/api/stream", stream=True, timeout=10) as r:
+                self._check(r)
+                for line in r.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data: "):
+                        yield json.loads(line[len("data: ") :])
+        except requests.ConnectionError:
+            raise self._not_running() from None
+
+    # --- internals ----------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            r = self._session.request(
+                method, self.info.url + path, json=body if method == "POST" else None,
+                timeout=TIMEOUT_S,
+            )
+        except (requests.ConnectionError, requests.Timeout):
+            raise self._not_running() from None
+        self._check(r)
+        return r.json()
+
+    def _check(self, r: requests.Response) -> None:
+        if r.ok:
+            return
+        try:
+            reason = r.json().get("error", r.text)
+        except ValueError:
+            reason = r.text or r.reason
+        raise ServiceRefusedError(f"the service refused: {reason}", status=r.status_code)
+
+    def _not_running(self) -> ServiceNotRunningError:
+        return ServiceNotRunningError(
+            f"no answer from the assistant service at {self.info.url} (pid {self.info.pid})",
+            hint="it may have stopped; start it with `assistant serve`",
+        )

@@ -1,0 +1,59 @@
+"""Where the running service can be found: a small private file, read by its clients.
+
+    <data dir>/service/lock          held (flock) while a service runs: one instance at a time
+    <data dir>/service/service.json  {"pid", "port", "token", "url"}, mode 0600: what clients
+                                     (`assistant ctl`, the menu bar) read to find and call it
+
+Kept apart from the service itself so clients start fast (no MLX import).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import data_dir
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    pid: int
+    port: int
+    token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The web dashboard; the token rides in the fragment, which browsers never send."""
+        return f"{self.url}/#token={self.token}"
+
+
+def service_dir() -> Path:
+    return data_dir() / "service"
+
+
+def info_file() -> Path:
+    return service_dir() / "service.json"
+
+
+def read_info() -> ServiceInfo | None:
+    """The running service's address and token, or None if no service file is there."""
+    try:
+        raw = json.loads(info_file().read_text())
+        return ServiceInfo(int(raw["pid"]), int(raw["port"]), str(raw["token"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_info(info: ServiceInfo) -> None:
+    path = info_file()
+    tmp = path.with_suffix(".partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": info.pid, "port": info.port, "token": info.token, "url": info.url}, f)
+    os.replace(tmp, path)
