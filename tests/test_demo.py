@@ -98,3 +98,11 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert len(reply) == stats["frames_played"] * FRAME_SAMPLES
     assert np.sqrt(np.mean(reply**2)) > 1e-4  # Moshi's side is not silent
     assert (session / "transcript.txt").is_file()
+    # Not a terminal: no live dashboard, no cursor tricks; the transcript as plain text.
+    assert "\x1b[" not in result.stdout and "latency (ms)" not in result.stdout
+    words = [w for w in (session / "transcript.txt").read_text().split() if w.isalpha()]
+    assert words and all(w in result.stdout for w in words[:3])
+    # Every export of the session.
+    for name in ("summary.json", "metrics.jsonl", "trace.json", "frames.jsonl"):
+        assert (session / name).stat().st_size > 0, name
+    assert stats["memory"]["mlx_peak"] > 0 and stats["collection_us_per_frame"] > 0

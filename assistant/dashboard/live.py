@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -55,7 +56,7 @@ class LiveDashboard:
         self.card, self.metrics, self.console = card, metrics, console
         self.max_delay_ms = max_delay_ms
         self.transcript = Transcript()
-        self.status = "listening"
+        self._last_text = 0.0
         self._live = Live(
             console=console,
             get_renderable=self.renderable,
@@ -67,6 +68,7 @@ class LiveDashboard:
 
     def on_text(self, seconds: float, piece: str) -> None:
         self.transcript.add(seconds, piece)
+        self._last_text = time.monotonic()
 
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
@@ -80,7 +82,7 @@ class LiveDashboard:
             width=width,
             height=height,
             max_delay_ms=self.max_delay_ms,
-            status=self.status,
+            status="speaking" if time.monotonic() - self._last_text < 1.0 else "listening",
         )
 
     def start(self) -> None:
