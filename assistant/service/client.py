@@ -70,7 +70,9 @@ class ServiceClient:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             r = self._session.request(
-                method, self.info.url + path, json=body if method == "POST" else None,
+                method,
+                self.info.url + path,
+                json=body if method == "POST" else None,
                 timeout=TIMEOUT_S,
             )
         except (requests.ConnectionError, requests.Timeout):
