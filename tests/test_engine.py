@@ -352,3 +352,78 @@ def test_key_stream_reset_replays_a_seed_or_draws_a_new_one():
     seed = free.seed
     free.reset()
     assert free.seed != seed
+
+
+# --- raw tokens, text logits and teacher forcing (for `assistant bench`) -------------------------
+def test_step_returns_its_raw_tokens_and_on_request_its_text_logits(model):
+    codes = user_codes(12)
+    plain = StreamingEngine(model, MICRO, GREEDY)
+    capturing = StreamingEngine(model, MICRO, GREEDY, capture_text_logits=True)
+    results = [plain.step(frame) for frame in codes]
+    captured = [capturing.step(frame) for frame in codes]
+    delays = MICRO.delays[1 : 1 + MICRO.dep_q]
+    for r, c in zip(results, captured, strict=True):
+        assert r.text_logits is None
+        assert r.tokens.dtype == np.int32 and r.tokens.shape == (1 + MICRO.dep_q,)
+        assert r.tokens[0] == r.text_token
+        np.testing.assert_array_equal(c.tokens, r.tokens)  # capturing changes nothing
+        assert c.text_logits.dtype == np.float32 and c.text_logits.shape == (MICRO.text_card,)
+        assert int(np.argmax(c.text_logits)) == c.text_token  # greedy: the argmax
+        if r.audio_codes is not None:
+            # Frame g's codebook k was sampled at step g + delay_k.
+            g = r.step - max(MICRO.delays)
+            own = [results[g + d].tokens[1 + k] for k, d in enumerate(delays)]
+            assert r.audio_codes.tolist() == own
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SamplingConfig(seed=8)], ids=["greedy", "seeded"])
+def test_forcing_a_run_with_its_own_tokens_reproduces_it_exactly(model, sampling):
+    codes = user_codes(20)
+    free = StreamingEngine(model, MICRO, sampling, capture_text_logits=True)
+    reference = [free.step(frame) for frame in codes]
+    forced = StreamingEngine(model, MICRO, sampling, capture_text_logits=True)
+    for frame, ref in zip(codes, reference, strict=True):
+        r = forced.step(frame)
+        np.testing.assert_array_equal(r.tokens, ref.tokens)
+        np.testing.assert_array_equal(r.text_logits, ref.text_logits)
+        assert r.audio_codes is None or r.audio_codes.tolist() == ref.audio_codes.tolist()
+        forced.force_tokens(ref.tokens)
+
+
+def test_forcing_replaces_the_history_the_next_step_reads(model):
+    """Another model's tokens, forced after each step, are exactly what the next step is fed:
+    the text token, and every generated codebook (at its own delay)."""
+    codes = user_codes(10)
+    other = StreamingEngine(make_model(seed=1), MICRO, GREEDY)
+    theirs = [other.step(frame).tokens for frame in codes]
+    free = StreamingEngine(model, MICRO, GREEDY, capture_text_logits=True)
+    ours = [free.step(frame) for frame in codes]
+    engine = StreamingEngine(model, MICRO, GREEDY, capture_text_logits=True)
+    forced = []
+    for s, frame in enumerate(codes):
+        forced.append(engine.step(frame))
+        engine.force_tokens(theirs[s])
+        text_in, audio_in = engine._inputs(s + 1)
+        assert text_in == theirs[s][0]
+        for k, d in enumerate(MICRO.delays[1 : 1 + MICRO.dep_q]):
+            # Step s + 1 is fed codebook k of frame s - d, which step s sampled.
+            if s - d >= 0:
+                assert audio_in[k] == theirs[s][1 + k]
+    # Step 0 sees no history, so it matches the free run; later steps do not.
+    np.testing.assert_array_equal(forced[0].text_logits, ours[0].text_logits)
+    assert any(
+        not np.array_equal(f.text_logits, o.text_logits)
+        for f, o in zip(forced[1:], ours[1:], strict=True)
+    )
+
+
+def test_force_tokens_rejects_bad_input(model):
+    engine = StreamingEngine(model, MICRO, GREEDY)
+    ok = np.zeros(1 + MICRO.dep_q, dtype=np.int32)
+    with pytest.raises(AssistantError, match="call step"):
+        engine.force_tokens(ok)
+    engine.step(user_codes(1)[0])
+    for bad in (ok[:-1], ok.astype(np.float32), np.r_[MICRO.text_card, ok[1:]], ok - 1):
+        with pytest.raises(InvalidCodesError):
+            engine.force_tokens(bad)
+    engine.force_tokens(ok)

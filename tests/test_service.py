@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -253,3 +255,29 @@ def test_api_rejects_malformed_and_foreign_requests(service: ServiceProcess) -> 
     assert r.status_code == 403
     # None of it harmed the service.
     assert service.client.status()["muted"] is False
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root to act as another user"
+)
+def test_another_user_cannot_read_the_token_or_call_the_api(service: ServiceProcess) -> None:
+    """A real second user (nobody): the service file is out of reach and the API says 401."""
+    from assistant.service.info import info_file
+
+    probe = (
+        "import sys, urllib.request, urllib.error\n"
+        "try:\n"
+        f"    open({str(info_file())!r}).read(); print('read')\n"
+        "except OSError: print('unreadable')\n"
+        "try:\n"
+        f"    urllib.request.urlopen({service.client.info.url + '/api/status'!r}, timeout=5)\n"
+        "except urllib.error.HTTPError as e: print(e.code)\n"
+    )
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert result.stdout.split() == ["unreadable", "401"], result.stdout + result.stderr

@@ -21,9 +21,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `assistant --help` stays fast and each module registers its commands.
-    from . import chat, checkpoints, demo, devices, make_checkpoint
+    from . import bench, chat, checkpoints, demo, devices, make_checkpoint, menubar, serve
 
-    for module in (checkpoints, make_checkpoint, chat, devices, demo):
+    for module in (checkpoints, make_checkpoint, chat, devices, demo, bench, serve, menubar):
         module.register(app)
 
 

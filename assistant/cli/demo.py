@@ -54,7 +54,7 @@ def demo(
     )
     folder = DEMO_ROOT / f"demo-tiny-{quant}"
     _ensure_checkpoint(folder, quant)
-    user_pcm, source = _user_speech(text, input_wav)
+    user_pcm, source = user_speech(text, input_wav)
     settings = ChatSettings(
         checkpoint=CheckpointSpec(target=str(folder)),
         input_file=user_pcm,
@@ -87,7 +87,7 @@ def _ensure_checkpoint(folder: Path, quant: str) -> None:
         console.print(f"Made {folder} (tiny synthetic Moshi, {quant}).")
 
 
-def _user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, str]:
+def user_speech(text: str | None, input_wav: Path | None) -> tuple[np.ndarray, str]:
     if input_wav is not None:
         return read_audio(input_wav), str(input_wav)
     espeak = shutil.which("espeak-ng")

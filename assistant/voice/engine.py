@@ -11,6 +11,10 @@ greedy sampling) but fixes the reference runtime's long-conversation faults:
 Per step the whole graph (main transformer, text sampling, the depformer's `dep_q` slices
 with their sampling) is built lazily and evaluated once; the text token and audio codes
 come back in a single transfer. The reference syncs with the device ~20 times per step.
+
+For comparisons (`assistant bench`) the engine can also return each step's text logits
+(`capture_text_logits`, one more transfer) and be teacher-forced: `force_tokens` replaces
+the step just taken with another run's tokens, so the next step sees that run's history.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from .sampling import KeyStream, SamplingConfig, sample_token
 # Output text id 0 ends a padding run; `config.existing_text_padding_id` (3) is padding.
 _END_OF_PADDING_ID = 0
 
+# A step's graph outputs: the sampled tokens, plus the text logits when they are captured.
+_Outputs = mx.array | tuple[mx.array, mx.array]
+
 
 class InvalidCodesError(UsageError, ValueError):
     """User audio codes of the wrong shape or outside 0..card-1."""
@@ -56,12 +63,17 @@ class StepResult:
     `piece` is the decoded text (None for padding ids, or when no tokenizer was given);
     `audio_codes` are Moshi's `dep_q` codes for one frame, uint32 [dep_q], or None while
     the acoustic delay fills (the first `max_delay` steps), as in `LmGen.last_audio_tokens`.
+    `tokens` is what this step sampled, int32 [1 + dep_q]: the text token, then one token per
+    generated codebook before the acoustic delay (codebook k's token belongs to the frame
+    `step - delay_k`). `text_logits` (float32 [text_card]) only with `capture_text_logits`.
     """
 
     step: int
     text_token: int
     piece: str | None
     audio_codes: np.ndarray | None
+    tokens: np.ndarray | None = None
+    text_logits: np.ndarray | None = None
 
     @property
     def is_padding(self) -> bool:
@@ -77,6 +89,7 @@ class StreamingEngine:
     compiled: its key length grows with every step until the context is full.
     Weights are captured when the tail is first traced; `load_weights` on the model later
     is noticed (the tail is traced again), partial in-place edits are not.
+    `capture_text_logits`: also return each step's text logits (for fidelity measurements).
     """
 
     def __init__(
@@ -87,6 +100,7 @@ class StreamingEngine:
         text_tokenizer: TextTokenizer | None = None,
         *,
         compile: bool | None = None,
+        capture_text_logits: bool = False,
     ) -> None:
         _check_model(model, config)
         self.model = model
@@ -109,7 +123,8 @@ class StreamingEngine:
         self._dep_cache = self._new_dep_cache()  # reused every step, never reallocated
         self._keys = KeyStream(self.sampling.seed)
         self._use_compile = compile
-        self._compiled: Callable[..., mx.array] | None = None
+        self.capture_text_logits = capture_text_logits
+        self._compiled: Callable[..., _Outputs] | None = None
         self._compiled_for: tuple[mx.array, ...] = ()
         self._compile_checked = False
         # Token history, time-indexed modulo `max_delay + 1`: row 0 text, rows 1..n_q audio
@@ -153,22 +168,58 @@ class StreamingEngine:
         self._hist[1 + self.dep_q :, s % self._hist_len] = codes
         out = self._forward(text_in, audio_in)
         mx.eval(out)
+        text_logits = None
+        if isinstance(out, tuple):
+            out, logits = out
+            text_logits = np.array(logits).reshape(-1)  # the bench's one extra transfer
         tokens = np.array(out)  # the one device -> host transfer of the step
-        text_token = int(tokens[0])
-        self._hist[0, s % self._hist_len] = text_token
+        self._record(s, tokens)
+        self._step = s + 1
+        return StepResult(
+            step=s,
+            text_token=int(tokens[0]),
+            piece=self._decode(int(tokens[0])),
+            audio_codes=self._last_audio(s),
+            tokens=tokens,
+            text_logits=text_logits,
+        )
+
+    def force_tokens(self, tokens: np.ndarray | Sequence[int]) -> None:
+        """Teacher forcing: replace what the last step sampled with `tokens` (another run's
+        `StepResult.tokens` for the same step), so later steps see that run's history.
+
+        The step's own outputs (its result, its KV cache entries) are unchanged: they only
+        depend on earlier steps. Tokens of codebooks still inside their delay are dropped,
+        exactly as `step` drops them.
+        """
+        if self._step == 0:
+            raise UsageError("force_tokens needs a step to replace: call step() first")
+        arr = np.asarray(tokens)
+        n = 1 + self.dep_q
+        if arr.shape != (n,) or arr.dtype.kind not in "iu":
+            raise InvalidCodesError(
+                f"forced tokens must be {n} integers (text, then {self.dep_q} audio), "
+                f"got {arr.dtype} {list(arr.shape)}"
+            )
+        if not 0 <= arr[0] < self.config.text_card:
+            raise InvalidCodesError(
+                f"forced text token must lie in 0..{self.config.text_card - 1}, got {arr[0]}"
+            )
+        if arr[1:].min() < 0 or arr[1:].max() >= self.config.card:
+            raise InvalidCodesError(
+                f"forced audio tokens must lie in 0..{self.config.card - 1}, got {arr[1:].tolist()}"
+            )
+        self._record(self._step - 1, arr.astype(np.int32))
+
+    # --- internals ----------------------------------------------------------------------------
+    def _record(self, s: int, tokens: np.ndarray) -> None:
+        """Write step s's text token and audio tokens (at their delayed frames) to the history."""
+        self._hist[0, s % self._hist_len] = tokens[0]
         for cb in range(self.dep_q):
             g = s - self.delays[cb]
             if g >= 0:
                 self._hist[1 + cb, g % self._hist_len] = tokens[1 + cb]
-        self._step = s + 1
-        return StepResult(
-            step=s,
-            text_token=text_token,
-            piece=self._decode(text_token),
-            audio_codes=self._last_audio(s),
-        )
 
-    # --- internals ----------------------------------------------------------------------------
     def _validate(self, user_codes: np.ndarray | Sequence[int] | mx.array) -> np.ndarray:
         try:
             arr = np.asarray(user_codes)
@@ -201,8 +252,9 @@ class StreamingEngine:
                 audio_in[cb] = self._hist[1 + cb, g % self._hist_len]
         return text_in, audio_in
 
-    def _forward(self, text_in: int, audio_in: np.ndarray) -> mx.array:
-        """The whole step as one lazy graph: int32 [1 + dep_q] (text token, audio codes)."""
+    def _forward(self, text_in: int, audio_in: np.ndarray) -> _Outputs:
+        """The whole step as one lazy graph: int32 [1 + dep_q] (text token, audio codes),
+        paired with the text logits when they are captured."""
         m = self.model
         keys = None if self.sampling.is_greedy else self._keys.next_keys(1 + self.dep_q)
         xs = _lookup(m.text_emb, mx.array([[text_in]], dtype=mx.int32))
@@ -214,7 +266,7 @@ class StreamingEngine:
         mx.async_eval(out)
         return self._tail(out, keys)
 
-    def _tail(self, out: mx.array, keys: mx.array | None) -> mx.array:
+    def _tail(self, out: mx.array, keys: mx.array | None) -> _Outputs:
         if self._use_compile is not False:
             try:
                 fn = self._compiled_tail()
@@ -230,7 +282,7 @@ class StreamingEngine:
                 self._use_compile = False
         return self._head(out, keys, self._dep_cache)
 
-    def _compiled_tail(self) -> Callable[..., mx.array]:
+    def _compiled_tail(self) -> Callable[..., _Outputs]:
         # Parameters are captured as constants: retrace when the model's arrays were replaced.
         sentinels = (self.model.out_norm.weight, self.model.depformer.slices[-1].linear_out.weight)
         if self._compiled is None or any(
@@ -238,18 +290,18 @@ class StreamingEngine:
         ):
             if self.sampling.is_greedy:
 
-                def tail(out: mx.array) -> mx.array:
+                def tail(out: mx.array) -> _Outputs:
                     return self._head(out, None, self._new_dep_cache())
             else:
 
-                def tail(out: mx.array, keys: mx.array) -> mx.array:  # type: ignore[misc]
+                def tail(out: mx.array, keys: mx.array) -> _Outputs:  # type: ignore[misc]
                     return self._head(out, keys, self._new_dep_cache())
 
             self._compiled = mx.compile(tail)
             self._compiled_for = sentinels
         return self._compiled
 
-    def _head(self, out: mx.array, keys: mx.array | None, dep_cache: list[LayerCache]) -> mx.array:
+    def _head(self, out: mx.array, keys: mx.array | None, dep_cache: list[LayerCache]) -> _Outputs:
         """Text head, text sampling, then the depformer's dep_q slices, each fed the last token."""
         m = self.model
         sp = self.sampling
@@ -268,7 +320,10 @@ class StreamingEngine:
             key = None if keys is None else keys[1 + k]
             token = sample_token(logits, sp.audio_temperature, sp.audio_top_k, key)
             tokens.append(token)
-        return mx.concatenate([t.reshape(1) for t in tokens])
+        sampled = mx.concatenate([t.reshape(1) for t in tokens])
+        if self.capture_text_logits:
+            return sampled, text_logits.astype(mx.float32)
+        return sampled
 
     def _new_dep_cache(self) -> list[LayerCache]:
         dcfg = self.model.depformer.slices[0].transformer.cfg

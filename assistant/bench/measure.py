@@ -1,0 +1,150 @@
+"""Measure one variant: cold and warm load, memory, every step's time and tokens; then decode
+what it said with Mimi (after every model is measured, so Mimi's memory never sits in a
+model's memory figures).
+
+The step loop is the product's own engine on the same user codes for every variant. With a
+reference recording the variant is teacher-forced (see `fidelity`): forcing is a host-side
+write of a few integers, made after the step's timer stops.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from ..voice.audio_files import write_wav
+from ..voice.codec import StreamingCodec
+from ..voice.config import MoshiConfig
+from ..voice.engine import StreamingEngine
+from ..voice.loader import load
+from .fidelity import Recording
+from .results import BenchSettings, VariantResult
+from .system import RssPeak, evict_from_page_cache
+from .timing import Timing
+from .variants import Variant
+
+Status = Callable[[str], None]
+
+
+def quiet(message: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+def measure_variant(
+    variant: Variant,
+    codes: np.ndarray,
+    settings: BenchSettings,
+    *,
+    reference: Recording | None = None,
+    status: Status = quiet,
+) -> VariantResult:
+    """Load twice, then stream `codes` (one row per step) on the second copy."""
+    label = variant.label
+    status(f"{label}: cold load")
+    cold_kind = evict_from_page_cache(variant.files.model)
+    loaded = load(variant.files, check_memory=settings.check_memory)
+    cold_s = loaded.load_seconds
+    del loaded
+    release_memory()  # the warm load must not find the first copy still in memory
+
+    status(f"{label}: warm load")
+    mx.reset_peak_memory()
+    with RssPeak() as rss:
+        loaded = load(variant.files, check_memory=settings.check_memory)
+        warm_s = loaded.load_seconds
+        active = mx.get_active_memory()
+        engine = StreamingEngine(
+            loaded.model, loaded.config, settings.sampling, capture_text_logits=True
+        )
+        del loaded
+        step_ms, recording = _stream(engine, codes, reference, label, status)
+        peak = mx.get_peak_memory()
+        del engine
+    release_memory()
+    return VariantResult(
+        label=label,
+        model=variant.model,
+        cold_load_s=cold_s,
+        cold_load_kind=cold_kind,
+        warm_load_s=warm_s,
+        mlx_active_after_load=active,
+        mlx_peak=peak,
+        rss_peak=rss.peak,
+        rss_before=rss.start,
+        step_ms=step_ms,
+        warmup=settings.warmup,
+        recording=recording,
+    )
+
+
+def _stream(
+    engine: StreamingEngine,
+    codes: np.ndarray,
+    reference: Recording | None,
+    label: str,
+    status: Status,
+) -> tuple[list[float], Recording]:
+    step_ms: list[float] = []
+    tokens, logits = [], []
+    total = len(codes)
+    for i, frame in enumerate(codes):
+        started = time.perf_counter()
+        r = engine.step(frame)
+        step_ms.append((time.perf_counter() - started) * 1000)
+        tokens.append(r.tokens)
+        logits.append(r.text_logits)
+        if reference is not None:
+            engine.force_tokens(reference.tokens[i])
+        if i % 10 == 9 or i == total - 1:
+            status(f"{label}: step {i + 1}/{total}")
+    return step_ms, Recording(np.stack(tokens), np.stack(logits))
+
+
+def own_audio_codes(tokens: np.ndarray, config: MoshiConfig) -> np.ndarray:
+    """The frames a run's sampled tokens make, uint32 [frames, dep_q].
+
+    Codebook k's token sampled at step s belongs to frame s - delay_k; frames are complete
+    from step max_delay on, as `StepResult.audio_codes` delivers them in a free run.
+    """
+    dep_q = config.dep_q
+    delays = np.array(config.delays[1 : 1 + dep_q])
+    n = len(tokens) - int(delays.max())
+    if n <= 0:
+        return np.zeros((0, dep_q), dtype=np.uint32)
+    rows = np.arange(n)[:, None] + delays[None, :]
+    return tokens[rows, 1 + np.arange(dep_q)[None, :]].astype(np.uint32)
+
+
+def decode_variant(result: VariantResult, mimi: Path, audio_file: Path | None = None) -> None:
+    """Time Mimi decoding the variant's own codes; write them as audio when asked."""
+    decode, pcm = decode_own_audio(result.recording.tokens, result.model.config, mimi)
+    result.decode = decode
+    if audio_file is not None and pcm.size:
+        write_wav(audio_file, pcm)
+        result.audio_file = audio_file
+
+
+def decode_own_audio(
+    tokens: np.ndarray, config: MoshiConfig, mimi: Path
+) -> tuple[Timing, np.ndarray]:
+    """Decode the run's own codes with a fresh Mimi (no state from another variant), timed."""
+    frames = own_audio_codes(tokens, config)
+    ms, pcm = [], []
+    with StreamingCodec(mimi, config.dep_q) as codec:
+        for codes in frames:
+            started = time.perf_counter()
+            pcm.append(codec.decode(codes))
+            ms.append((time.perf_counter() - started) * 1000)
+    audio = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.float32)
+    return Timing.of(ms), audio
+
+
+def release_memory() -> None:
+    """Drop the last variant's arrays so the next one's memory figures are its own."""
+    gc.collect()  # the engine and its compiled tail reference each other
+    mx.clear_cache()

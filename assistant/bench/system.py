@@ -1,0 +1,136 @@
+"""Machine facts for the report, cold loads (page-cache eviction) and the process's RSS peak."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import psutil
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    platform: str
+    chip: str
+    cpu_cores: int
+    memory_bytes: int
+    mlx_version: str
+    mlx_device: str
+    python: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.chip}, {self.cpu_cores} cores, {self.memory_bytes / 1024**3:.1f} GiB; "
+            f"{self.platform}; MLX {self.mlx_version} on {self.mlx_device}; Python {self.python}"
+        )
+
+
+def machine_info() -> MachineInfo:
+    return MachineInfo(
+        platform=platform.platform(),
+        chip=_chip(),
+        cpu_cores=os.cpu_count() or 0,
+        memory_bytes=psutil.virtual_memory().total,
+        mlx_version=mx.__version__,
+        mlx_device=_device(),
+        python=platform.python_version(),
+    )
+
+
+def _chip() -> str:
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()  # e.g. "Apple M2 Pro"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _device() -> str:
+    device = mx.default_device()
+    name = "gpu (Metal)" if device.type == mx.gpu else "cpu"
+    try:
+        if device.type == mx.gpu and mx.metal.is_available():
+            arch = mx.metal.device_info().get("architecture")
+            if arch:
+                name += f", {arch}"
+    except (AttributeError, RuntimeError):
+        pass
+    return name
+
+
+def evict_from_page_cache(path: Path) -> str:
+    """Drop the file's pages from the OS cache so the next read comes from the disk.
+
+    Returns how the cold load should be described. Linux has posix_fadvise(DONTNEED), which
+    drops clean pages of one file without root; macOS has no per-file equivalent.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return "first load this run (this OS cannot evict one file from its cache)"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return f"first load this run (page cache not evicted: {e.strerror or e})"
+    return "model file evicted from the page cache first (posix_fadvise DONTNEED)"
+
+
+class RssPeak:
+    """The process's resident set size, sampled on a thread; `peak` is the highest seen.
+
+    psutil has no resettable high-water mark on macOS or Linux, so sample it: every 10 ms is
+    fine-grained next to a model load, and one sample is a single cheap system call.
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self._process = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.start = self.peak = self._process.memory_info().rss
+
+    def sample(self) -> int:
+        rss = self._process.memory_info().rss
+        self.peak = max(self.peak, rss)
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def __enter__(self) -> RssPeak:
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()

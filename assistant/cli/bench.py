@@ -1,0 +1,117 @@
+"""`assistant bench`: checkpoint variants compared on the same speech, codes, seed and steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..console import console, err_console
+from ..errors import BenchError
+from .options import MimiFile, TextTokenizerFile, Voice
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def bench(
+    voice: Voice = "moshiko",
+    quant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quant",
+            "-q",
+            help="A preset of --voice to compare (repeat it). Default: q4 and q8.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint folder, model file or preset name to compare (repeat it).",
+            show_default=False,
+        ),
+    ] = None,
+    mimi_file: MimiFile = None,
+    text_tokenizer: TextTokenizerFile = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per variant (80 ms each).")] = 200,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps before them.")] = 10,
+    input_wav: Annotated[
+        Path | None,
+        typer.Option("--input", help="The user's speech (default: the demo's sentence)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed, the same for every variant.")] = 1234,
+    text_temperature: Annotated[float, typer.Option(help="0 = greedy (the default).")] = 0.0,
+    text_top_k: Annotated[int, typer.Option()] = 25,
+    audio_temperature: Annotated[float, typer.Option(help="0 = greedy (the default).")] = 0.0,
+    audio_top_k: Annotated[int, typer.Option()] = 250,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the reports (default: a new one under sessions)."),
+    ] = None,
+    skip_memory_check: Annotated[
+        bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
+    ] = False,
+) -> None:
+    """Compare checkpoint variants (default: q4 and q8) on identical input: load time, memory,
+    step latency, codec time and fidelity against the highest-precision variant.
+
+    Writes report.md, report.json, latency.png and step_times.png (and each variant's audio).
+    """
+    from ..bench.results import BenchSettings
+    from ..bench.runner import run_bench
+    from ..bench.tables import headline, render
+    from ..bench.variants import requests_for
+    from ..voice.sampling import SamplingConfig
+    from .demo import user_speech
+
+    requests = requests_for(
+        voice=voice,
+        quants=quant or [],
+        checkpoints=checkpoint or [],
+        mimi_file=mimi_file,
+        text_tokenizer=text_tokenizer,
+    )
+    settings = BenchSettings(
+        steps=steps,
+        warmup=warmup,
+        sampling=SamplingConfig(text_temperature, text_top_k, audio_temperature, audio_top_k, seed),
+        check_memory=not skip_memory_check,
+    )
+    # Read the speech first: an unreadable --input fails before anything is loaded.
+    pcm, source = user_speech(None, input_wav)
+    with console.status("Starting ...") as status:
+        outcome = run_bench(
+            requests, pcm, source, settings, out=out, status=lambda m: status.update(m)
+        )
+    run = outcome.run
+    for line in headline(run):
+        console.print(line, soft_wrap=True, markup=False)
+    render(run, console)
+    console.print(f"report.md, report.json and plots in {run.folder}", soft_wrap=True)
+    if outcome.unexpected and _debug():
+        raise outcome.unexpected[0]
+    if outcome.interrupted:
+        err_console.print(f"interrupted; the partial report is in {run.folder}", soft_wrap=True)
+        raise typer.Exit(130)
+    if run.failures:
+        missing = [label for label in run.labels if label not in run.results]
+        first = run.failures[0]
+        what = (
+            f"{len(missing)} of {len(run.labels)} variants not measured"
+            if missing
+            else f"{len(run.failures)} error(s)"
+        )
+        raise BenchError(
+            f"{what} ({first.label}: {first.message}); the report of what was measured is in "
+            f"{run.folder}"
+        )
+
+
+def _debug() -> bool:
+    from . import debug_enabled
+
+    return debug_enabled()

@@ -1,0 +1,368 @@
+"""The menu: its items, their actions, and a poll of the service every second.
+
+Built through the Toolkit interface (rumps on a Mac, a recording stand-in in the tests). The
+service owns all state; the menu shows what `live()` last said and sends requests. Every
+callback is guarded: a failure becomes a notification, never an exception in the UI loop.
+
+    Listening · step 52 ms           (disabled: the state line)
+    ─────
+    Start conversation / Stop conversation   (only the one that applies is enabled)
+    ─────
+    Quantization ▸ q4 / q8 (/ bf16 while chosen)
+    Voice ▸ moshiko / moshika
+    Mute microphone
+    ─────
+    Open dashboard / Open recordings
+    ─────
+    Launch at login
+    ─────
+    Quit Moshi Assistant
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import AssistantError, ServiceError, ServiceNotRunningError
+from ..paths import sessions_dir
+from .display import View, state_line, title, view_of
+from .launch_agent import LaunchAgent
+from .prefs import QUANTS, VOICES, Prefs, load_prefs, save_prefs
+from .service_process import Client, ServiceLauncher, service_log
+from .toolkit import Callback, MenuItem, Toolkit
+
+APP_NAME = "Moshi Assistant"
+POLL_S = 1.0
+# Polls in a row without an answer before the service counts as gone: one slow answer (the
+# service busy loading a model) is not worth a "stopped" notification.
+LOST_AFTER = 3
+HIDDEN_UNLESS_CHOSEN = ("bf16",)  # 15 GB and rarely wanted: shown only while it is the choice
+
+
+@dataclass
+class Items:
+    state: MenuItem
+    start: MenuItem
+    stop: MenuItem
+    quants: dict[str, MenuItem]
+    voices: dict[str, MenuItem]
+    mute: MenuItem
+    dashboard: MenuItem
+    recordings: MenuItem
+    login: MenuItem
+    quit: MenuItem
+
+
+def _default_connect() -> Client:
+    from ..service.client import ServiceClient
+
+    return ServiceClient.connect()
+
+
+class MenuController:
+    def __init__(
+        self,
+        toolkit: Toolkit,
+        *,
+        connect: Callable[[], Client] = _default_connect,
+        launcher: ServiceLauncher | None = None,
+        agent: LaunchAgent | None = None,
+    ) -> None:
+        self.toolkit = toolkit
+        self._connect = connect
+        self.launcher = launcher or ServiceLauncher(connect)
+        self.agent = agent or LaunchAgent()
+        self.prefs = load_prefs()
+        self.client: Client | None = None
+        self.owned = False  # the service answering is the one this app started
+        self.status: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.start_pending = False  # Start clicked before the service or model was ready
+        self._seen_error: str | None = None  # the service error already notified
+        self._tick_failure: str | None = None  # the poll failure already notified
+        self._unanswered = 0  # polls in a row the service did not answer
+        self.items = self._build()
+
+    # --- setup ----------------------------------------------------------------------------------
+    def _build(self) -> Items:
+        tk, guard = self.toolkit, self._guarded
+        items = Items(
+            state=tk.item("Starting…"),  # no callback: disabled, information only
+            start=tk.item("Start conversation", guard("Could not start", self.start)),
+            stop=tk.item("Stop conversation", guard("Could not stop", self.stop)),
+            quants={
+                q: tk.item(q, guard(f"Could not switch to {q}", self._chooser(quant=q)))
+                for q in QUANTS
+            },
+            voices={
+                v: tk.item(v, guard(f"Could not switch to {v}", self._chooser(voice=v)))
+                for v in VOICES
+            },
+            mute=tk.item("Mute microphone", guard("Could not mute", self.toggle_mute)),
+            dashboard=tk.item("Open dashboard", guard("Could not open", self.open_dashboard)),
+            recordings=tk.item("Open recordings", guard("Could not open", self.open_recordings)),
+            login=tk.item("Launch at login", guard("Launch at login", self.toggle_login)),
+            quit=tk.item(f"Quit {APP_NAME}", self.quit),  # quit handles its own failures
+        )
+        tk.set_menu(
+            [
+                items.state,
+                None,
+                items.start,
+                items.stop,
+                None,
+                tk.submenu("Quantization", list(items.quants.values())),
+                tk.submenu("Voice", list(items.voices.values())),
+                items.mute,
+                None,
+                items.dashboard,
+                items.recordings,
+                None,
+                items.login,
+                None,
+                items.quit,
+            ]
+        )
+        return items
+
+    def launch(self) -> None:
+        """Attach to a running service or start one, then poll it every second."""
+        self.toolkit.every(POLL_S, self.tick)
+        self._guarded("The assistant service did not start", self._attach_or_spawn)()
+
+    # --- what is shown --------------------------------------------------------------------------
+    def view(self) -> View:
+        return view_of(
+            self.status,
+            self.metrics,
+            starting=self.launcher.waiting,
+            start_pending=self.start_pending,
+        )
+
+    def render(self) -> None:
+        v, items = self.view(), self.items
+        self.toolkit.set_title(title(v))
+        items.state.set_title(state_line(v))
+        items.start.set_enabled(not v.talking and not v.start_pending)
+        items.stop.set_enabled(v.talking or v.start_pending)
+        # Offline, the choice is what the next service loads; connected, what the service has.
+        chosen = Prefs(v.voice or "", v.quant or "") if v.connected else self.prefs
+        choosable = v.state not in ("starting", "loading")  # the service refuses mid-load
+        for quant, item in items.quants.items():
+            item.set_checked(quant == chosen.quant)
+            item.set_enabled(choosable)
+            item.set_hidden(quant in HIDDEN_UNLESS_CHOSEN and quant != chosen.quant)
+        for voice, item in items.voices.items():
+            item.set_checked(voice == chosen.voice)
+            item.set_enabled(choosable)
+        items.mute.set_checked(v.muted)
+        items.mute.set_enabled(v.connected)
+        items.dashboard.set_enabled(v.connected)
+        items.login.set_checked(self.agent.is_enabled())
+
+    # --- the poll -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Once a second: find or follow the service, then redraw."""
+        try:
+            self._poll()
+            self._tick_failure = None
+        except Exception as e:  # the timer must keep running; say so once, not every second
+            message = _describe(e)
+            if message != self._tick_failure:
+                self._notify("The menu bar could not update", message)
+            self._tick_failure = message
+        self._render_safely()
+
+    def _poll(self) -> None:
+        if self.client is None:
+            self._find_service()
+        if self.client is None:
+            return
+        try:
+            live = self.client.live()
+        except ServiceNotRunningError:
+            self._unanswered += 1
+            if self._unanswered >= LOST_AFTER:
+                self._service_lost()
+            return
+        self._unanswered = 0
+        self.metrics = live.get("metrics")
+        self._take(live["status"])
+        if self.start_pending:
+            self._start_when_ready()
+
+    def _find_service(self) -> None:
+        if self.launcher.waiting:
+            try:
+                client = self.launcher.poll()
+            except ServiceError as e:
+                self.start_pending = False
+                self._notify("The assistant service did not start", str(e))
+                return
+            if client is not None:
+                self._attach(client)
+            return
+        try:  # one started elsewhere (`assistant serve` in a terminal) is picked up too
+            client = self._connect()
+            status = client.status()
+        except ServiceNotRunningError:
+            return
+        self._attach(client, status)
+
+    def _start_when_ready(self) -> None:
+        state = (self.status or {}).get("state")
+        if state == "loading":
+            return
+        self.start_pending = False
+        if state == "idle" and self.client is not None:
+            self._take(self.client.start())
+        # error: the failure was notified; listening or speaking: nothing left to do
+
+    # --- actions --------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.client is None:
+            if not self.launcher.waiting:
+                self.launcher.spawn(self.prefs)
+            self.start_pending = True
+        elif (self.status or {}).get("state") == "loading":
+            self.start_pending = True
+        else:
+            self.start_pending = False
+            self._take(self.client.start())
+
+    def stop(self) -> None:
+        self.start_pending = False
+        if self.client is not None:
+            self._take(self.client.stop())
+
+    def choose(self, voice: str | None = None, quant: str | None = None) -> None:
+        """Switch the service's voice or quantization (offline: the next start's)."""
+        if self.client is None:
+            self.prefs = Prefs(voice or self.prefs.voice, quant or self.prefs.quant)
+            save_prefs(self.prefs)
+            return
+        now = self.status or {}
+        if (voice or now.get("voice"), quant or now.get("quant")) == (
+            now.get("voice"),
+            now.get("quant"),
+        ):
+            return  # already the choice: no reload
+        status = self.client.switch(voice=voice, quant=quant)  # refused: raises, nothing changes
+        self._take(status)
+        self.prefs = Prefs(
+            status.get("voice") or self.prefs.voice, status.get("quant") or self.prefs.quant
+        )
+        save_prefs(self.prefs)
+
+    def toggle_mute(self) -> None:
+        if self.client is not None:
+            self._take(self.client.mute(not (self.status or {}).get("muted", False)))
+
+    def open_dashboard(self) -> None:
+        if self.client is None:
+            raise ServiceNotRunningError("the assistant service is not running")
+        webbrowser.open(self.client.info.dashboard_url)
+
+    def open_recordings(self) -> None:
+        folder = sessions_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        try:
+            subprocess.run([opener, str(folder)], check=True, capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise AssistantError(f"cannot open {folder}: {e}") from None
+
+    def toggle_login(self) -> None:
+        if self.agent.is_enabled():
+            self.agent.disable()
+        else:
+            self.agent.enable()
+
+    def quit(self) -> None:
+        """Quit the app; the service too if this app started it (one started elsewhere stays)."""
+        try:
+            if self.client is not None and self.owned:
+                try:
+                    self.client.quit()
+                except AssistantError:
+                    self.launcher.terminate()  # not answering: stop the process itself
+            elif self.client is None:
+                self.launcher.terminate()  # still starting: don't leave it behind
+        except Exception as e:  # quitting must not fail: report and go on
+            print(f"{APP_NAME}: while quitting: {_describe(e)}", file=sys.stderr)
+        finally:
+            self.toolkit.quit()
+
+    # --- internals ------------------------------------------------------------------------------
+    def _chooser(self, *, voice: str | None = None, quant: str | None = None) -> Callback:
+        return lambda: self.choose(voice=voice, quant=quant)
+
+    def _attach_or_spawn(self) -> None:
+        try:
+            client = self._connect()
+            status = client.status()
+        except ServiceNotRunningError:
+            self.launcher.spawn(self.prefs)
+            return
+        self._attach(client, status)
+
+    def _attach(self, client: Client, status: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.owned = self.launcher.owns(client)
+        if status is not None:
+            self._take(status)
+
+    def _take(self, status: dict[str, Any]) -> None:
+        """Keep the service's latest status; a new error message is notified once."""
+        self.status = status
+        error = status.get("error")
+        if error and error != self._seen_error:
+            self._notify("Moshi Assistant error", error)
+        self._seen_error = error
+
+    def _service_lost(self) -> None:
+        where = f" Its log: {service_log()}" if self._forget_service() else ""
+        self._notify("The assistant service stopped", f"Click Start to start it again.{where}")
+
+    def _forget_service(self) -> bool:
+        """Back to offline; whether the lost service was this app's."""
+        owned = self.owned
+        self.client, self.owned, self.status, self.metrics = None, False, None, None
+        self.start_pending, self._unanswered = False, 0
+        return owned
+
+    def _guarded(self, what: str, action: Callback) -> Callback:
+        """`action` as a menu callback: failures become a notification titled `what`."""
+
+        def run() -> None:
+            try:
+                action()
+            except ServiceNotRunningError as e:
+                self._forget_service()
+                self._notify(what, str(e))
+            except Exception as e:  # never into the UI loop
+                self._notify(what, _describe(e))
+            self._render_safely()
+
+        return run
+
+    def _notify(self, title: str, message: str) -> None:
+        try:
+            self.toolkit.notify(title, message)
+        except Exception as e:  # the last resort: the log (stderr)
+            print(f"{APP_NAME}: {title}: {message} (notification failed: {e})", file=sys.stderr)
+
+    def _render_safely(self) -> None:
+        try:
+            self.render()
+        except Exception as e:
+            print(f"{APP_NAME}: cannot redraw the menu: {_describe(e)}", file=sys.stderr)
+
+
+def _describe(e: BaseException) -> str:
+    return str(e) if isinstance(e, AssistantError) else f"{type(e).__name__}: {e}"

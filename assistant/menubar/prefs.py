@@ -1,0 +1,50 @@
+"""The voice and quantization the menu bar asks a newly started service to load.
+
+Saved on each switch, so a Mac that starts the app at login loads the user's last choice
+instead of loading q4 and then switching.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..paths import data_dir
+
+VOICES = ("moshiko", "moshika")  # the service's choices (voice.catalogue imports MLX: too slow)
+QUANTS = ("q4", "q8", "bf16")
+
+
+@dataclass(frozen=True)
+class Prefs:
+    voice: str = "moshiko"
+    quant: str = "q4"
+
+
+def prefs_file() -> Path:
+    return data_dir() / "menubar.json"
+
+
+def load_prefs() -> Prefs:
+    """The saved choice; the defaults when there is none or it is unreadable."""
+    try:
+        raw = json.loads(prefs_file().read_text())
+    except (OSError, ValueError):
+        return Prefs()
+    if not isinstance(raw, dict):
+        return Prefs()
+    voice, quant = raw.get("voice"), raw.get("quant")
+    return Prefs(
+        voice=voice if voice in VOICES else Prefs.voice,
+        quant=quant if quant in QUANTS else Prefs.quant,
+    )
+
+
+def save_prefs(prefs: Prefs) -> None:
+    path = prefs_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(asdict(prefs)))
+    os.replace(tmp, path)

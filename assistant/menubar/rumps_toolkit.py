@@ -1,0 +1,106 @@
+"""The Toolkit on rumps (macOS only, `pip install -e ".[menubar]"`).
+
+Thin on purpose: it cannot run off a Mac, so every decision lives in menu.py, which the tests
+drive through a stand-in. Everything here is a direct rumps (or AppKit) call.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import rumps
+
+from .toolkit import Callback
+
+
+class RumpsItem:
+    def __init__(self, title: str, callback: Callback | None = None) -> None:
+        self._callback = callback
+        self.native = rumps.MenuItem(title, callback=self._clicked if callback else None)
+
+    def _clicked(self, _sender: object) -> None:
+        if self._callback is not None:
+            self._callback()
+
+    def set_title(self, title: str) -> None:
+        if self.native.title != title:
+            self.native.title = title
+
+    def set_checked(self, checked: bool) -> None:
+        self.native.state = int(checked)
+
+    def set_enabled(self, enabled: bool) -> None:
+        # rumps greys out an item that has no callback (the NSMenu auto-enables the others).
+        self.native.set_callback(self._clicked if enabled and self._callback else None)
+
+    def set_hidden(self, hidden: bool) -> None:
+        self.native._menuitem.setHidden_(hidden)  # rumps has no API for it: the NSMenuItem's
+
+
+class RumpsToolkit:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.app = rumps.App(name, title=name, quit_button=None)  # the menu has its own Quit
+        self._timers: list[rumps.Timer] = []  # rumps keeps timers weakly
+
+    def item(self, title: str, callback: Callback | None = None) -> RumpsItem:
+        return RumpsItem(title, callback)
+
+    def submenu(self, title: str, children: Sequence[RumpsItem]) -> RumpsItem:
+        parent = RumpsItem(title)
+        for child in children:
+            parent.native.add(child.native)
+        return parent
+
+    def set_menu(self, entries: Sequence[RumpsItem | None]) -> None:
+        self.app.menu = [None if entry is None else entry.native for entry in entries]
+
+    def set_title(self, title: str) -> None:
+        if self.app.title != title:
+            self.app.title = title
+
+    def every(self, seconds: float, callback: Callback) -> None:
+        timer = rumps.Timer(lambda _timer: callback(), seconds)
+        timer.start()
+        self._timers.append(timer)
+        try:  # also while the menu is open (its event-tracking mode), so the state line moves
+            from Foundation import NSRunLoop, NSRunLoopCommonModes
+
+            NSRunLoop.currentRunLoop().addTimer_forMode_(timer._nstimer, NSRunLoopCommonModes)
+        except (ImportError, AttributeError):
+            pass
+
+    def notify(self, title: str, message: str) -> None:
+        try:
+            rumps.notification(self.name, title, message)
+        except RuntimeError:
+            # No notification center without a bundle identifier (a bare venv python):
+            # AppleScript can still post one.
+            post = (
+                "display notification (item 3 of argv) with title (item 1 of argv) "
+                "subtitle (item 2 of argv)"
+            )
+            script = ["-e", "on run argv", "-e", post, "-e", "end run"]
+            subprocess.run(
+                ["osascript", *script, self.name, title, message],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        print(f"{self.name}: {title}: {message}", file=sys.stderr)  # and the log keeps it
+
+    def run(self) -> None:
+        try:  # a menu-bar app: no Dock icon, even when not started from the app bundle
+            from AppKit import NSApplication, NSApplicationActivationPolicyAccessory
+
+            NSApplication.sharedApplication().setActivationPolicy_(
+                NSApplicationActivationPolicyAccessory
+            )
+        except ImportError:
+            pass
+        self.app.run()
+
+    def quit(self) -> None:
+        rumps.quit_application()

@@ -1,0 +1,289 @@
+"""`assistant bench` on tiny synthetic checkpoints: every output, sensible figures, and the
+failures a user can cause (other architectures, a missing checkpoint, an unreadable input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from mlx.utils import tree_flatten
+from typer.testing import CliRunner
+
+from assistant.bench import runner as bench_runner
+from assistant.bench.results import BenchSettings
+from assistant.bench.runner import run_bench
+from assistant.bench.variants import requests_for
+from assistant.cli import _register, app
+from assistant.errors import (
+    BenchError,
+    CheckpointError,
+    IncompatibleVariantsError,
+    UsageError,
+)
+from assistant.voice.audio_files import SAMPLE_RATE, read_audio, write_wav
+from assistant.voice.config import TINY
+from assistant.voice.layout import Q4, Q8, Quantization
+from assistant.voice.model import build_model
+from tests.helpers import save_tiny_model
+
+_register()
+runner = CliRunner()
+STEPS, WARMUP = 12, 2
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One second of the bundled sample: 13 frames, so 14 steps loop it."""
+    pcm = read_audio(Path(__file__).parents[1] / "assistant" / "data" / "hello.wav")
+    return write_wav(tmp_path_factory.mktemp("speech") / "speech.wav", pcm[:SAMPLE_RATE])
+
+
+def bench(*args: str, out: Path, speech: Path | None = None):
+    extra = ["--input", str(speech)] if speech else []
+    argv = ["bench", *args, "--steps", str(STEPS), "--warmup", str(WARMUP), "--out", str(out)]
+    return runner.invoke(app, argv + extra, env={"COLUMNS": "100"})
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -> None:
+    folders = [tiny_checkpoint(q) for q in ("q4", "q8", "bf16")]
+    out = tmp_path / "bench"
+    args = [a for f in folders for a in ("--checkpoint", str(f))]
+    result = bench(*args, out=out, speech=speech)
+    assert result.exit_code == 0, result.output
+    labels = [f.name for f in folders]
+    titles = ("Size, load (cold/warm) and memory", "Speed in ms", f"Fidelity against {labels[2]}")
+    assert all(title in result.output for title in titles)
+    assert f"{labels[2]} (ref)" in result.output and str(out) in result.output
+
+    data = json.loads((out / "report.json").read_text())
+    assert data["complete"] is True and data["errors"] == []
+    assert data["reference"] == labels[2]  # the highest bits per weight
+    assert data["variants_requested"] == labels
+    assert data["input"]["frames"] == 13 and data["input"]["looped"] is True
+    assert data["machine"]["mlx_version"] == mx.__version__
+    assert data["settings"]["sampling"]["greedy"] is True
+    variants = {v["label"]: v for v in data["variants"]}
+    assert list(variants) == labels  # rows in the order asked for
+    q4, q8, bf16 = (variants[label] for label in labels)
+    assert (q4["quantization"], q8["quantization"], bf16["quantization"]) == ("q4", "q8", "bf16")
+    assert q4["bits_per_weight"] < q8["bits_per_weight"] < bf16["bits_per_weight"]
+    for v, folder in zip((q4, q8, bf16), folders, strict=True):
+        assert v["size_on_disk_bytes"] == Path(v["model_file"]).stat().st_size
+        assert Path(v["model_file"]).parent == folder
+        assert v["load"]["cold_s"] > 0 and v["load"]["warm_s"] > 0
+        assert v["load"]["cold_kind"]
+        mem = v["memory"]
+        assert 0 < mem["mlx_active_after_load_bytes"] <= mem["mlx_peak_bytes"]
+        assert mem["process_rss_peak_bytes"] >= mem["process_rss_before_load_bytes"] > 0
+        steps = v["step_ms"]
+        assert steps["count"] == STEPS and len(v["step_ms_all"]) == STEPS + WARMUP
+        assert 0 < steps["p50"] <= steps["p95"] <= steps["p99"] <= steps["max"]
+        assert v["real_time_factor"] == pytest.approx(steps["mean"] / 80, rel=1e-3)
+        assert v["mimi_decode_ms_per_frame"]["count"] == STEPS + WARMUP - max(TINY.delays)
+        assert (out / v["audio_file"]).stat().st_size > 0
+        f = v["fidelity"]
+        assert f["reference"] == labels[2] and f["steps"] == STEPS + WARMUP
+        assert 0 <= f["text_agreement_percent"] <= 100
+        assert 0 <= f["audio_agreement_percent"] <= 100
+        assert len(f["audio_agreement_per_codebook_percent"]) == TINY.dep_q
+        assert f["text_kl_mean_nats"] >= 0 and f["text_kl_max_nats"] >= f["text_kl_mean_nats"]
+    # The reference against itself, exactly.
+    f = bf16["fidelity"]
+    assert f["text_agreement_percent"] == 100 and f["audio_agreement_percent"] == 100
+    assert f["text_kl_mean_nats"] == 0 and f["text_kl_max_nats"] == 0
+    assert (
+        bf16["memory"]["mlx_active_after_load_bytes"] > q4["memory"]["mlx_active_after_load_bytes"]
+    )
+
+    md = (out / "report.md").read_text()
+    assert "## Fidelity against" in md and "| variant |" in md and "teacher-forced" in md
+    assert "Partial report" not in md and "## Errors" not in md
+    for name in ("latency.png", "step_times.png"):
+        assert f"]({name})" in md
+        width, height = png_size(out / name)
+        assert width >= 600 and height >= 300
+
+
+def quantized_copy(bf16: Path, quant: Quantization, folder: Path) -> Path:
+    """The bf16 weights quantized by MLX, as the published q4/q8 were made from bf16."""
+    model = build_model(TINY, None)
+    model.load_weights(str(bf16 / "model.safetensors"), strict=True)
+    nn.quantize(model, bits=quant.bits, group_size=quant.group_size)
+    folder.mkdir(parents=True)
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(folder / f"model.{quant.label}.safetensors"), weights)
+    TINY.write(folder / "config.json")
+    return folder  # no Mimi here: the bench shares the bf16 folder's
+
+
+def test_fidelity_follows_precision_and_a_copy_of_the_reference_matches_it(
+    tiny_checkpoint, speech: Path, tmp_path: Path
+) -> None:
+    bf16 = tiny_checkpoint("bf16")
+    q8 = quantized_copy(bf16, Q8, tmp_path / "from-bf16-q8")
+    q4 = quantized_copy(bf16, Q4, tmp_path / "from-bf16-q4")
+    requests = requests_for(
+        voice="moshiko", quants=[], checkpoints=[str(bf16), str(q4), str(bf16), str(q8)]
+    )
+    outcome = run_bench(
+        requests,
+        read_audio(speech),
+        "test speech",
+        BenchSettings(steps=STEPS, warmup=WARMUP),
+        out=tmp_path / "out",
+    )
+    run = outcome.run
+    assert run.complete and not outcome.unexpected
+    results = run.ordered
+    assert [r.label for r in results] == [bf16.name, q4.name, f"{bf16.name}#2", q8.name]
+    ref, fq4, copy, fq8 = (r.fidelity for r in results)
+    assert run.reference == bf16.name
+    # The same weights, teacher-forced with the reference's tokens, give the same steps.
+    for f in (ref, copy):
+        assert (f.text_agreement, f.audio_agreement, f.kl_mean) == (100.0, 100.0, 0.0)
+    # Quantized from those weights: 8 bits stay closer to them than 4 bits.
+    assert 0 < fq8.kl_mean < fq4.kl_mean
+
+
+def test_different_architectures_are_refused_naming_both(
+    tiny_checkpoint, speech: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "two-layers-more"
+    config = replace(TINY, num_layers=TINY.num_layers + 2)
+    save_tiny_model(other / "model.q4.safetensors", Q4, config)
+    config.write(other / "config.json")
+    q4 = tiny_checkpoint("q4")
+    out = tmp_path / "bench"
+    result = bench("--checkpoint", str(q4), "--checkpoint", str(other), out=out, speech=speech)
+    assert result.exit_code != 0
+    e = result.exception
+    assert isinstance(e, IncompatibleVariantsError)
+    message = str(e)
+    assert q4.name in message and other.name in message
+    assert "different architectures" in message and "num_layers 2 vs 4" in message
+    assert not out.exists()  # refused before anything was measured
+
+
+def test_a_missing_checkpoint_still_gets_the_others_measured(
+    tiny_checkpoint, speech: Path, tmp_path: Path
+) -> None:
+    bf16 = tiny_checkpoint("bf16")
+    missing = tmp_path / "not-downloaded"
+    out = tmp_path / "bench"
+    result = bench("--checkpoint", str(missing), "--checkpoint", str(bf16), out=out, speech=speech)
+    assert result.exit_code == 1
+    e = result.exception
+    assert isinstance(e, BenchError)
+    assert "1 of 2 variants not measured" in str(e) and str(missing) in str(e)
+    assert str(out) in str(e)
+    assert bf16.name in result.output  # the measured one is still shown
+
+    data = json.loads((out / "report.json").read_text())
+    assert data["complete"] is False
+    assert [v["label"] for v in data["variants"]] == [bf16.name]
+    assert data["reference"] == bf16.name
+    [error] = data["errors"]
+    assert error["variant"] == "not-downloaded" and error["stage"] == "check"
+    assert "no such file or folder" in error["message"]
+    md = (out / "report.md").read_text()
+    assert "Partial report" in md and "## Errors" in md and "not-downloaded" in md
+    assert png_size(out / "latency.png")[0] > 0
+
+
+@pytest.mark.parametrize("failure", ["load error", "ctrl-c"])
+def test_a_variant_failing_while_measured_keeps_the_others(
+    tiny_checkpoint, speech: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A load error in the first variant measured (the would-be reference): the next one
+    becomes the reference. Ctrl-C in the second: the first one's results are kept."""
+    bf16, q4 = tiny_checkpoint("bf16"), tiny_checkpoint("q4")
+    real = bench_runner.measure_variant
+    failing = bf16.name if failure == "load error" else q4.name
+
+    def measure(variant, *args, **kwargs):
+        if variant.label == failing:
+            if failure == "ctrl-c":
+                raise KeyboardInterrupt
+            raise CheckpointError("loading the weights failed: bad data", path=variant.files.model)
+        return real(variant, *args, **kwargs)
+
+    monkeypatch.setattr(bench_runner, "measure_variant", measure)
+    out = tmp_path / "bench"
+    result = bench("--checkpoint", str(q4), "--checkpoint", str(bf16), out=out, speech=speech)
+    data = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    measured = q4.name if failure == "load error" else bf16.name
+    assert [v["label"] for v in data["variants"]] == [measured]
+    assert data["reference"] == measured and data["complete"] is False
+    [error] = data["errors"]
+    assert error["variant"] == failing
+    if failure == "ctrl-c":
+        assert result.exit_code == 130
+        assert error["stage"] == "interrupted" and "Partial report** (interrupted)" in md
+    else:
+        assert result.exit_code == 1 and isinstance(result.exception, BenchError)
+        assert error["stage"] == "measure" and "bad data" in error["message"]
+        assert data["variants"][0]["fidelity"]["text_agreement_percent"] == 100
+    assert png_size(out / "step_times.png")[0] > 0
+
+
+def test_offline_presets_say_what_is_missing(speech: Path, tmp_path: Path) -> None:
+    result = bench(out=tmp_path / "bench", speech=speech)  # default: moshiko q4 and q8
+    assert result.exit_code == 1
+    message = str(result.exception)
+    assert "no variant can be measured" in message
+    assert "moshiko-q4" in message and "moshiko-q8" in message
+    assert "assistant download" in message
+    assert not (tmp_path / "bench").exists()
+
+
+def test_quant_and_checkpoint_together_is_a_usage_error(tmp_path: Path) -> None:
+    result = bench("--quant", "q8", "--checkpoint", "x", out=tmp_path / "bench")
+    assert isinstance(result.exception, UsageError)
+    assert "one or the other" in str(result.exception)
+
+
+def test_an_unreadable_input_is_named_before_anything_is_measured(
+    tiny_checkpoint, tmp_path: Path
+) -> None:
+    """Through the real console entry point: one line naming the file, no traceback."""
+    bad = tmp_path / "speech.wav"
+    bad.write_bytes(b"RIFF not really a wav file")
+    out = tmp_path / "bench"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("ASSISTANT_DEBUG", None)
+    args = ["--checkpoint", str(tiny_checkpoint("q4")), "--input", str(bad), "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "bench", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{bad}: cannot decode audio" in result.stderr
+    assert not out.exists()
+
+
+def test_a_missing_input_file_is_an_audio_error(tiny_checkpoint, tmp_path: Path) -> None:
+    result = bench(
+        "--checkpoint", str(tiny_checkpoint("q4")), out=tmp_path / "b", speech=tmp_path / "no.wav"
+    )
+    assert result.exit_code == 1
+    assert str(tmp_path / "no.wav") in str(result.exception)
+    assert "no such audio file" in str(result.exception)
