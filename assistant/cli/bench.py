@@ -56,8 +56,10 @@ def bench(
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,
 ) -> None:
-    """Compare checkpoint variants (default: q4 and q8) on identical input: load time, memory,
-    step latency, codec time and fidelity against the highest-precision variant.
+    """Compare checkpoint variants (default: q4 and q8) side by side on identical input.
+
+    Load time, memory, step latency, codec time and fidelity against the highest-precision
+    variant.
 
     Writes report.md, report.json, latency.png and step_times.png (and each variant's audio).
     """

@@ -1,4 +1,5 @@
-"""`assistant make-checkpoint`: write a random-weight checkpoint folder in the published layout."""
+"""`assistant make-checkpoint`: write a random-weight checkpoint folder in the published layout,
+or quantize an existing bf16 checkpoint into one (`--from`)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ from rich.progress import (
 )
 
 from ..console import console
+from ..errors import UsageError
 from ..voice.config import PRESET_CONFIGS
-from ..voice.synthetic.checkpoint import QUANT_PRESETS, make_checkpoint, parse_quant, preset_config
+from ..voice.synthetic.checkpoint import (
+    QUANT_PRESETS,
+    SyntheticCheckpoint,
+    make_checkpoint,
+    parse_quant,
+    preset_config,
+    quantize_folder,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,9 +38,11 @@ def register(app: typer.Typer) -> None:
 def make_checkpoint_command(
     folder: Annotated[Path, typer.Argument(help="Folder to write (created if missing).")],
     config: Annotated[
-        str,
-        typer.Option("--config", help=f"Architecture: {' or '.join(PRESET_CONFIGS)}."),
-    ] = "tiny",
+        str | None,
+        typer.Option(
+            "--config", help=f"Architecture: {' or '.join(PRESET_CONFIGS)} [default: tiny]."
+        ),
+    ] = None,
     quant: Annotated[
         str,
         typer.Option(
@@ -41,27 +52,58 @@ def make_checkpoint_command(
             "or bfloat16, as published.",
         ),
     ] = "q4",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for the weights.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed for the weights [default: 0].")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="SRC",
+            help="Quantize this bf16 checkpoint (folder, model file or cached preset such as "
+            "moshiko-bf16) to --quant q4 or q8 instead of making random weights; its Mimi "
+            "codec, text tokenizer and config.json come along.",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Rewrite files that are already there.")
     ] = False,
 ) -> None:
     """Write a synthetic checkpoint: random weights, exactly the published files and sizes.
 
-    For tests, demos and benchmarks without the real weights. Complete files are kept.
+    For tests, demos and benchmarks without the real weights. Complete files are kept. For the
+    tiny config, q4 and q8 are the same seed's bf16 weights quantized, as the published ones
+    are. With --from, an existing bf16 checkpoint is quantized instead (the model is always
+    rewritten).
     """
     quantization = parse_quant(quant)  # typed errors before anything touches the disk
-    preset_config(config)
+    if source is not None:
+        if quantization is None:
+            raise UsageError("--from quantizes a bf16 checkpoint: choose --quant q4 or q8")
+        given = [n for n, v in (("--config", config), ("--seed", seed)) if v is not None]
+        if given:
+            raise UsageError(
+                f"{' and '.join(given)} cannot be combined with --from: the architecture and "
+                "the weights come from the source"
+            )
+    else:
+        preset_config(config or "tiny")
     start = time.perf_counter()
     with _ProgressBar() as bar:
-        result = make_checkpoint(
-            folder,
-            config_name=config,
-            quant=quantization,
-            seed=seed,
-            overwrite=overwrite,
-            progress=bar.update,
-        )
+        result: SyntheticCheckpoint
+        if source is not None and quantization is not None:
+            result = quantize_folder(
+                folder, source, quantization, overwrite=overwrite, progress=bar.update
+            )
+        else:
+            result = make_checkpoint(
+                folder,
+                config_name=config or "tiny",
+                quant=quantization,
+                seed=seed or 0,
+                overwrite=overwrite,
+                progress=bar.update,
+            )
     elapsed = time.perf_counter() - start
     sizes = ", ".join(f"{p.name} {_size(p.stat().st_size)}" for p in result.files)
     if result.written:
@@ -73,6 +115,22 @@ def make_checkpoint_command(
         f"in {elapsed:.1f} s",
         soft_wrap=True,
     )
+    if result.source is not None:
+        console.print(f"Quantized from {result.source}.", soft_wrap=True)
+        missing = [
+            what
+            for what, path in (
+                ("Mimi codec", result.mimi),
+                ("text tokenizer", result.text_tokenizer),
+            )
+            if path is None
+        ]
+        if missing:
+            console.print(
+                f"[yellow]The source has no {' or '.join(missing)}: pass one when loading "
+                "(--mimi-file / --text-tokenizer).[/]",
+                soft_wrap=True,
+            )
 
 
 class _ProgressBar:

@@ -1,0 +1,143 @@
+"""Quantize a bf16 Moshi model file the way the published q4 and q8 checkpoints were made.
+
+moshi_mlx made them with `set_dtype(bfloat16)` then `nn.quantize(model, bits, group_size)`,
+which replaces every Linear and Embedding weight by the uint32 weight, bf16 scales and bf16
+biases of `mx.quantize` and leaves the RMSNorms alone. Here the same `mx.quantize` runs one
+weight at a time, from the source file (loaded lazily) straight into the destination, written
+in the published header style with names sorted, so memory stays about one tensor whatever the
+model size and the result holds exactly `expected_tensors(config, quant)`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import CheckpointError, UsageError
+from .config import MoshiConfig
+from .inspection import ModelInfo, bits_claimed_by_name, inspect_model
+from .layout import Quantization, TensorSpec, expected_tensors, linears, quantization_fits
+from .resolve import CheckpointFiles
+from .synthetic.safetensors_writer import Progress, write_safetensors
+from .validate import CheckpointReport, require_valid
+
+CONFIG_FILENAME = "config.json"
+
+
+def quantize_checkpoint(
+    src_model_file: str | Path,
+    dst_model_file: str | Path,
+    quant: Quantization,
+    progress: Progress | None = None,
+    *,
+    config_file: str | Path | None = None,
+) -> Path:
+    """Write `src_model_file` (bf16) quantized to `quant` as `dst_model_file`; returns it.
+
+    The architecture comes from `config_file`, by default the `config.json` beside the source
+    (as the loader reads a model file's folder), else the built-in moshiko v0.1 preset. The
+    source is checked from its header first: a quantized or mismatched file is refused, naming
+    it. The destination appears only once complete (written through `<name>.partial`).
+    `progress(done, total)` counts bytes written.
+    """
+    src, dst = Path(src_model_file), Path(dst_model_file)
+    if config_file is None and (beside := src.parent / CONFIG_FILENAME).is_file():
+        config_file = beside
+    info = check_source(inspect_model(src, config_file))
+    check_target(info, dst, quant)
+    partial = dst.with_name(dst.name + ".partial")
+    try:
+        quantize_weights(src, partial, info.config, quant, progress)
+        os.replace(partial, dst)
+    finally:
+        partial.unlink(missing_ok=True)  # only left over when the write failed
+    return dst
+
+
+def check_source(info: ModelInfo) -> ModelInfo:
+    """Refuse a model file that is already quantized or does not match its config."""
+    if info.quantization is not None:
+        q = info.quantization
+        raise CheckpointError(
+            f"already quantized ({q.label}, groups of {q.group_size}): "
+            "quantize from the bf16 model file (model.safetensors)",
+            path=info.path,
+        )
+    require_valid(CheckpointReport(CheckpointFiles(model=info.path), info, None, None))
+    return info
+
+
+def check_target(info: ModelInfo, dst: Path, quant: Quantization) -> None:
+    """Refuse a quantization the architecture cannot take, or a destination that would lie
+    about its bits or overwrite the source."""
+    if problems := quantization_fits(info.config, quant):
+        raise UsageError(
+            f"cannot be quantized to {quant.label}: " + "; ".join(problems), path=info.path
+        )
+    claimed = bits_claimed_by_name(dst)
+    if claimed is not None and claimed != quant.bits:
+        raise UsageError(
+            f"the file name says {claimed}-bit but the weights would be {quant.label}", path=dst
+        )
+    if dst.resolve() == info.path.resolve():
+        raise UsageError("the destination is the source file", path=dst)
+
+
+def quantize_weights(
+    src: str | Path,
+    dst: str | Path,
+    config: MoshiConfig,
+    quant: Quantization,
+    progress: Progress | None = None,
+) -> Path:
+    """Stream `src` into `dst` quantized, with no checks (see `check_source`/`check_target`).
+
+    Writes `dst` in place; callers that need an all-or-nothing file write to a temporary name.
+    """
+    src, dst = Path(src), Path(dst)
+    specs = list(expected_tensors(config, quant).values())
+    try:
+        source = _Quantizer(src, quant, {lin.name for lin in linears(config)})
+        write_safetensors(dst, specs, source, style="published", progress=progress)
+    except (RuntimeError, ValueError, KeyError) as e:  # damaged data the header did not show
+        raise CheckpointError(f"reading the weights failed: {e}", path=src) from None
+    return dst
+
+
+class _Quantizer:
+    """The tensor source for `write_safetensors`: each spec's bytes, quantizing on demand.
+
+    Specs come in name order, so a layer's `biases`, `scales` and `weight` are asked for one
+    after the other; its quantized triple is kept only until all three have been written.
+    """
+
+    def __init__(self, path: Path, quant: Quantization, quantized: set[str]) -> None:
+        self.quant = quant
+        self.quantized = quantized  # module names whose weight is quantized
+        self.weights = mx.load(str(path), format="safetensors")  # lazy: read when evaluated
+        self.pending: dict[str, dict[str, mx.array]] = {}
+
+    def __call__(self, spec: TensorSpec) -> np.ndarray:
+        module, _, part = spec.name.rpartition(".")
+        if module not in self.quantized:  # an RMSNorm weight: copied as it is
+            return _numpy(self.weights.pop(spec.name))
+        if module not in self.pending:
+            weight = self.weights.pop(f"{module}.weight")
+            wq, scales, biases = mx.quantize(weight, self.quant.group_size, self.quant.bits)
+            mx.eval(wq, scales, biases)
+            self.pending[module] = {"weight": wq, "scales": scales, "biases": biases}
+        parts = self.pending[module]
+        data = parts.pop(part)
+        if not parts:
+            del self.pending[module]
+        return _numpy(data)
+
+
+def _numpy(a: mx.array) -> np.ndarray:
+    """The array's bytes as numpy (bf16 travels as its uint16 bits: numpy has no bfloat16)."""
+    if a.dtype == mx.bfloat16:
+        a = a.view(mx.uint16)
+    return np.array(a, copy=False)
