@@ -117,6 +117,10 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
     assert "answered of" in chat.output and "saved in" in chat.output
 
 
+# Real-time audio on a shared 2-core machine: a stall of the sound server now and then makes
+# the canceller re-converge inside the measured window. One rerun (reported by pytest -ra)
+# tells such a glitch from a regression, which fails both times.
+@pytest.mark.flaky(reruns=1)
 def test_echo_cancellation_removes_moshi_from_what_it_hears(
     pulse, tiny_checkpoint, tmp_path: Path
 ) -> None:
