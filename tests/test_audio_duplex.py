@@ -29,6 +29,10 @@ from tests.pulse_harness import (
 
 SR = 24000
 
+# Real PortAudio streams through PulseAudio in real time on a shared 2-core machine: a test
+# glitched by a scheduling stall gets one rerun, reported by pytest -ra; a real fault fails twice.
+pytestmark = pytest.mark.flaky(reruns=1)
+
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
