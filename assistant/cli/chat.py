@@ -13,9 +13,19 @@ from ..conversation.pipeline import LoopEvents
 from ..conversation.runner import Chat, ChatOutcome, ChatSettings
 from ..dashboard.live import LiveDashboard
 from ..dashboard.model_card import ModelCard, format_bytes
-from ..voice.resolve import CheckpointSpec
 from ..voice.sampling import SamplingConfig
-from .options import MimiFile, Quant, TextTokenizerFile, Voice, parse_device
+from .options import (
+    CheckpointTarget,
+    InputDevice,
+    MimiFile,
+    NoAec,
+    OutputDevice,
+    Quant,
+    TextTokenizerFile,
+    Voice,
+    checkpoint_spec,
+    parse_device,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,21 +35,12 @@ def register(app: typer.Typer) -> None:
 def chat(
     voice: Voice = "moshiko",
     quant: Quant = None,
-    checkpoint: Annotated[
-        str | None,
-        typer.Option("--checkpoint", help="A checkpoint folder, model file or preset name."),
-    ] = None,
+    checkpoint: CheckpointTarget = None,
     mimi_file: MimiFile = None,
     text_tokenizer: TextTokenizerFile = None,
-    input_device: Annotated[
-        str | None, typer.Option(help="Microphone: a device index or part of its name.")
-    ] = None,
-    output_device: Annotated[
-        str | None, typer.Option(help="Speaker: a device index or part of its name.")
-    ] = None,
-    no_aec: Annotated[
-        bool, typer.Option("--no-aec", help="No echo cancellation (for headphones).")
-    ] = False,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
+    no_aec: NoAec = False,
     input_wav: Annotated[
         Path | None, typer.Option("--input", help="Use this audio file as the microphone.")
     ] = None,
@@ -70,13 +71,7 @@ def chat(
 ) -> None:
     """Talk with Moshi through the microphone and speaker (Ctrl-C to stop)."""
     settings = ChatSettings(
-        checkpoint=CheckpointSpec(
-            target=checkpoint,
-            voice=voice,
-            quant=quant,
-            mimi_file=mimi_file,
-            text_tokenizer_file=text_tokenizer,
-        ),
+        checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
         input_device=parse_device(input_device),
         output_device=parse_device(output_device),
         input_file=input_wav,

@@ -1,4 +1,4 @@
-"""Checkpoint-selection options shared by every command that loads a model."""
+"""Options shared by the commands that load a model or open audio devices."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ TextTokenizerFile = Annotated[
     Path | None,
     typer.Option("--text-tokenizer", help="Use this SentencePiece text tokenizer (.model)."),
 ]
+CheckpointTarget = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="A checkpoint folder, model file or preset name."),
+]
+InputDevice = Annotated[
+    str | None, typer.Option(help="Microphone: a device index or part of its name.")
+]
+OutputDevice = Annotated[
+    str | None, typer.Option(help="Speaker: a device index or part of its name.")
+]
+NoAec = Annotated[bool, typer.Option("--no-aec", help="No echo cancellation (for headphones).")]
 ConfigFile = Annotated[
     Path | None,
     typer.Option("--config", help="A moshi-format config.json (default: one beside the weights)."),

@@ -13,8 +13,18 @@ from rich.table import Table
 from ..console import console
 from ..conversation.runner import ChatSettings
 from ..errors import UsageError
-from ..voice.resolve import CheckpointSpec
-from .options import MimiFile, Quant, TextTokenizerFile, Voice, parse_device
+from .options import (
+    CheckpointTarget,
+    InputDevice,
+    MimiFile,
+    NoAec,
+    OutputDevice,
+    Quant,
+    TextTokenizerFile,
+    Voice,
+    checkpoint_spec,
+    parse_device,
+)
 
 ctl = typer.Typer(
     help="Drive the running service: status, start, stop, mute, switch, watch, open, quit.",
@@ -30,15 +40,12 @@ def register(app: typer.Typer) -> None:
 def serve(
     voice: Voice = "moshiko",
     quant: Quant = None,
-    checkpoint: Annotated[
-        str | None,
-        typer.Option("--checkpoint", help="A checkpoint folder, model file or preset name."),
-    ] = None,
+    checkpoint: CheckpointTarget = None,
     mimi_file: MimiFile = None,
     text_tokenizer: TextTokenizerFile = None,
-    input_device: Annotated[str | None, typer.Option(help="Microphone: index or name.")] = None,
-    output_device: Annotated[str | None, typer.Option(help="Speaker: index or name.")] = None,
-    no_aec: Annotated[bool, typer.Option("--no-aec", help="No echo cancellation.")] = False,
+    input_device: InputDevice = None,
+    output_device: OutputDevice = None,
+    no_aec: NoAec = False,
     input_wav: Annotated[
         Path | None,
         typer.Option("--input", help="Use this audio file as the microphone (real-time pace)."),
@@ -65,13 +72,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {port}")
     settings = ChatSettings(
-        checkpoint=CheckpointSpec(
-            target=checkpoint,
-            voice=voice,
-            quant=quant,
-            mimi_file=mimi_file,
-            text_tokenizer_file=text_tokenizer,
-        ),
+        checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
         input_device=parse_device(input_device),
         output_device=parse_device(output_device),
         input_file=input_wav,
