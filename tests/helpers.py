@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import mlx.core as mx
+import pytest
 from mlx.utils import tree_flatten
 
 from assistant.voice.config import TINY, MoshiConfig
@@ -44,3 +49,25 @@ def write_sparse(path: Path, specs: dict[str, TensorSpec]) -> Path:
         f.write(struct.pack("<Q", len(raw)) + raw)
         f.truncate(8 + len(raw) + offset)
     return path
+
+
+def require_free_disk(folder: Path, needed: int) -> None:
+    """Skip, saying why, unless `folder` has room for `needed` bytes and 2 GB to spare."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + 2 * 10**9:
+        pytest.skip(f"needs {needed:,} bytes of free disk in {folder}, {free:,} available")
+
+
+def run_script(script: str, *args: str) -> dict:
+    """Run `script` in a fresh interpreter (its peak RSS is its own) and return the JSON object
+    it prints last."""
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

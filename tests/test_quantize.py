@@ -4,9 +4,7 @@ derived synthetic q4/q8 of `make_checkpoint`, and `assistant make-checkpoint --f
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from itertools import pairwise
@@ -29,6 +27,7 @@ from assistant.voice.quantize import quantize_checkpoint
 from assistant.voice.resolve import CheckpointFiles, CheckpointSpec, resolve
 from assistant.voice.synthetic import checkpoint as ckpt
 from assistant.voice.synthetic.lm import lm_file_size, write_lm
+from tests.helpers import require_free_disk, run_script
 
 _register()
 runner = CliRunner()
@@ -286,22 +285,10 @@ def test_full_size_bf16_quantizes_to_the_published_q4_size_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
     """The largest tensor (text_emb) is 262 MB of bf16: the whole 15.4 GB never is in memory."""
-    needed = lm_file_size(MOSHIKO_V0_1, Q4)
-    free = shutil.disk_usage(tmp_path).free
-    if free < needed + 2 * 10**9:
-        pytest.skip(f"needs {needed:,} bytes of free disk in {tmp_path}, {free:,} available")
+    require_free_disk(tmp_path, lm_file_size(MOSHIKO_V0_1, Q4))
     src, dst = tmp_path / "model.safetensors", tmp_path / "out" / "model.q4.safetensors"
     dst.parent.mkdir()
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run(
-        [sys.executable, "-c", _FULL_QUANTIZE, str(src), str(dst)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats = run_script(_FULL_QUANTIZE, str(src), str(dst))
     try:
         assert dst.stat().st_size == 4_805_545_040  # the published moshiko q4 file's size
         assert stats["peak_rss_kib"] < 1024 * 1024, stats

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from assistant.voice.synthetic.lm import lm_file_size, write_lm
 from assistant.voice.synthetic.mimi import mimi_file_size
 from assistant.voice.synthetic.safetensors_writer import plan_safetensors, write_safetensors
 from assistant.voice.synthetic.text_tokenizer import MIN_VOCAB, write_text_tokenizer
+from tests.helpers import require_free_disk, run_script
 
 Q4_BYTES = 4_805_545_040
 Q8_BYTES = 8_168_804_664
@@ -338,21 +336,9 @@ _FULL_WRITE = textwrap.dedent(
 
 @pytest.mark.slow
 def test_full_size_q4_streams_in_under_1_gib(tmp_path: Path) -> None:
-    needed = Q4_BYTES + PUBLISHED_MIMI_BYTES + 2_000_000
-    free = shutil.disk_usage(tmp_path).free
-    if free < needed + 2 * 10**9:
-        pytest.skip(f"needs {needed:,} bytes of free disk in {tmp_path}, {free:,} available")
+    require_free_disk(tmp_path, Q4_BYTES + PUBLISHED_MIMI_BYTES + 2_000_000)
     folder = tmp_path / "moshiko-q4"
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run(
-        [sys.executable, "-c", _FULL_WRITE, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats = run_script(_FULL_WRITE, str(folder))
     try:
         assert (folder / "model.q4.safetensors").stat().st_size == Q4_BYTES
         assert (folder / ckpt.MIMI_FILENAME).stat().st_size == PUBLISHED_MIMI_BYTES

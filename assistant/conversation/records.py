@@ -43,11 +43,6 @@ class FrameRecord:
         return _ms(self.decode_start, self.decode_end)
 
     @property
-    def pipeline_ms(self) -> float | None:
-        """Capture to queued for playout: the part of the delay the pipeline adds."""
-        return _ms(self.captured, self.queued_for_playout)
-
-    @property
     def delay_ms(self) -> float | None:
         """Microphone to speaker: captured until heard."""
         return _ms(self.captured, self.heard)

@@ -8,11 +8,12 @@ import time
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from ..conversation.session import UTTERANCE_GAP_S
 from .metrics import MetricsCollector
 from .view import ModelCard, render
 
 TRANSCRIPT_CHARS = 4000  # enough for any terminal; an hour-long talk must not grow memory
-UTTERANCE_GAP_S = 1.0  # silence in Moshi's text that starts a new line, as in transcript.txt
+SPEAKING_HOLD_S = 1.0  # "speaking" while Moshi's last word is this recent
 
 
 class Transcript:
@@ -82,7 +83,9 @@ class LiveDashboard:
             width=width,
             height=height,
             max_delay_ms=self.max_delay_ms,
-            status="speaking" if time.monotonic() - self._last_text < 1.0 else "listening",
+            status="speaking"
+            if time.monotonic() - self._last_text < SPEAKING_HOLD_S
+            else "listening",
         )
 
     def start(self) -> None:

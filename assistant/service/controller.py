@@ -22,13 +22,12 @@ import mlx.core as mx
 
 from ..conversation.pipeline import LoopEvents
 from ..conversation.runner import Chat, ChatSettings
-from ..dashboard.live import Transcript
+from ..dashboard.live import SPEAKING_HOLD_S, Transcript
 from ..dashboard.model_card import ModelCard
 from ..errors import AssistantError, ServiceRefusedError
 from ..voice.catalogue import PRESETS
 from ..voice.resolve import CheckpointSpec, resolve
 
-SPEAKING_HOLD_S = 1.0  # "speaking" while Moshi's last word is this recent
 VOICES = sorted({p.voice for p in PRESETS.values()})
 QUANTS = ("q4", "q8", "bf16")
 
