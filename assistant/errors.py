@@ -84,6 +84,22 @@ class UsageError(AssistantError):
     exit_code = 2
 
 
+class InvalidCodesError(UsageError, ValueError):
+    """User audio codes of the wrong shape or outside 0..card-1."""
+
+
+class EngineConfigError(UsageError, ValueError):
+    """The model, the config and the tokenizer do not describe the same architecture."""
+
+
+class SettingError(UsageError, ValueError):
+    """A setting out of its range (a delay budget, a duration ...), refused before anything runs."""
+
+
+class SamplingConfigError(UsageError, ValueError):
+    """A sampling setting out of range (negative temperature or top-k)."""
+
+
 class AudioError(AssistantError):
     """An audio file or device cannot be read, written or used."""
 
@@ -114,3 +130,8 @@ class ServiceRefusedError(ServiceError):
 
 class PlatformError(AssistantError):
     """The command needs another operating system (the menu bar needs macOS)."""
+
+
+class PrefillNotSupportedError(AssistantError, NotImplementedError):
+    """More than one step at once: moshi_mlx's Transformer passes no causal mask, so a
+    multi-step prefill would let early steps see later ones. Feed steps one at a time."""

@@ -26,13 +26,13 @@ from moshi_mlx.models import Lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from assistant.checkpoint.config import TINY, MoshiConfig
+from assistant.checkpoint.layout import Quantization
+from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import AssistantError
-from assistant.voice.config import TINY, MoshiConfig
 from assistant.voice.engine import StreamingEngine
-from assistant.voice.layout import Quantization
 from assistant.voice.loader import prepare
 from assistant.voice.model import build_model
-from assistant.voice.resolve import CheckpointSpec, resolve
 from assistant.voice.sampling import SamplingConfig
 
 

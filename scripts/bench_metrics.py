@@ -23,16 +23,17 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from assistant.conversation.pipeline import ConversationLoop, LoopEvents
-from assistant.conversation.records import FrameRecord
+from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
-from assistant.dashboard.metrics import MetricsCollector
-from assistant.dashboard.model_card import ModelCard
-from assistant.dashboard.trace import ChromeTrace
 from assistant.dashboard.view import render
+from assistant.frames import FRAME_MS, FRAME_RATE
+from assistant.telemetry.metrics import MetricsCollector
+from assistant.telemetry.model_card import ModelCard
+from assistant.telemetry.records import FrameRecord
+from assistant.telemetry.trace import ChromeTrace
 from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
-BUDGET_US = 80_000.0
+BUDGET_US = FRAME_MS * 1000.0
 CARD = ModelCard("moshiko-q4", "moshiko", "q4", 4, 32, 4.53, 4_805_545_040, 7.69e9, 3.2, 5.6e9)
 
 
@@ -101,8 +102,8 @@ def main() -> None:
     m = micro(args.frames)
     loop_us = in_loop(min(args.frames, 2000))
     # Per frame: one on_frame; snapshots at 2 Hz (dashboard) + 1 Hz (exports) = 0.24 a frame.
-    per_frame = m["on_frame"] + m["snapshot"] * 3 / 12.5
-    redraw_per_frame = m["redraw"] * 2 / 12.5
+    per_frame = m["on_frame"] + m["snapshot"] * 3 / FRAME_RATE
+    redraw_per_frame = m["redraw"] * 2 / FRAME_RATE
 
     def row(label: str, us: float) -> None:
         print(f"{label:<44} {us:9.1f} µs  {us / BUDGET_US:7.3%} of the 80 ms budget")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A private PulseAudio server with two virtual devices, for audio tests without a sound card
-# (Linux only; see NOTES "Real audio without a sound card").
+# (Linux only: PortAudio reaches them through ALSA's pulse plugin; no sound card needed).
 #
 #   scripts/pulseaudio.sh start    start it (or repair it) and print the env exports to use
 #   scripts/pulseaudio.sh stop     stop it (no-op when it is not running)

@@ -35,8 +35,8 @@ def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mimi_file(synthetic_cache: Path) -> Path:
     """A random full-size Mimi codec in the published naming (seed 0). Do not modify it:
     the tiny checkpoints hard-link it."""
-    from assistant.voice.synthetic.checkpoint import cached_mimi_path
-    from assistant.voice.synthetic.mimi import write_mimi
+    from assistant.checkpoint.synthetic.checkpoint import cached_mimi_path
+    from assistant.checkpoint.synthetic.mimi import write_mimi
 
     path = cached_mimi_path(synthetic_cache, seed=0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def tiny_checkpoint(
 ) -> Callable[[str], Path]:
     """`tiny_checkpoint("q4" | "q8" | "bf16")` -> a tiny-config checkpoint folder laid out like
     a published repo, made once per label. Copy it before modifying anything inside."""
-    from assistant.voice.synthetic.checkpoint import make_checkpoint, parse_quant
+    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint, parse_quant
 
     folders: dict[str, Path] = {}
 

@@ -14,8 +14,8 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
-from assistant.voice.config import TINY, MoshiConfig
-from assistant.voice.layout import Q4, Quantization, TensorSpec
+from assistant.checkpoint.config import TINY, MoshiConfig
+from assistant.checkpoint.layout import Q4, Quantization, TensorSpec
 from assistant.voice.model import build_model
 
 

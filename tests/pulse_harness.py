@@ -167,7 +167,7 @@ class Recorder:
 
     def stop(self) -> np.ndarray:
         """Stop recording; the samples recorded."""
-        from assistant.voice.audio_files import read_audio
+        from assistant.audio.sound_files import read_audio
 
         self._proc.terminate()  # parecord finalises the WAV header on SIGTERM
         try:

@@ -10,7 +10,8 @@ import pytest
 from assistant.audio.aec import EchoCanceller, PassthroughCanceller, ReferenceTimeline
 from assistant.audio.buffers import CapturedFrame, PlayedChunk
 from assistant.audio.duplex import DuplexAudio
-from assistant.voice.audio_files import FRAME_SAMPLES, frames, read_audio
+from assistant.audio.sound_files import frames, read_audio
+from assistant.frames import FRAME_SAMPLES
 from tests.pulse_harness import PulseAudio, make_speech, rms
 
 SR = 24000

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.duplex import AudioIO, DuplexAudio, FileAudio
+from assistant.audio.duplex import AudioIO, DuplexAudio
+from assistant.audio.file_backend import FileAudio
+from assistant.audio.sound_files import frames, read_audio
 from assistant.errors import AudioError
-from assistant.voice.audio_files import FRAME_SAMPLES, frames, read_audio
+from assistant.frames import FRAME_SAMPLES
 from tests.pulse_harness import (
     PulseAudio,
     best_match,
@@ -57,7 +59,7 @@ def converse(audio: DuplexAudio, seconds: float, reply=None) -> list:
 
 
 def capture_and_echo(pulse: PulseAudio, speech: Path, tmp_path: Path, **kw: object) -> dict:
-    """Speech played into the mic, every captured frame played straight back (NOTES setup)."""
+    """Speech played into the mic, every captured frame played straight back."""
     clean = read_audio(speech)
     recorder = pulse.record_speaker(tmp_path / "speaker.wav")
     with DuplexAudio(**kw) as audio:  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from assistant.audio.silence import SilenceDetector
-from assistant.voice.audio_files import FRAME_SAMPLES, frames, read_audio
+from assistant.audio.sound_files import frames, read_audio
+from assistant.frames import FRAME_SAMPLES
 
 HELLO = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 

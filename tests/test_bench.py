@@ -15,10 +15,14 @@ import mlx.core as mx
 import pytest
 from typer.testing import CliRunner
 
+from assistant.audio.sound_files import read_audio, write_wav
 from assistant.bench import runner as bench_runner
 from assistant.bench.results import BenchSettings
 from assistant.bench.runner import run_bench
 from assistant.bench.variants import requests_for
+from assistant.checkpoint.config import TINY
+from assistant.checkpoint.layout import Q4, Q8
+from assistant.checkpoint.quantize import quantize_folder
 from assistant.cli import _register, app
 from assistant.errors import (
     BenchError,
@@ -26,10 +30,7 @@ from assistant.errors import (
     IncompatibleVariantsError,
     UsageError,
 )
-from assistant.voice.audio_files import SAMPLE_RATE, read_audio, write_wav
-from assistant.voice.config import TINY
-from assistant.voice.layout import Q4, Q8
-from assistant.voice.synthetic.checkpoint import quantize_folder
+from assistant.frames import SAMPLE_RATE
 from tests.helpers import save_tiny_model
 
 _register()

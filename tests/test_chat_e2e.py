@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.voice.audio_files import read_audio
+from assistant.audio.sound_files import read_audio
 from tests.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.layout import Q4, Quantization, TensorSpec, expected_tensors
 from assistant.cli import _register, app
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.layout import Q4, Quantization, TensorSpec, expected_tensors
 from tests.helpers import save_tiny_model, tiny_folder, write_sparse
 
 _register()

@@ -16,8 +16,9 @@ import rustymimi
 from safetensors.numpy import save_file
 
 import assistant.voice.codec as codec_module
+from assistant.audio.sound_files import read_audio
 from assistant.errors import CodecError
-from assistant.voice.audio_files import FRAME_SAMPLES, read_audio
+from assistant.frames import FRAME_SAMPLES
 from assistant.voice.codec import CodecStats, StreamingCodec
 
 HELLO = Path(codec_module.__file__).parent.parent / "data" / "hello.wav"

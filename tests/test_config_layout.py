@@ -10,9 +10,10 @@ import pytest
 from mlx.utils import tree_flatten
 from moshi_mlx.models import config_v0_1
 
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY, MoshiConfig
+from assistant.checkpoint.layout import Quantization, expected_tensors, parameter_count
 from assistant.errors import ConfigError
-from assistant.voice.config import MOSHIKO_V0_1, TINY, MoshiConfig
-from assistant.voice.layout import Quantization, expected_tensors, parameter_count
+from assistant.voice.lm_config import to_lm_config
 from assistant.voice.model import build_model
 
 Q4, Q8 = Quantization(4, 32), Quantization(8, 64)
@@ -43,7 +44,7 @@ def test_published_moshiko_layout_counts() -> None:
 
 
 def test_moshiko_preset_builds_the_reference_architecture() -> None:
-    ours, ref = MOSHIKO_V0_1.to_lm_config(), config_v0_1()
+    ours, ref = to_lm_config(MOSHIKO_V0_1), config_v0_1()
     for field in ("d_model", "num_heads", "num_layers", "context", "max_period"):
         assert getattr(ours.transformer, field) == getattr(ref.transformer, field)
         assert getattr(ours.depformer.transformer, field) == getattr(

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from assistant.dashboard.live import Transcript
-from assistant.dashboard.metrics import MetricsCollector, MetricSources
-from assistant.dashboard.model_card import ModelCard
+from assistant.conversation.transcript import Transcript
 from assistant.dashboard.view import render, sparkline
+from assistant.telemetry.metrics import MetricsCollector, MetricSources
+from assistant.telemetry.model_card import ModelCard
 from tests.test_metrics import scripted
 
 CARD = ModelCard(

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.conversation.runner import Chat, ChatSettings
+from assistant.audio.sound_files import read_audio, write_wav
+from assistant.checkpoint.layout import Q4
+from assistant.checkpoint.resolve import CheckpointSpec
+from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
+from assistant.conversation.chat import Chat, ChatSettings
 from assistant.errors import AudioError
-from assistant.voice.audio_files import FRAME_SAMPLES, read_audio, write_wav
-from assistant.voice.layout import Q4
-from assistant.voice.resolve import CheckpointSpec
+from assistant.frames import FRAME_SAMPLES
 from assistant.voice.sampling import SamplingConfig
-from assistant.voice.synthetic.checkpoint import make_checkpoint
 
 BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 

@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 from moshi_mlx import models, utils
 
-from assistant.errors import AssistantError, TokenizerError
-from assistant.voice.config import TINY, MoshiConfig
-from assistant.voice.engine import (
+from assistant.checkpoint.config import TINY, MoshiConfig
+from assistant.checkpoint.layout import Quantization
+from assistant.errors import (
+    AssistantError,
     EngineConfigError,
     InvalidCodesError,
-    StepResult,
-    StreamingEngine,
+    SamplingConfigError,
+    TokenizerError,
 )
+from assistant.voice.engine import StepResult, StreamingEngine
 from assistant.voice.kv_cache import RingKVCache
-from assistant.voice.layout import Quantization
 from assistant.voice.model import build_model
-from assistant.voice.sampling import KeyStream, SamplingConfig, SamplingConfigError, sample_token
+from assistant.voice.sampling import KeyStream, SamplingConfig, sample_token
 
 # Moshi's structure (16 codebooks, 8 generated, v0.1 delays) at toy widths: steps take ~3 ms.
 # Hidden sizes are 128 so q4 (group 32) and q8 (group 64) both quantize.

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.inspection import bits_claimed_by_name, inspect_model
+from assistant.checkpoint.layout import Quantization, TensorSpec, expected_tensors
 from assistant.errors import CheckpointError, UnsupportedQuantizationError
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.inspection import bits_claimed_by_name, inspect_model
-from assistant.voice.layout import Quantization, TensorSpec, expected_tensors
 from tests.helpers import write_sparse
 
 Q4, Q8 = Quantization(4, 32), Quantization(8, 64)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.layout import Q4, Q8, Quantization, expected_tensors
+from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import CheckpointError, InsufficientMemoryError, MismatchError
 from assistant.voice import loader, memory
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.layout import Q4, Q8, Quantization, expected_tensors
-from assistant.voice.resolve import CheckpointSpec, resolve
 from tests.helpers import save_tiny_model, tiny_folder, write_sparse
 
 GiB = 1024**3

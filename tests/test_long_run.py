@@ -10,9 +10,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from assistant.conversation.pipeline import ConversationLoop, LoopEvents
+from assistant.checkpoint.config import TINY
+from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.voice.codec import StreamingCodec
-from assistant.voice.config import TINY
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig

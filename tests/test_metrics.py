@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from assistant.conversation.lag import LagPolicy
-from assistant.conversation.pipeline import ConversationLoop, LoopEvents
-from assistant.conversation.records import FrameRecord
+from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
-from assistant.dashboard.metrics import WINDOW_FRAMES, MetricsCollector, MetricSources
+from assistant.telemetry.metrics import WINDOW_FRAMES, MetricsCollector, MetricSources
+from assistant.telemetry.records import FrameRecord
 from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
 MS = 0.001

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from assistant.conversation.lag import LagPolicy
-from assistant.conversation.pipeline import ConversationLoop, LoopEvents
+from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.errors import CodecError
 from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 

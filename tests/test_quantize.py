@@ -16,17 +16,17 @@ import pytest
 from mlx.utils import tree_flatten
 from typer.testing import CliRunner
 
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.inspection import inspect_model
+from assistant.checkpoint.layout import Q4, Q8, Quantization, expected_tensors, linears
+from assistant.checkpoint.quantize import quantize_checkpoint
+from assistant.checkpoint.resolve import CheckpointFiles, CheckpointSpec, resolve
+from assistant.checkpoint.synthetic import checkpoint as ckpt
+from assistant.checkpoint.synthetic.lm import lm_file_size, write_lm
 from assistant.cli import _register, app
 from assistant.errors import CheckpointError, MismatchError, UsageError
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.inspection import inspect_model
-from assistant.voice.layout import Q4, Q8, Quantization, expected_tensors, linears
 from assistant.voice.loader import load
 from assistant.voice.model import build_model
-from assistant.voice.quantize import quantize_checkpoint
-from assistant.voice.resolve import CheckpointFiles, CheckpointSpec, resolve
-from assistant.voice.synthetic import checkpoint as ckpt
-from assistant.voice.synthetic.lm import lm_file_size, write_lm
 from tests.helpers import require_free_disk, run_script
 
 _register()
@@ -206,10 +206,10 @@ def test_cli_from_makes_a_folder_that_loads(
     assert "wrote 4 of 4 files" in result.output and "Quantized from" in result.output
     model = f"model.{label}.safetensors"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [model, ckpt.MIMI_FILENAME, ckpt.TEXT_TOKENIZER_FILENAME, "config.json"]
+        [model, ckpt.MIMI_FILE, ckpt.TEXT_TOKENIZER_FILE, "config.json"]
     )
     assert (folder / model).read_bytes() == derived[label].read_bytes()
-    for name in (ckpt.MIMI_FILENAME, ckpt.TEXT_TOKENIZER_FILENAME, "config.json"):
+    for name in (ckpt.MIMI_FILE, ckpt.TEXT_TOKENIZER_FILE, "config.json"):
         assert (folder / name).read_bytes() == (source / name).read_bytes()
     files = resolve(CheckpointSpec(target=str(folder)))
     assert files.model == folder / model and files.mimi and files.text_tokenizer
@@ -264,9 +264,9 @@ def test_cli_from_refuses_what_it_cannot_quantize(tiny_checkpoint, tmp_path: Pat
 _FULL_QUANTIZE = textwrap.dedent(
     """
     import json, pathlib, sys
-    from assistant.voice.config import MOSHIKO_V0_1
-    from assistant.voice.layout import Q4, expected_tensors
-    from assistant.voice.quantize import quantize_checkpoint
+    from assistant.checkpoint.config import MOSHIKO_V0_1
+    from assistant.checkpoint.layout import Q4, expected_tensors
+    from assistant.checkpoint.quantize import quantize_checkpoint
     from tests.helpers import write_sparse
 
     src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])

@@ -9,17 +9,17 @@ from types import SimpleNamespace
 import pytest
 from huggingface_hub import constants
 
+from assistant.checkpoint import hub
+from assistant.checkpoint.catalogue import PRESETS, find_preset, preset
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.layout import Q4, Quantization, expected_tensors
+from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import (
     CheckpointError,
     InsufficientDiskError,
     MissingFilesError,
     UsageError,
 )
-from assistant.voice import hub
-from assistant.voice.catalogue import PRESETS, find_preset, preset
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.layout import Q4, Quantization, expected_tensors
-from assistant.voice.resolve import CheckpointSpec, resolve
 from tests.helpers import save_tiny_model
 
 

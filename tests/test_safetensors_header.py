@@ -9,8 +9,8 @@ from pathlib import Path
 import mlx.core as mx
 import pytest
 
+from assistant.checkpoint.safetensors_reader import read_header
 from assistant.errors import CheckpointError
-from assistant.voice.safetensors_header import read_header
 
 
 @pytest.fixture

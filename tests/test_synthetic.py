@@ -15,22 +15,22 @@ from safetensors import safe_open
 from safetensors.numpy import save as st_save
 from typer.testing import CliRunner
 
-from assistant.cli import _register, app
-from assistant.errors import InsufficientDiskError, UsageError
-from assistant.voice.config import MOSHIKO_V0_1, TINY
-from assistant.voice.layout import Q4, Q8, TensorSpec, expected_tensors
-from assistant.voice.mimi_layout import (
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
+from assistant.checkpoint.layout import Q4, Q8, TensorSpec, expected_tensors
+from assistant.checkpoint.mimi_layout import (
     PUBLISHED_MIMI_BYTES,
     mimi_codebook_count,
     mimi_parameter_count,
     mimi_tensors,
 )
+from assistant.checkpoint.safetensors_writer import plan_safetensors, write_safetensors
+from assistant.checkpoint.synthetic import checkpoint as ckpt
+from assistant.checkpoint.synthetic.lm import lm_file_size, write_lm
+from assistant.checkpoint.synthetic.mimi import mimi_file_size
+from assistant.checkpoint.synthetic.text_tokenizer import MIN_VOCAB, write_text_tokenizer
+from assistant.cli import _register, app
+from assistant.errors import InsufficientDiskError, UsageError
 from assistant.voice.model import build_model
-from assistant.voice.synthetic import checkpoint as ckpt
-from assistant.voice.synthetic.lm import lm_file_size, write_lm
-from assistant.voice.synthetic.mimi import mimi_file_size
-from assistant.voice.synthetic.safetensors_writer import plan_safetensors, write_safetensors
-from assistant.voice.synthetic.text_tokenizer import MIN_VOCAB, write_text_tokenizer
 from tests.helpers import require_free_disk, run_script
 
 Q4_BYTES = 4_805_545_040
@@ -243,8 +243,8 @@ def test_tiny_folder_is_laid_out_like_a_published_repo(tiny_checkpoint, mimi_fil
         ]
     )
     assert json.loads((folder / "config.json").read_text()) == TINY.to_dict()
-    assert (folder / ckpt.MIMI_FILENAME).stat().st_size == mimi_file.stat().st_size
-    sp = spm.SentencePieceProcessor(model_file=str(folder / ckpt.TEXT_TOKENIZER_FILENAME))
+    assert (folder / ckpt.MIMI_FILE).stat().st_size == mimi_file.stat().st_size
+    sp = spm.SentencePieceProcessor(model_file=str(folder / ckpt.TEXT_TOKENIZER_FILE))
     assert sp.get_piece_size() == TINY.text_card
 
 
@@ -310,7 +310,7 @@ def test_cli_make_checkpoint(tmp_path: Path) -> None:
 _FULL_WRITE = textwrap.dedent(
     """
     import json, pathlib, resource, sys, time
-    from assistant.voice.synthetic.checkpoint import make_checkpoint, parse_quant
+    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint, parse_quant
 
     def peak_rss_kib():
         # ru_maxrss survives execve on Linux, so a child of a big pytest process would report
@@ -341,8 +341,8 @@ def test_full_size_q4_streams_in_under_1_gib(tmp_path: Path) -> None:
     stats = run_script(_FULL_WRITE, str(folder))
     try:
         assert (folder / "model.q4.safetensors").stat().st_size == Q4_BYTES
-        assert (folder / ckpt.MIMI_FILENAME).stat().st_size == PUBLISHED_MIMI_BYTES
-        published = ["model.q4.safetensors", ckpt.MIMI_FILENAME, ckpt.TEXT_TOKENIZER_FILENAME]
+        assert (folder / ckpt.MIMI_FILE).stat().st_size == PUBLISHED_MIMI_BYTES
+        published = ["model.q4.safetensors", ckpt.MIMI_FILE, ckpt.TEXT_TOKENIZER_FILE]
         assert stats["files"] == sorted(published)  # no config.json, as published
         assert stats["peak_rss_kib"] < 1024 * 1024, stats
         header, parsed = _header(folder / "model.q4.safetensors")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from assistant.conversation.lag import LagPolicy
-from assistant.conversation.pipeline import ConversationLoop, LoopEvents
-from assistant.conversation.records import FrameRecord
+from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
-from assistant.dashboard.metrics import MetricsCollector
-from assistant.dashboard.trace import TRACKS, ChromeTrace, read_trace
+from assistant.telemetry.metrics import MetricsCollector
+from assistant.telemetry.records import FrameRecord
+from assistant.telemetry.trace import TRACKS, ChromeTrace, read_trace
 from tests.browser import launch, static_server
 from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 from tests.test_metrics import scripted

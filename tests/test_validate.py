@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from assistant.checkpoint.config import TINY
+from assistant.checkpoint.mimi_layout import mimi_tensors
+from assistant.checkpoint.resolve import CheckpointSpec, resolve
+from assistant.checkpoint.synthetic.text_tokenizer import write_text_tokenizer
+from assistant.checkpoint.validate import inspect_checkpoint
 from assistant.errors import CodecError, TokenizerError
 from assistant.voice import loader
-from assistant.voice.config import TINY
-from assistant.voice.mimi_layout import mimi_tensors
-from assistant.voice.resolve import CheckpointSpec, resolve
-from assistant.voice.synthetic.text_tokenizer import write_text_tokenizer
-from assistant.voice.validate import inspect_checkpoint
 from tests.helpers import tiny_folder, write_sparse
 
 

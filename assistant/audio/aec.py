@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import AudioError
-from ..voice.audio_files import FRAME_SAMPLES, SAMPLE_RATE
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from .buffers import CapturedFrame, PlayedChunk
 
 # A 10 ms subframe counts towards the echo reduction when the far end plays (~ -50 dBFS) and
@@ -246,7 +246,7 @@ class ReferenceTimeline:
         """Store played chunks at their `index` (without one: right after the previous)."""
         size = len(self._ring)
         for chunk in chunks:
-            x = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+            x: np.ndarray = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
             index = getattr(chunk, "index", None)
             index = (self._end or 0) if index is None else int(index)
             start = index + max(0, len(x) - size)
@@ -285,7 +285,7 @@ class ReferenceTimeline:
         Pass the frame itself: given only a capture time (or a frame without `index`), the
         lookup is by timestamp alone, which wobbles (see the class docstring)."""
         index = getattr(frame, "index", None)
-        if index is None:
+        if isinstance(frame, (int, float)) or index is None:
             t = frame if isinstance(frame, (int, float)) else frame.t_capture
             return self.window(float(t) + self.lead_s, n)
         n = len(frame.samples)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..voice.audio_files import FRAME_SAMPLES, SAMPLE_RATE
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 
 
 @dataclass
@@ -266,7 +266,7 @@ class PlayoutBuffer(_Counted):
     """Output side: the loop pushes frames; callbacks pull exactly what the device asks for.
 
     Playback starts (and restarts after running dry) only once `playout_frames` frames are
-    queued: one frame of slack was not enough to absorb callback jitter (NOTES). Beyond
+    queued: one frame of slack was not enough to absorb callback jitter through PortAudio. Beyond
     `max_frames` queued the oldest are dropped (`playout_drops`): an output stream that starts
     late or runs slow must not add its delay to every later answer. What was actually written
     to the device, silence included, is recorded as PlayedChunks (with their position in the

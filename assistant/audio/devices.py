@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Literal
 
 from ..errors import AudioError
-from ..voice.audio_files import SAMPLE_RATE
+from ..frames import SAMPLE_RATE
 
 Kind = Literal["input", "output"]
 
@@ -36,7 +36,7 @@ def sounddevice() -> ModuleType:
 
 def audio_error(e: BaseException, what: str) -> AudioError:
     """Turn a PortAudio (or sounddevice) error about `what` into a one-line AudioError."""
-    args = getattr(e, "args", ())
+    args: tuple[object, ...] = tuple(getattr(e, "args", ()))
     message = str(args[0]) if args else str(e)
     code = args[1] if len(args) > 1 and isinstance(args[1], int) else None
     if code == _PA_DEVICE_UNAVAILABLE:

@@ -1,8 +1,8 @@
 """Full-duplex audio for the conversation loop: microphone in, speaker out, 80 ms frames.
 
-`DuplexAudio` drives real devices through PortAudio; `FileAudio` (file_audio.py, re-exported
-here) has the same interface over files, for tests, demos and machines without audio devices.
-The loop only ever sees `AudioIO` (interface.py).
+`DuplexAudio` drives real devices through PortAudio; `file_backend.FileAudio` has the same
+interface over files, for tests, demos and machines without audio devices. The loop only ever
+sees `AudioIO` (interface.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioError
-from ..voice.audio_files import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
+from ..frames import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 from .buffers import (
     AudioCounters,
     CaptureBuffer,
@@ -27,10 +27,9 @@ from .buffers import (
     playback_time,
 )
 from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
-from .file_audio import FileAudio
 from .interface import AudioIO, StreamLatency
 
-__all__ = ["AudioIO", "DuplexAudio", "FileAudio", "StreamLatency"]
+__all__ = ["AudioIO", "DuplexAudio", "StreamLatency"]
 
 
 class DuplexAudio:
@@ -165,6 +164,10 @@ class DuplexAudio:
     # --- the loop's side --------------------------------------------------------------------
 
     @property
+    def realtime(self) -> bool:
+        return True  # a microphone runs on its own clock
+
+    @property
     def finished(self) -> bool:
         return self._stopping or self._failure is not None
 
@@ -279,7 +282,7 @@ class DuplexAudio:
         block = round(FRAME_SAMPLES / ratio)
         # soxr releases output in bursts, up to half a block late: start with a block of
         # silence in hand, then feed it exactly what the device consumes, on average.
-        fifo = np.zeros(block, dtype=np.float32)
+        fifo: np.ndarray = np.zeros(block, dtype=np.float32)
         owed = 0.0  # fractional 24 kHz samples not yet pulled
 
         def resampled(outdata: Any, n: int, time_info: Any, status: Any) -> None:

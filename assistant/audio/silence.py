@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..voice.audio_files import SAMPLE_RATE
+from ..frames import SAMPLE_RATE
 
 SILENT_RMS = 1e-4  # ~ -80 dBFS: below any real microphone's noise floor
 

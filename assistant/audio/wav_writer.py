@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import AudioError
-from ..voice.audio_files import SAMPLE_RATE
+from ..frames import SAMPLE_RATE
 
 _HEADER_BYTES = 44
 _MAX_DATA = 0xFFFFFFFF - 36  # RIFF sizes are 32-bit

@@ -9,7 +9,6 @@ write of a few integers, made after the step's timer stops.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from ..voice.audio_files import write_wav
+from ..audio.sound_files import write_wav
+from ..checkpoint.config import MoshiConfig
 from ..voice.codec import StreamingCodec
-from ..voice.config import MoshiConfig
 from ..voice.engine import StreamingEngine
 from ..voice.loader import load
+from ..voice.memory import release_freed_memory
 from .fidelity import Recording
 from .results import BenchSettings, VariantResult
 from .system import RssPeak, evict_from_page_cache
@@ -50,7 +50,7 @@ def measure_variant(
     loaded = load(variant.files, check_memory=settings.check_memory)
     cold_s = loaded.load_seconds
     del loaded
-    release_memory()  # the warm load must not find the first copy still in memory
+    release_freed_memory()  # the warm load must not find the first copy still in memory
 
     status(f"{label}: warm load")
     mx.reset_peak_memory()
@@ -65,7 +65,7 @@ def measure_variant(
         step_ms, recording = _stream(engine, codes, reference, label, status)
         peak = mx.get_peak_memory()
         del engine
-    release_memory()
+    release_freed_memory()
     return VariantResult(
         label=label,
         model=variant.model,
@@ -90,12 +90,14 @@ def _stream(
     status: Status,
 ) -> tuple[list[float], Recording]:
     step_ms: list[float] = []
-    tokens, logits = [], []
+    tokens: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
     total = len(codes)
     for i, frame in enumerate(codes):
         started = time.perf_counter()
         r = engine.step(frame)
         step_ms.append((time.perf_counter() - started) * 1000)
+        assert r.tokens is not None and r.text_logits is not None  # captured by this engine
         tokens.append(r.tokens)
         logits.append(r.text_logits)
         if reference is not None:
@@ -142,9 +144,3 @@ def decode_own_audio(
             ms.append((time.perf_counter() - started) * 1000)
     audio = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.float32)
     return Timing.of(ms), audio
-
-
-def release_memory() -> None:
-    """Drop the last variant's arrays so the next one's memory figures are its own."""
-    gc.collect()  # the engine and its compiled tail reference each other
-    mx.clear_cache()

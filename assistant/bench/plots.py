@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from ..frames import FRAME_MS
 from .report import LATENCY_PLOT, STEPS_PLOT
-from .results import FRAME_MS, BenchRun
+from .results import BenchRun
 
 
 def write_plots(run: BenchRun) -> list[Path]:
@@ -50,7 +52,7 @@ def write_plots(run: BenchRun) -> list[Path]:
     return [latency, steps]
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

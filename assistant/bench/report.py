@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .results import FRAME_MS, BenchRun
+from ..frames import FRAME_MS
+from .results import BenchRun
 from .tables import headline, markdown, sections
 
 JSON_NAME = "report.json"

@@ -7,16 +7,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..voice.audio_files import FRAME_SECONDS
-from ..voice.inspection import ModelInfo
+from ..checkpoint.inspection import ModelInfo
+from ..frames import FRAME_MS
 from ..voice.sampling import SamplingConfig
 from .fidelity import Fidelity, Recording
 from .speech import UserSpeech
 from .system import MachineInfo
 from .timing import Timing
 from .variants import VariantFailure
-
-FRAME_MS = FRAME_SECONDS * 1000
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..errors import AssistantError, BenchError
 from ..paths import new_session_dir
+from ..voice.memory import release_freed_memory
 from .fidelity import compare
-from .measure import Status, decode_variant, measure_variant, quiet, release_memory
+from .measure import Status, decode_variant, measure_variant, quiet
 from .plots import write_plots
 from .report import write_report
 from .results import BenchRun, BenchSettings, VariantResult
@@ -97,7 +98,7 @@ def run_bench(
         outcome.interrupted = True
         run.failures.append(VariantFailure(current or "-", "interrupted", "stopped by Ctrl-C"))
     finally:
-        release_memory()
+        release_freed_memory()
         run.finished = not outcome.interrupted
         write_report(run)
         status("Plotting ...")
@@ -130,7 +131,7 @@ def _measure_one(
         outcome.unexpected.append(e)
         return
     finally:
-        release_memory()
+        release_freed_memory()
     if ref is None:  # the first variant measured is the reference (highest bits per weight)
         run.reference = v.label
         ref = result

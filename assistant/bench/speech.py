@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..voice.audio_files import SAMPLE_RATE, frames
+from ..audio.sound_files import frames
+from ..frames import SAMPLE_RATE
 from ..voice.codec import StreamingCodec
 from .timing import Timing
 

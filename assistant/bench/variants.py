@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..checkpoint.catalogue import find_preset, preset
+from ..checkpoint.config import MoshiConfig
+from ..checkpoint.inspection import ModelInfo
+from ..checkpoint.resolve import CheckpointFiles, CheckpointSpec, resolve
+from ..checkpoint.validate import CheckpointReport
 from ..errors import AssistantError, IncompatibleVariantsError, UsageError
-from ..voice.catalogue import find_preset, preset
-from ..voice.config import MoshiConfig
-from ..voice.inspection import ModelInfo
 from ..voice.loader import prepare
-from ..voice.resolve import CheckpointFiles, CheckpointSpec, resolve
-from ..voice.validate import CheckpointReport
 
 DEFAULT_QUANTS = ("q4", "q8")
 

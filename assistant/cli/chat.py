@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from ..console import console, err_console
-from ..conversation.pipeline import LoopEvents
-from ..conversation.runner import Chat, ChatOutcome, ChatSettings
+from ..conversation.chat import Chat, ChatOutcome, ChatSettings
+from ..conversation.lag import DEFAULT_MAX_DELAY_MS
+from ..conversation.loop import LoopEvents
 from ..dashboard.live import LiveDashboard
-from ..dashboard.model_card import ModelCard, format_bytes
+from ..telemetry.model_card import format_bytes
 from ..voice.sampling import SamplingConfig
 from .options import (
     CheckpointTarget,
@@ -52,7 +53,7 @@ def chat(
     ] = False,
     max_delay_ms: Annotated[
         float, typer.Option(help="Drop frames rather than let the delay pass this.")
-    ] = 500.0,
+    ] = DEFAULT_MAX_DELAY_MS,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: never).")
     ] = None,
@@ -99,8 +100,9 @@ def converse(
     runner = Chat(settings)
     with console.status("Starting ...") as status:
         runner.status = lambda message: status.update(message)
-        loaded = runner.prepare()
-    card = ModelCard.from_loaded(loaded)
+        runner.prepare()
+    card = runner.card
+    assert card is not None  # prepared
     console.print(f"Model {card.label}: {card.line()}", soft_wrap=True)
     if intro:
         console.print(intro)
@@ -138,38 +140,34 @@ def converse(
 
 
 def print_summary(outcome: ChatOutcome) -> None:
-    s = outcome.stats
     table = Table(title="Session", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    stages = s.get("stages_ms", {})
-    for stage in ("encode", "step", "decode", "delay"):
-        h = stages.get(stage, {})
-        label = "mic-to-speaker delay" if stage == "delay" else f"{stage} time"
+    s = outcome.summary
+    if s is not None:
+        for stage in ("encode", "step", "decode", "delay"):
+            h = s.stage(stage)
+            label = "mic-to-speaker delay" if stage == "delay" else f"{stage} time"
+            table.add_row(label, f"p50 {h.p50:.1f} ms, p95 {h.p95:.1f}, max {h.max:.1f}")
+        c = s.counters
         table.add_row(
-            label,
-            f"p50 {h.get('p50', 0):.1f} ms, p95 {h.get('p95', 0):.1f}, max {h.get('max', 0):.1f}",
+            "frames",
+            f"{c.frames_stepped} answered of {c.frames_captured} heard; dropped "
+            f"{c.dropped_input} in, {c.dropped_output} out (to stay under "
+            f"{s.max_delay_ms:.0f} ms)",
         )
-    table.add_row(
-        "frames",
-        f"{s.get('frames_stepped', 0)} answered of {s.get('frames_captured', 0)} heard; dropped "
-        f"{s.get('dropped_input', 0)} in, {s.get('dropped_output', 0)} out (to stay under "
-        f"{s.get('max_delay_ms', 0):.0f} ms)",
-    )
-    audio = s.get("audio", {})
-    if audio:
-        table.add_row(
-            "audio", f"underruns {audio.get('underruns', 0)}, overruns {audio.get('overruns', 0)}"
-        )
-    echo = s.get("echo_reduction_db")
-    if echo is not None:
-        table.add_row("echo removed", f"{echo:.1f} dB")
-    if "memory" in s:
-        m = s["memory"]
+        if s.audio:
+            table.add_row(
+                "audio",
+                f"underruns {s.audio.get('underruns', 0)}, overruns {s.audio.get('overruns', 0)}",
+            )
+        if s.echo_reduction_db is not None:
+            table.add_row("echo removed", f"{s.echo_reduction_db:.1f} dB")
         table.add_row(
             "speed, memory",
-            f"real-time factor {s.get('real_time_factor', 0):.2f} (model step / 80 ms); "
-            f"MLX peak {format_bytes(m['mlx_peak'])}, RSS peak {format_bytes(m['rss_peak'])}",
+            f"real-time factor {s.real_time_factor:.2f} (model step / 80 ms); "
+            f"MLX peak {format_bytes(s.memory.mlx_peak)}, RSS peak "
+            f"{format_bytes(s.memory.rss_peak)}",
         )
     table.add_row("saved in", str(outcome.session))
     table.add_row("", "summary.json, metrics.jsonl, trace.json (open it in ui.perfetto.dev)")

@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from ..checkpoint import hub
+from ..checkpoint.catalogue import Preset, find_preset, preset
+from ..checkpoint.resolve import CheckpointFiles, resolve
+from ..checkpoint.validate import CheckpointReport, inspect_checkpoint
 from ..console import console
 from ..errors import MissingFilesError
-from ..voice import hub
-from ..voice.catalogue import Preset, find_preset, preset
 from ..voice.memory import GiB, estimate, machine_memory
-from ..voice.resolve import CheckpointFiles, resolve
-from ..voice.validate import CheckpointReport, inspect_checkpoint
 
 if TYPE_CHECKING:
     from ..voice.loader import LoadedModel
+    from ..voice.memory import MemoryEstimate
 from .options import (
     ConfigFile,
     MimiFile,
@@ -222,14 +223,14 @@ def _dtypes(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {d}" for d, n in counts.items())
 
 
-def _memory(report: CheckpointReport):
+def _memory(report: CheckpointReport) -> MemoryEstimate:
     codec = report.codec.file_size if report.codec else 0
     return estimate(report.model.config, report.model.file_size, codec, machine_memory())
 
 
 def _remote_report(p: Preset) -> CheckpointReport:
     """Inspect a published model that is not downloaded, from its header on the hub."""
-    from ..voice.inspection import inspect_header
+    from ..checkpoint.inspection import inspect_header
 
     model = inspect_header(hub.fetch_remote_header(p))
     model.file_size = p.model_size

@@ -12,13 +12,13 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from ..audio.sound_files import read_audio
 from ..console import console
 from ..errors import AudioError
-from ..voice.audio_files import FRAME_SECONDS, read_audio
+from ..frames import FRAME_MS, SAMPLE_RATE
 
 DEMO_ROOT = Path("checkpoints")
 DEMO_TEXT = "Hello Moshi. Can you hear me? Tell me something about the weather today."
-BUDGET_MS = FRAME_SECONDS * 1000
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +43,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run the loop on real speech and a random-weight Moshi (no download, no audio device)."""
-    from ..conversation.runner import ChatSettings
-    from ..voice.resolve import CheckpointSpec
+    from ..checkpoint.resolve import CheckpointSpec
+    from ..conversation.chat import ChatSettings
     from ..voice.sampling import SamplingConfig
     from .chat import converse
 
@@ -64,21 +64,23 @@ def demo(
         download=False,
         session_kind="demo",
     )
-    intro = f"User: {source} ({len(user_pcm) / 24000:.1f} s)"
+    intro = f"User: {source} ({len(user_pcm) / SAMPLE_RATE:.1f} s)"
     outcome = converse(settings, intro=intro, dashboard=not no_dashboard)
     if outcome.error is not None:
         raise outcome.error
-    frames = outcome.stats.get("frames_stepped", 0)
-    step = outcome.stats.get("stages_ms", {}).get("step", {})
+    summary = outcome.summary
+    frames = summary.counters.frames_stepped if summary else 0
+    step = summary.stage("step").p50 if summary else 0.0
     console.print(
-        f"{frames} frames; model step p50 {step.get('p50', 0):.1f} ms against the "
-        f"{BUDGET_MS:.0f} ms budget. The recordings, transcript.txt, summary.json and "
+        f"{frames} frames; model step p50 {step:.1f} ms against the "
+        f"{FRAME_MS:.0f} ms budget. The recordings, transcript.txt, summary.json and "
         f"trace.json are in {outcome.session}"
     )
 
 
 def _ensure_checkpoint(folder: Path, quant: str) -> None:
-    from ..voice.synthetic.checkpoint import make_checkpoint, parse_quant
+    from ..checkpoint.synthetic.checkpoint import make_checkpoint
+    from ..checkpoint.writing import parse_quant
 
     q = parse_quant(quant)  # a UsageError for anything but q4, q8, bf16
     with console.status(f"Making a tiny random-weight checkpoint in {folder} (once) ..."):

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from ..audio.devices import DeviceInfo, Kind, list_devices, supports_rate
 from ..console import console
-from ..voice.audio_files import SAMPLE_RATE
+from ..frames import SAMPLE_RATE
 
 
 def register(app: typer.Typer) -> None:

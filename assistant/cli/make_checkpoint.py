@@ -18,17 +18,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..checkpoint.config import PRESET_CONFIGS
+from ..checkpoint.quantize import quantize_folder
+from ..checkpoint.synthetic.checkpoint import make_checkpoint, preset_config
+from ..checkpoint.writing import QUANT_PRESETS, CheckpointFolder, parse_quant
 from ..console import console
 from ..errors import UsageError
-from ..voice.config import PRESET_CONFIGS
-from ..voice.synthetic.checkpoint import (
-    QUANT_PRESETS,
-    SyntheticCheckpoint,
-    make_checkpoint,
-    parse_quant,
-    preset_config,
-    quantize_folder,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -90,7 +85,7 @@ def make_checkpoint_command(
         preset_config(config or "tiny")
     start = time.perf_counter()
     with _ProgressBar() as bar:
-        result: SyntheticCheckpoint
+        result: CheckpointFolder
         if source is not None and quantization is not None:
             result = quantize_folder(
                 folder, source, quantization, overwrite=overwrite, progress=bar.update

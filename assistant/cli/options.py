@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..voice.resolve import CheckpointSpec
+from ..checkpoint.resolve import CheckpointSpec
 
 Target = Annotated[
     str | None,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import webbrowser
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ..console import console
-from ..conversation.runner import ChatSettings
+from ..conversation.chat import ChatSettings
+from ..conversation.lag import DEFAULT_MAX_DELAY_MS
 from ..errors import UsageError
+from ..service.info import DEFAULT_PORT
 from .options import (
     CheckpointTarget,
     InputDevice,
@@ -25,6 +27,9 @@ from .options import (
     checkpoint_spec,
     parse_device,
 )
+
+if TYPE_CHECKING:
+    from ..service.client import ServiceClient
 
 ctl = typer.Typer(
     help="Drive the running service: status, start, stop, mute, switch, watch, open, quit.",
@@ -50,10 +55,12 @@ def serve(
         Path | None,
         typer.Option("--input", help="Use this audio file as the microphone (real-time pace)."),
     ] = None,
-    max_delay_ms: Annotated[float, typer.Option(help="Drop frames beyond this delay.")] = 500.0,
+    max_delay_ms: Annotated[
+        float, typer.Option(help="Drop frames beyond this delay.")
+    ] = DEFAULT_MAX_DELAY_MS,
     port: Annotated[
         int, typer.Option(help="Loopback port for the API and dashboard (0: any free one).")
-    ] = 8737,
+    ] = DEFAULT_PORT,
     no_preload: Annotated[
         bool, typer.Option("--no-preload", help="Load the model at the first start, not now.")
     ] = False,
@@ -95,7 +102,7 @@ def serve(
 
 
 # --- ctl -----------------------------------------------------------------------------------------
-def _client():
+def _client() -> ServiceClient:
     from ..service.client import ServiceClient
 
     return ServiceClient.connect()

@@ -8,19 +8,28 @@ from `max_delay_ms`, and what overflows is dropped and counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-FRAME_MS = 80.0
+from ..errors import SettingError
+from ..frames import FRAME_MS
+
+DEFAULT_MAX_DELAY_MS = 500.0  # `chat`, `serve` and the service's default budget
+MAX_MAX_DELAY_MS = 60_000.0  # beyond a minute nothing is a conversation any more
 
 
 @dataclass(frozen=True)
 class LagPolicy:
-    max_delay_ms: float = 400.0
-    playout_frames: int = 2  # the playout buffer's jitter cushion (see NOTES)
+    max_delay_ms: float = DEFAULT_MAX_DELAY_MS
+    playout_frames: int = 2  # the playout buffer's jitter cushion (two frames of slack)
 
     def __post_init__(self) -> None:
-        if self.max_delay_ms < 2 * FRAME_MS:
-            raise ValueError(f"max delay must be at least {2 * FRAME_MS:.0f} ms")
+        low = 2 * FRAME_MS
+        if not (math.isfinite(self.max_delay_ms) and low <= self.max_delay_ms <= MAX_MAX_DELAY_MS):
+            raise SettingError(
+                f"--max-delay-ms must be between {low:.0f} and {MAX_MAX_DELAY_MS:.0f}, "
+                f"got {self.max_delay_ms}"
+            )
 
     @property
     def max_model_backlog(self) -> int:

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from ..audio.wav_writer import StreamingWavWriter
-from ..dashboard.metrics import MetricsCollector
-from ..dashboard.trace import ChromeTrace
 from ..errors import AssistantError
-from .records import FrameRecord
+from ..telemetry.metrics import MetricsCollector
+from ..telemetry.records import FrameRecord
+from ..telemetry.trace import ChromeTrace
+from .transcript import is_new_utterance
 
 FLUSH_SECONDS = 1.0
-UTTERANCE_GAP_S = 1.0  # this much silence in Moshi's text starts a new transcript line
 
 
 class SessionWriter:
@@ -77,7 +77,7 @@ class SessionWriter:
 
     def text(self, seconds: float, piece: str) -> None:
         """Append one text piece said `seconds` into the conversation."""
-        new_line = self._last_piece_t is None or seconds - self._last_piece_t > UTTERANCE_GAP_S
+        new_line = is_new_utterance(self._last_piece_t, seconds)
         prefix = ("\n" if self._last_piece_t is not None else "") + f"[{seconds:8.2f}s] "
         self._guard(self._transcript.write, (prefix if new_line else "") + piece)
         self._last_piece_t = seconds

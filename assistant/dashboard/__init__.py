@@ -1,2 +1,2 @@
-"""What the user sees of a conversation's health: metrics, the live terminal dashboard, the
-session's exports (metrics log, summary, Chrome trace)."""
+"""The live terminal dashboard: `view.py` draws a snapshot, `live.py` redraws it while a
+conversation runs. The figures come from `telemetry`."""

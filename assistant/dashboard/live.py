@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from rich.console import Console, RenderableType
 from rich.live import Live
 
-from ..conversation.session import UTTERANCE_GAP_S
-from .metrics import MetricsCollector
-from .view import ModelCard, render
-
-TRANSCRIPT_CHARS = 4000  # enough for any terminal; an hour-long talk must not grow memory
-SPEAKING_HOLD_S = 1.0  # "speaking" while Moshi's last word is this recent
-
-
-class Transcript:
-    """The recent transcript, fed piece by piece from the model's thread."""
-
-    def __init__(self, limit: int = TRANSCRIPT_CHARS) -> None:
-        self._text = ""
-        self._last_t: float | None = None
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def add(self, seconds: float, piece: str) -> None:
-        with self._lock:
-            if self._last_t is not None and seconds - self._last_t > UTTERANCE_GAP_S:
-                self._text += "\n"
-            self._last_t = seconds
-            self._text = (self._text + piece)[-self._limit :]
-
-    @property
-    def text(self) -> str:
-        with self._lock:
-            return self._text
+from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
+from ..telemetry.metrics import MetricsCollector
+from ..telemetry.model_card import ModelCard
+from .view import render
 
 
 class LiveDashboard:

@@ -12,9 +12,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..conversation.lag import FRAME_MS
-from .metrics import Snapshot, StageStats
-from .model_card import ModelCard, format_bytes
+from ..frames import FRAME_MS, FRAME_RATE
+from ..telemetry.metrics import Snapshot, StageStats
+from ..telemetry.model_card import ModelCard, format_bytes
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -52,7 +52,7 @@ def render(
     )
     latency = Panel(
         _latency_table(snap, max_delay_ms),
-        title=f"latency (ms), last {snap.stages['step'].window.count / 12.5:.0f} s",
+        title=f"latency (ms), last {snap.stages['step'].window.count / FRAME_RATE:.0f} s",
         title_align="left",
         subtitle=f"budget {FRAME_MS:.0f} ms a frame, {max_delay_ms:.0f} ms mic→speaker",
         subtitle_align="right",

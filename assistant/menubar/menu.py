@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..checkpoint.catalogue import QUANTS, VOICES
 from ..errors import AssistantError, ServiceError, ServiceNotRunningError
 from ..paths import sessions_dir
 from .display import View, state_line, title, view_of
 from .launch_agent import LaunchAgent
-from .prefs import QUANTS, VOICES, Prefs, load_prefs, save_prefs
+from .prefs import Prefs, load_prefs, save_prefs
 from .service_process import Client, ServiceLauncher, service_log
 from .toolkit import Callback, MenuItem, Toolkit
 

@@ -11,10 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..checkpoint.catalogue import QUANTS, VOICES
 from ..paths import data_dir
-
-VOICES = ("moshiko", "moshika")  # the service's choices (voice.catalogue imports MLX: too slow)
-QUANTS = ("q4", "q8", "bf16")
 
 
 @dataclass(frozen=True)

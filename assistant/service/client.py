@@ -61,7 +61,7 @@ class ServiceClient:
             with self._session.get(self.info.url + "/api/stream", stream=True, timeout=10) as r:
                 self._check(r)
                 for line in r.iter_lines(decode_unicode=True):
-                    if line and line.startswith("data: "):
+                    if isinstance(line, str) and line.startswith("data: "):
                         yield json.loads(line[len("data: ") :])
         except requests.ConnectionError:
             raise self._not_running() from None

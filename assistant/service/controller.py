@@ -9,7 +9,6 @@ or talking (a model that does not fit, a vanished microphone) are kept in `error
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -18,18 +17,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import mlx.core as mx
-
-from ..conversation.pipeline import LoopEvents
-from ..conversation.runner import Chat, ChatSettings
-from ..dashboard.live import SPEAKING_HOLD_S, Transcript
-from ..dashboard.model_card import ModelCard
+from ..checkpoint.catalogue import QUANTS, VOICES
+from ..checkpoint.resolve import CheckpointSpec, resolve
+from ..conversation.chat import Chat, ChatSettings
+from ..conversation.loop import LoopEvents
+from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
 from ..errors import AssistantError, ServiceRefusedError
-from ..voice.catalogue import PRESETS
-from ..voice.resolve import CheckpointSpec, resolve
-
-VOICES = sorted({p.voice for p in PRESETS.values()})
-QUANTS = ("q4", "q8", "bf16")
+from ..voice.memory import release_freed_memory
 
 
 class State(str, Enum):
@@ -160,7 +154,7 @@ class Controller:
     def status(self) -> dict[str, Any]:
         with self._lock:
             chat = self._chat
-            card = ModelCard.from_loaded(chat.loaded) if chat and chat.loaded else None
+            card = chat.card if chat else None
             return {
                 "state": self.state().value,
                 "voice": card.voice if card and card.voice in VOICES else self.choice.voice,
@@ -243,8 +237,7 @@ class Controller:
     def _unload(self) -> None:
         """Drop the model before loading another: two at once may not fit (q4 + q8 = 13 GB)."""
         self._chat = None
-        gc.collect()
-        mx.clear_cache()
+        release_freed_memory()
 
     def _on_text(self, seconds: float, piece: str) -> None:
         self._last_text = time.monotonic()

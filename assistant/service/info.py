@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..paths import data_dir
 
+DEFAULT_PORT = 8737  # the loopback port `assistant serve` listens on unless told otherwise
+
 
 @dataclass(frozen=True)
 class ServiceInfo:

@@ -11,14 +11,12 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 from ..errors import ServiceError
 from .controller import Controller
 from .http_api import ServiceServer
-from .info import ServiceInfo, info_file, read_info, service_dir, write_info
-
-DEFAULT_PORT = 8737
+from .info import DEFAULT_PORT, ServiceInfo, info_file, read_info, service_dir, write_info
 
 
 @contextlib.contextmanager
@@ -86,7 +84,7 @@ def serve(
                 signal.signal(sig, handler)
 
 
-def _stop_on_signals(server: ServiceServer) -> dict[int, object]:
+def _stop_on_signals(server: ServiceServer) -> dict[int, Any]:
     """SIGINT/SIGTERM end serve_forever (from another thread: it cannot stop its own)."""
     if threading.current_thread() is not threading.main_thread():
         return {}

@@ -1,0 +1,12 @@
+"""The MLX runtime: what makes Moshi speak (not the `--voice` option, which picks moshiko or
+moshika; see `checkpoint.catalogue`).
+
+    lm_config.py   a checkpoint's config as moshi_mlx's LmConfig
+    model.py       the model built at the checkpoint's quantization
+    memory.py      will it fit? MLX's cache limit and memory counters
+    loader.py      validate, check memory, load strictly, evaluate
+    engine.py      the streaming engine: one step per 80 ms frame, no length limit
+    kv_cache.py    the ring KV cache of exactly `context` steps
+    sampling.py    greedy and top-k sampling with per-engine keys
+    codec.py       the Mimi codec (rustymimi) for the live loop, with roll-over
+"""

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint.mimi_layout import MIMI_CODEBOOK_SIZE
 from ..errors import CodecError
-from .audio_files import FRAME_SAMPLES
+from ..frames import FRAME_SAMPLES
 
 FRAME_LIMIT = 4096  # frames one rustymimi 0.4.1 instance can stream (max_seq_len 8192 at 25 Hz)
-CODEBOOK_SIZE = 2048
+
 MAX_CODEBOOKS = 32  # the published Mimi has 32; rustymimi panics on 0
 
 
@@ -351,8 +352,9 @@ class StreamingCodec:
             )
         if a.dtype.kind not in "iu":
             raise CodecError(f"decode expects integer codes, got {a.dtype}", path=self.path)
-        if a.min() < 0 or a.max() >= CODEBOOK_SIZE:
+        if a.min() < 0 or a.max() >= MIMI_CODEBOOK_SIZE:
             raise CodecError(
-                f"decode expects codes in 0..{CODEBOOK_SIZE - 1}, got {a.tolist()}", path=self.path
+                f"decode expects codes in 0..{MIMI_CODEBOOK_SIZE - 1}, got {a.tolist()}",
+                path=self.path,
             )
         return np.ascontiguousarray(a, dtype=np.uint32).reshape(1, self.codebooks, 1)

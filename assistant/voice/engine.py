@@ -22,7 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import mlx.core as mx
 import numpy as np
@@ -30,8 +30,8 @@ from moshi_mlx.models import Lm
 from moshi_mlx.models.lm import ScaledEmbedding
 from moshi_mlx.modules.transformer import LayerCache
 
-from ..errors import TokenizerError, UsageError
-from .config import MoshiConfig
+from ..checkpoint.config import MoshiConfig
+from ..errors import EngineConfigError, InvalidCodesError, TokenizerError, UsageError
 from .kv_cache import RingKVCache, make_ring_cache
 from .sampling import KeyStream, SamplingConfig, sample_token
 
@@ -39,15 +39,7 @@ from .sampling import KeyStream, SamplingConfig, sample_token
 _END_OF_PADDING_ID = 0
 
 # A step's graph outputs: the sampled tokens, plus the text logits when they are captured.
-_Outputs = mx.array | tuple[mx.array, mx.array]
-
-
-class InvalidCodesError(UsageError, ValueError):
-    """User audio codes of the wrong shape or outside 0..card-1."""
-
-
-class EngineConfigError(UsageError, ValueError):
-    """The model, the config and the tokenizer do not describe the same architecture."""
+_Outputs: TypeAlias = "mx.array | tuple[mx.array, mx.array]"
 
 
 class TextTokenizer(Protocol):

@@ -25,12 +25,7 @@ from __future__ import annotations
 import mlx.core as mx
 from moshi_mlx.modules.transformer import LayerCache, Transformer
 
-from ..errors import AssistantError
-
-
-class PrefillNotSupportedError(AssistantError, NotImplementedError):
-    """More than one step at once: moshi_mlx's Transformer passes no causal mask, so a
-    multi-step prefill would let early steps see later ones. Feed steps one at a time."""
+from ..errors import PrefillNotSupportedError
 
 
 class RingKVCache:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 import mlx.core as mx
 
+from ..checkpoint.config import MoshiConfig
+from ..checkpoint.layout import Quantization
+from ..checkpoint.resolve import CheckpointFiles
+from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
 from ..errors import CheckpointError
 from .memory import DEFAULT_CACHE_LIMIT, MemoryEstimate, estimate, require_fit, set_cache_limit
 from .model import build_model
-from .resolve import CheckpointFiles
-from .validate import CheckpointReport, inspect_checkpoint, require_valid
 
 if TYPE_CHECKING:
     import sentencepiece
@@ -33,11 +35,11 @@ class LoadedModel:
     text_tokenizer: sentencepiece.SentencePieceProcessor | None
 
     @property
-    def config(self):
+    def config(self) -> MoshiConfig:
         return self.report.model.config
 
     @property
-    def quantization(self):
+    def quantization(self) -> Quantization | None:
         return self.report.model.quantization
 
 

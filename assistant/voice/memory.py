@@ -7,13 +7,14 @@ full context (bf16 keys and values for every layer), the Mimi codec, and a worki
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
 import mlx.core as mx
 
+from ..checkpoint.config import MoshiConfig
 from ..errors import InsufficientMemoryError
-from .config import MoshiConfig
 
 GiB = 1024**3
 OS_RESERVE = 1 * GiB  # below this much headroom macOS starts swapping hard
@@ -101,6 +102,13 @@ def require_fit(est: MemoryEstimate, label: str, quant_label: str) -> None:
 def set_cache_limit(limit: int = DEFAULT_CACHE_LIMIT) -> int:
     """Cap MLX's buffer cache so freed memory goes back instead of piling up into swap."""
     return mx.set_cache_limit(limit)
+
+
+def release_freed_memory() -> None:
+    """Give back what dropped models and engines held: collect their reference cycles (an
+    engine and its compiled step refer to each other), then empty MLX's buffer cache."""
+    gc.collect()
+    mx.clear_cache()
 
 
 def memory_snapshot() -> dict[str, int]:

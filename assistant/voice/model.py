@@ -6,8 +6,9 @@ import mlx.core as mx
 import mlx.nn as nn
 from moshi_mlx.models import Lm
 
-from .config import MoshiConfig
-from .layout import Quantization
+from ..checkpoint.config import MoshiConfig
+from ..checkpoint.layout import Quantization
+from .lm_config import to_lm_config
 
 
 def build_model(config: MoshiConfig, quant: Quantization | None) -> Lm:
@@ -16,7 +17,7 @@ def build_model(config: MoshiConfig, quant: Quantization | None) -> Lm:
     Mirrors how the published files were made: bf16 everywhere, then MLX affine quantization
     of every linear and embedding at the detected bits and group size.
     """
-    model = Lm(config.to_lm_config())
+    model = Lm(to_lm_config(config))
     model.set_dtype(mx.bfloat16)
     if quant is not None:
         nn.quantize(model, bits=quant.bits, group_size=quant.group_size)

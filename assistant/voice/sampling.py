@@ -12,11 +12,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from ..errors import UsageError
-
-
-class SamplingConfigError(UsageError, ValueError):
-    """A sampling setting out of range (negative temperature or top-k)."""
+from ..errors import SamplingConfigError
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ class KeyStream:
     def reset(self) -> None:
         """Back to the start of the stream for a fixed seed; a fresh seed when it is None."""
         seed = self._fixed_seed
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else seed
+        self.seed = int(np.random.SeedSequence().entropy) if seed is None else seed  # type: ignore[arg-type]
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
 
     def next_keys(self, n: int) -> mx.array:

@@ -18,21 +18,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..audio.aec import Canceller, ReferenceTimeline
 from ..audio.interface import AudioIO
-from .lag import FRAME_MS, LagPolicy
-from .records import FrameRecord, LoopCounters
-from .stats import Histogram
+from ..frames import FRAME_MS, FRAME_SAMPLES
+from ..telemetry.histogram import Histogram
+from ..telemetry.metrics import MetricsCollector
+from ..telemetry.model_card import ModelCard
+from ..telemetry.records import FrameRecord, LoopCounters
+from ..telemetry.summary import SessionSummary, summarize
+from .lag import LagPolicy
 
 if TYPE_CHECKING:
     from .session import SessionWriter
 
-FRAME_SAMPLES = 1920
 _END = object()  # end of input: flows through the queues to stop each worker in turn
 
 
@@ -67,10 +70,11 @@ class ConversationLoop:
         events: LoopEvents | None = None,
         silence_check: Callable[[np.ndarray], str | None] | None = None,
         output_latency_s: float = 0.0,
+        metrics: MetricsCollector | None = None,
     ) -> None:
         self.audio, self.codec, self.engine = audio, codec, engine
         # A file read as fast as the loop goes has no clock to keep up with: wait, never drop.
-        self._realtime = getattr(audio, "realtime", True)
+        self._realtime = audio.realtime
         self.echo, self.session = echo, session
         self.policy = policy or LagPolicy()
         self.events = events or LoopEvents()
@@ -80,7 +84,9 @@ class ConversationLoop:
         # Muted: the microphone's frames are replaced by silence before anything sees them
         # (recording included); Moshi keeps talking and listening to silence.
         self.muted = False
-        self.timings = {k: Histogram() for k in ("encode", "step", "decode", "delay")}
+        # Every finished frame goes here: the one set of per-stage histograms, which the lag
+        # control, the dashboard and the summary all read.
+        self.metrics = metrics or MetricsCollector()
         self.started: float | None = None
         self._model_q: queue.Queue = queue.Queue()
         self._decode_q: queue.Queue = queue.Queue()
@@ -135,24 +141,26 @@ class ConversationLoop:
         if self.session is not None:
             self.session.close()
 
+    @property
+    def timings(self) -> dict[str, Histogram]:
+        """Per-stage session histograms (encode, step, decode, delay), from the collector."""
+        return self.metrics.session_histograms()
+
+    def summary(
+        self, model: ModelCard | None = None, codec: dict[str, Any] | None = None
+    ) -> SessionSummary:
+        return summarize(
+            self.metrics.snapshot(),
+            replace(self.counters, errors=list(self.counters.errors)),
+            max_delay_ms=self.policy.max_delay_ms,
+            audio=audio_counters(self.audio),
+            model=model,
+            codec=codec,
+        )
+
     def stats(self) -> dict[str, Any]:
-        c = self.counters
-        elapsed = time.monotonic() - self.started if self.started else 0.0
-        step = self.timings["step"]
-        return {
-            "elapsed_s": round(elapsed, 2),
-            "frames_captured": c.frames_captured,
-            "frames_stepped": c.frames_stepped,
-            "frames_played": c.frames_played,
-            "dropped_input": c.dropped_input,
-            "dropped_output": c.dropped_output,
-            "real_time_factor": round(step.mean / FRAME_MS, 3),
-            "max_delay_ms": self.policy.max_delay_ms,
-            "stages_ms": {k: h.summary() for k, h in self.timings.items()},
-            "echo_reduction_db": getattr(self.echo, "echo_reduction_db", None),
-            "audio": audio_counters(self.audio),
-            "errors": list(c.errors),
-        }
+        """The summary as summary.json holds it."""
+        return self.summary().to_dict()
 
     # --- workers -------------------------------------------------------------------------------
     def _guarded(self, target: Callable[[], None]) -> None:
@@ -195,7 +203,6 @@ class ConversationLoop:
                 continue
             codes = self.codec.encode(cleaned)
             record.encode_end = time.monotonic()
-            self.timings["encode"].add(record.encode_ms or 0.0)
             if codes is not None:
                 self._enqueue_for_model(record, codes)
 
@@ -238,7 +245,6 @@ class ConversationLoop:
             record.step_end = time.monotonic()
             record.model_step = result.step
             self.counters.frames_stepped += 1
-            self.timings["step"].add(record.step_ms or 0.0)
             if result.piece is not None:
                 record.text = result.piece
                 seconds = result.step * FRAME_MS / 1000.0
@@ -259,7 +265,6 @@ class ConversationLoop:
             # Decode every frame, even one about to be dropped: the codec's state is streaming.
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
-            self.timings["decode"].add(record.decode_ms or 0.0)
             record.playout_depth = self.audio.playout_depth()
             if self._late_for_speaker(record):
                 record.dropped = True
@@ -273,7 +278,6 @@ class ConversationLoop:
             if not record.dropped:
                 waiting = record.playout_depth * FRAME_MS / 1000.0 + self.output_latency_s
                 record.heard = record.queued_for_playout + waiting
-                self.timings["delay"].add(record.delay_ms or 0.0)
             self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -348,6 +352,7 @@ class ConversationLoop:
             self._warn(warning)
 
     def _emit_frame(self, record: FrameRecord) -> None:
+        self.metrics.on_frame(record)
         if self.session is not None:
             self.session.frame(record)
         if self.events.on_frame:

@@ -17,12 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import mlx.core as mx
 import psutil
 
-from ..conversation.lag import FRAME_MS
-from ..conversation.records import FrameRecord
-from ..conversation.stats import Histogram
+from ..frames import FRAME_MS
+from .histogram import Histogram
+from .records import FrameRecord
 
 STAGES = ("encode", "step", "decode", "delay")
 WINDOW_FRAMES = 125  # the "recent" window: 10 s of frames
@@ -100,12 +99,18 @@ class Snapshot:
         return _rounded(d)
 
 
+def _no_model_memory() -> Mapping[str, int]:
+    return {"active": 0, "peak": 0, "cache": 0}
+
+
 @dataclass
 class MetricSources:
     """Where the figures that are not in the frame records come from."""
 
     audio_counters: Callable[[], Mapping[str, Any]] = dict
     echo_reduction_db: Callable[[], float | None] = lambda: None
+    # MLX's active, peak and cache bytes (the runtime passes `voice.memory.memory_snapshot`).
+    model_memory: Callable[[], Mapping[str, int]] = _no_model_memory
 
 
 class _Window:
@@ -212,14 +217,9 @@ class MetricsCollector:
         cost = (frames_ns + self._snapshot_ns) / 1000.0 / max(c["finished"], 1)
         return replace(snap, collection_us_per_frame=cost)
 
-    def summary(self) -> dict[str, Any]:
-        """The session's figures for summary.json (no recent-window or history entries)."""
-        snap = self.snapshot().to_dict()
-        for key in ("history", "model_queue", "playout_queue"):
-            snap.pop(key)
-        snap["stages_ms"] = {k: v["session"] for k, v in snap.pop("stages").items()}
-        snap["real_time_factor"] = snap.pop("real_time_factor_session")
-        return snap
+    def session_histograms(self) -> dict[str, Histogram]:
+        """Each stage's histogram over the whole session (live objects: read, don't write)."""
+        return {name: stage.session for name, stage in self._stages.items()}
 
     def _memory(self) -> MemoryStats:
         try:
@@ -227,10 +227,11 @@ class MetricsCollector:
         except psutil.Error:  # a sandbox that hides /proc: report what MLX knows
             rss = 0
         self._rss_peak = max(self._rss_peak, rss)
+        mlx = self.sources.model_memory()
         return MemoryStats(
-            mlx_active=mx.get_active_memory(),
-            mlx_peak=mx.get_peak_memory(),
-            mlx_cache=mx.get_cache_memory(),
+            mlx_active=mlx["active"],
+            mlx_peak=mlx["peak"],
+            mlx_cache=mlx["cache"],
             rss=rss,
             rss_peak=self._rss_peak,
         )

@@ -8,7 +8,9 @@ would be useless or could not finish never starts.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import huggingface_hub
 import requests
@@ -24,7 +26,9 @@ from huggingface_hub.errors import (
 
 from ..errors import CheckpointError, DownloadError, InsufficientDiskError, MissingFilesError
 from .catalogue import Preset
-from .safetensors_header import SafetensorsHeader, TensorInfo
+from .safetensors_reader import SafetensorsHeader, TensorInfo
+
+T = TypeVar("T")
 
 # Leave room for the OS and the hub's temporary `.incomplete` file naming.
 DISK_MARGIN_BYTES = 512 * 1024 * 1024
@@ -122,7 +126,7 @@ def remote_header(p: Preset, meta: object) -> SafetensorsHeader:
     )
 
 
-def _hub_call(p: Preset, name: str, fn, *args):
+def _hub_call(p: Preset, name: str, fn: Callable[..., T], *args: Any) -> T:
     where = f"{p.repo_id}/{name}"
     try:
         return fn(*args)

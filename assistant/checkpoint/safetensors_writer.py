@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..layout import TensorSpec
+from .layout import TensorSpec
 
 HeaderStyle = Literal["published", "mlx", "safetensors"]
 HEADER_STYLES: tuple[str, ...] = ("published", "mlx", "safetensors")
@@ -131,7 +131,7 @@ def write_safetensors(
             chunks = (data,) if isinstance(data, np.ndarray) else data
             got = 0
             for chunk in chunks:
-                buf = memoryview(np.ascontiguousarray(chunk)).cast("B")
+                buf = memoryview(np.ascontiguousarray(chunk).data).cast("B")
                 f.write(buf)
                 got += buf.nbytes
                 written += buf.nbytes

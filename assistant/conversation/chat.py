@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..audio.aec import EchoCanceller
-from ..audio.duplex import DuplexAudio, FileAudio
+from ..audio.duplex import DuplexAudio
+from ..audio.file_backend import FileAudio
+from ..audio.interface import AudioIO
 from ..audio.silence import SilenceDetector
-from ..dashboard.metrics import MetricsCollector, MetricSources
-from ..dashboard.model_card import ModelCard
+from ..checkpoint.resolve import CheckpointSpec, resolve
+from ..errors import CodecError
+from ..frames import FRAME_SAMPLES
 from ..paths import new_session_dir
-from ..voice.audio_files import FRAME_SAMPLES
+from ..telemetry.metrics import MetricsCollector, MetricSources
+from ..telemetry.model_card import ModelCard
+from ..telemetry.summary import SessionSummary
 from ..voice.codec import StreamingCodec
 from ..voice.engine import StreamingEngine
 from ..voice.loader import LoadedModel, load
-from ..voice.resolve import CheckpointSpec, resolve
+from ..voice.memory import memory_snapshot
 from ..voice.sampling import SamplingConfig
-from .lag import LagPolicy
-from .pipeline import ConversationLoop, LoopEvents, audio_counters
-from .records import FrameRecord
+from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
+from .loop import ConversationLoop, LoopEvents, audio_counters
 from .session import SessionWriter
 
 CODEC_WARMUP_FRAMES = 4  # like the reference client: first frames through Mimi are slow
@@ -51,21 +55,34 @@ class ChatSettings:
     realtime_files: bool = False  # pace file input at 80 ms frames instead of max speed
     echo_cancellation: bool = True
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    max_delay_ms: float = 500.0
+    max_delay_ms: float = DEFAULT_MAX_DELAY_MS
     duration_s: float | None = None
     check_memory: bool = True
     download: bool = True
     session_kind: str = "chat"
 
+    def __post_init__(self) -> None:
+        # Refused here, when the settings are made: before any file is read or device opened.
+        self.lag_policy  # noqa: B018  (validates max_delay_ms)
+
+    @property
+    def lag_policy(self) -> LagPolicy:
+        return LagPolicy(max_delay_ms=self.max_delay_ms)
+
 
 @dataclass
 class ChatOutcome:
     session: Path
-    stats: dict[str, Any]
+    summary: SessionSummary | None
     loaded: LoadedModel
     interrupted: bool = False
     error: BaseException | None = None
     recording_error: str | None = None
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The summary as summary.json holds it ({} if the loop never ran)."""
+        return {} if self.summary is None else self.summary.to_dict()
 
 
 class Chat:
@@ -84,7 +101,7 @@ class Chat:
         self.engine: StreamingEngine | None = None
         self.codec: StreamingCodec | None = None
         # Fed by the loop's frames; the dashboard and the session's exports read it.
-        self.metrics = MetricsCollector()
+        self.metrics = MetricsCollector(MetricSources(model_memory=memory_snapshot))
         self.muted = False
         self._mimi: Path | None = None
         self._loop: ConversationLoop | None = None
@@ -94,6 +111,14 @@ class Chat:
     def files_mode(self) -> bool:
         return self.settings.input_file is not None
 
+    @property
+    def card(self) -> ModelCard | None:
+        """The loaded model, as the dashboards and the summary describe it."""
+        loaded = self.loaded
+        if loaded is None:
+            return None
+        return ModelCard.from_report(loaded.report, loaded.load_seconds, loaded.memory.total)
+
     def prepare(self) -> LoadedModel:
         s = self.settings
         self.status("Checking the checkpoint ...")
@@ -101,8 +126,6 @@ class Chat:
         self.status(f"Loading {files.label} ...")
         self.loaded = load(files, check_memory=s.check_memory)
         if files.mimi is None:
-            from ..errors import CodecError
-
             raise CodecError(
                 "no Mimi codec file beside the model; pass --mimi-file", path=files.model
             )
@@ -155,8 +178,9 @@ class Chat:
             self.engine.reset()
         assert self.loaded is not None and self.engine is not None and self.codec is not None
         s, codec = self.settings, self.codec
-        audio: Any
+        audio: AudioIO
         if self.files_mode:
+            assert s.input_file is not None
             audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
         else:
             audio = DuplexAudio(s.input_device, s.output_device)
@@ -166,7 +190,8 @@ class Chat:
         self.metrics = MetricsCollector(
             MetricSources(
                 audio_counters=lambda: audio_counters(audio),
-                echo_reduction_db=lambda: getattr(echo, "echo_reduction_db", None),
+                echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
+                model_memory=memory_snapshot,
             )
         )
         audio.start()
@@ -178,14 +203,15 @@ class Chat:
             codec,
             self.engine,
             echo=echo,
-            policy=LagPolicy(max_delay_ms=s.max_delay_ms),
-            events=replace(self.events, on_frame=self._on_frame),
+            policy=s.lag_policy,
+            events=self.events,
             silence_check=silence,
-            output_latency_s=getattr(getattr(audio, "latency", None), "output_s", 0.0),
+            output_latency_s=audio.latency.output_s,
+            metrics=self.metrics,
         )
         session = SessionWriter(
             session_dir,
-            lambda: self._stats(loop, codec),
+            lambda: self._summary(loop, codec).to_dict(),
             echo_cancelled=echo is not None,
             metrics=self.metrics,
             t0=t0,
@@ -195,7 +221,7 @@ class Chat:
         self._loop = loop
         if self._stop_requested:
             loop.request_stop()
-        outcome = ChatOutcome(session=session_dir, stats={}, loaded=self.loaded)
+        outcome = ChatOutcome(session=session_dir, summary=None, loaded=self.loaded)
         try:
             loop.run(duration_s=s.duration_s)
         except KeyboardInterrupt:
@@ -209,21 +235,9 @@ class Chat:
             self.codec = None
             self._loop = None
             self._stop_requested = False
-        outcome.stats = self._stats(loop, codec)
+        outcome.summary = self._summary(loop, codec)
         outcome.recording_error = session.error
         return outcome
 
-    def _on_frame(self, record: FrameRecord) -> None:
-        self.metrics.on_frame(record)
-        if self.events.on_frame is not None:
-            self.events.on_frame(record)
-
-    def _stats(self, loop: ConversationLoop, codec: StreamingCodec) -> dict[str, Any]:
-        stats = loop.stats()
-        metrics = self.metrics.summary()
-        metrics.pop("audio")  # the loop's own has every audio counter
-        stats.update(metrics)
-        assert self.loaded is not None
-        stats["model"] = asdict(ModelCard.from_loaded(self.loaded))
-        stats["codec"] = asdict(codec.stats)
-        return stats
+    def _summary(self, loop: ConversationLoop, codec: StreamingCodec) -> SessionSummary:
+        return loop.summary(model=self.card, codec=asdict(codec.stats))

@@ -26,7 +26,8 @@ _COMPRESS = 2
 # Transformers after the encoder and before the decoder.
 _LAYERS, _FF = 8, 2048
 # Split residual vector quantizer: 1 semantic codebook + (n - 1) acoustic ones.
-_BINS, _CODE_DIM = 2048, 256
+MIMI_CODEBOOK_SIZE = 2048  # entries per codebook: codes are 0..2047
+_CODE_DIM = 256
 _FRAME_STRIDE = 2  # 25 Hz encoder output -> 12.5 Hz frames
 
 _CODEBOOK_RE = re.compile(r"^quantizer\.(rvq_first|rvq_rest)\.vq\.layers\.(\d+)\._codebook\.")
@@ -150,8 +151,8 @@ def _quantizer(num_codebooks: int) -> Iterator[TensorSpec]:
         for i in range(count):
             c = f"{p}.vq.layers.{i}._codebook"
             yield _f32(f"{c}._initialized", 1)
-            yield _f32(f"{c}.cluster_usage", _BINS)
-            yield _f32(f"{c}.embedding_sum", _BINS, _CODE_DIM)
+            yield _f32(f"{c}.cluster_usage", MIMI_CODEBOOK_SIZE)
+            yield _f32(f"{c}.embedding_sum", MIMI_CODEBOOK_SIZE, _CODE_DIM)
 
 
 def _tensors(num_codebooks: int) -> Iterator[TensorSpec]:

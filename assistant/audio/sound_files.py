@@ -1,4 +1,5 @@
-"""Reading and writing audio files at Moshi's rate (24 kHz mono float32)."""
+"""Sound files at Moshi's rate (24 kHz mono float32): read any format, write WAV, split
+into frames. (`file_backend.FileAudio` is the loop's audio backend over such files.)"""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import numpy as np
 import sphn
 
 from ..errors import AudioError
-
-SAMPLE_RATE = 24_000
-FRAME_SAMPLES = 1_920  # one 80 ms frame at 24 kHz
-FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 
 
 def read_audio(path: str | Path) -> np.ndarray:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError
-from ..voice.audio_files import FRAME_SAMPLES, FRAME_SECONDS, frames, read_audio
+from ..frames import FRAME_SAMPLES, FRAME_SECONDS
 from .buffers import AudioCounters, CapturedFrame, PlayedChunk
 from .interface import StreamLatency
+from .sound_files import frames, read_audio
 from .wav_writer import StreamingWavWriter
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, MissingFilesError, UsageError
 from .catalogue import Preset, find_preset, preset
-from .safetensors_header import read_header
+from .safetensors_reader import read_header
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def from_folder(
     folder: Path, *, quant: str | None = None, model: Path | None = None
 ) -> CheckpointFiles:
     """Classify a folder's files by their headers, not their names."""
-    models, mimis = [], []
+    models: list[Path] = []
+    mimis: list[Path] = []
     for f in sorted(folder.glob("*.safetensors")):
         if model is not None and f == model:
             continue
@@ -158,8 +159,10 @@ def from_hub(p: Preset, *, download: bool) -> CheckpointFiles:
             f"(in {hub.cache_dir()}). Run `assistant download --voice {p.voice} --quant {p.quant}` "
             "on a machine with internet access, or put the files in a folder and pass that folder"
         )
+    model = paths[p.model_file]
+    assert model is not None  # not missing
     return CheckpointFiles(
-        model=paths[p.model_file],
+        model=model,
         mimi=paths[p.mimi_file],
         text_tokenizer=paths[p.text_tokenizer_file],
         preset=p,

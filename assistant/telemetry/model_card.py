@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..voice.loader import LoadedModel
+from ..checkpoint.validate import CheckpointReport
 
 
 @dataclass(frozen=True)
@@ -25,9 +23,13 @@ class ModelCard:
     memory_estimate: int  # bytes: weights, KV cache, codec and margin
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel) -> ModelCard:
-        info = loaded.report.model
-        preset = loaded.report.files.preset
+    def from_report(
+        cls, report: CheckpointReport, load_seconds: float, memory_estimate: int
+    ) -> ModelCard:
+        """The card of a checkpoint loaded in `load_seconds`, estimated to need
+        `memory_estimate` bytes."""
+        info = report.model
+        preset = report.files.preset
         q = info.quantization
         return cls(
             # A folder's name says more than "model.safetensors".
@@ -39,8 +41,8 @@ class ModelCard:
             bits_per_weight=info.bits_per_weight,
             file_size=info.file_size,
             parameters=info.parameter_count,
-            load_seconds=loaded.load_seconds,
-            memory_estimate=loaded.memory.total,
+            load_seconds=load_seconds,
+            memory_estimate=memory_estimate,
         )
 
     def line(self) -> str:

@@ -1,7 +1,8 @@
 """Moshi's architecture, in the JSON format moshi itself uses for `config.json`.
 
 The published MLX repos ship no config, so the built-in `moshiko v0.1` preset stands in for one;
-either way the config is checked against the tensors before anything is built (see `inspect`).
+either way the config is checked against the tensors before anything is built (see
+`inspection`). No MLX here: `voice.lm_config` translates a config into moshi_mlx's.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
-
-from moshi_mlx.models.lm import DepFormerConfig, LmConfig
-from moshi_mlx.modules.transformer import TransformerConfig
 
 from ..errors import ConfigError
 
@@ -178,67 +176,12 @@ class MoshiConfig:
         if problems:
             raise ConfigError("; ".join(problems), path=source)
 
-    def to_lm_config(self) -> LmConfig:
-        """moshi_mlx's LmConfig for this architecture (built field by field, nothing guessed)."""
-        main = transformer_config(
-            self.dim, self.num_heads, self.num_layers, self.main_ff, self.context, self.max_period
-        )
-        main.positional_embedding = self.positional_embedding
-        dep = transformer_config(
-            self.depformer_dim,
-            self.depformer_num_heads,
-            self.depformer_num_layers,
-            self.depformer_dim_feedforward,
-            self.depformer_context,
-            self.depformer_max_period,
-        )
-        dep.positional_embedding = self.depformer_pos_emb
-        return LmConfig(
-            transformer=main,
-            depformer=DepFormerConfig(transformer=dep, num_slices=self.dep_q),
-            text_in_vocab_size=self.text_in_vocab,
-            text_out_vocab_size=self.text_card,
-            audio_vocab_size=self.audio_in_vocab,
-            audio_codebooks=self.n_q,
-            audio_delays=list(self.delays[1:]),
-            conditioners={},
-        )
-
 
 def mlp_hidden(d_model: int, dim_feedforward: int) -> int:
     """Width of the gated MLP's hidden layer, exactly as moshi_mlx's MlpGating computes it."""
     if dim_feedforward == 4 * d_model:
         return 11 * d_model // 4
     return 2 * dim_feedforward // 3
-
-
-def transformer_config(
-    d: int, heads: int, layers: int, ff: int, context: int, period: int
-) -> TransformerConfig:
-    """moshi_mlx's transformer recipe for Moshi: RoPE, gated SiLU MLP, RMSNorm, no biases."""
-    return TransformerConfig(
-        d_model=d,
-        num_heads=heads,
-        num_layers=layers,
-        dim_feedforward=ff,
-        causal=True,
-        norm_first=True,
-        bias_ff=False,
-        bias_attn=False,
-        layer_scale=None,
-        context=context,
-        max_period=period,
-        use_conv_block=False,
-        use_conv_bias=True,
-        cross_attention=False,
-        gating=True,
-        norm="rms_norm",
-        positional_embedding="rope",
-        conv_layout=False,
-        conv_kernel_size=3,
-        kv_repeat=1,
-        max_seq_len=4096,
-    )
 
 
 def _reject_unsupported(data: dict[str, Any], source: str | Path) -> None:

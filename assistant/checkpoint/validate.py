@@ -14,7 +14,7 @@ from ..errors import (
 )
 from .inspection import ModelInfo, inspect_model
 from .resolve import CheckpointFiles
-from .safetensors_header import read_header
+from .safetensors_reader import read_header
 
 
 @dataclass

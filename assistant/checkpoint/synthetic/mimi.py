@@ -16,10 +16,10 @@ import numpy as np
 
 from ..layout import TensorSpec
 from ..mimi_layout import PUBLISHED_CODEBOOKS, mimi_tensors
-from .safetensors_writer import Progress, planned_size, write_safetensors
+from ..safetensors_writer import HeaderStyle, Progress, planned_size, write_safetensors
 
 # The published file was written by PyTorch's safetensors: that header style gives its size.
-MIMI_HEADER_STYLE = "safetensors"
+MIMI_HEADER_STYLE: HeaderStyle = "safetensors"
 _CHUNK = 16 * 1024 * 1024
 _LAYER_SCALE = 0.01  # the trained model's initial layer scale; keeps residual branches small
 

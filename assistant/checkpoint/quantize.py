@@ -6,25 +6,41 @@ biases of `mx.quantize` and leaves the RMSNorms alone. Here the same `mx.quantiz
 weight at a time, from the source file (loaded lazily) straight into the destination, written
 in the published header style with names sorted, so memory stays about one tensor whatever the
 model size and the result holds exactly `expected_tensors(config, quant)`.
+
+MLX is imported only when weights are quantized (`mx.quantize` itself, so the bytes are
+MLX's), never on import: the checkpoint package stays MLX-free.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlx.core as mx
 import numpy as np
 
 from ..errors import CheckpointError, UsageError
-from .config import MoshiConfig
+from .catalogue import CONFIG_FILE, MIMI_FILE, TEXT_TOKENIZER_FILE
+from .config import PRESET_CONFIGS, MoshiConfig
 from .inspection import ModelInfo, bits_claimed_by_name, inspect_model
 from .layout import Quantization, TensorSpec, expected_tensors, linears, quantization_fits
-from .resolve import CheckpointFiles
-from .synthetic.safetensors_writer import Progress, write_safetensors
-from .validate import CheckpointReport, require_valid
+from .resolve import CheckpointFiles, CheckpointSpec, resolve
+from .safetensors_writer import write_safetensors
+from .synthetic.lm import lm_file_size
+from .validate import CheckpointReport, inspect_checkpoint, require_valid
+from .writing import (
+    CheckpointFolder,
+    Job,
+    Progress,
+    check_disk,
+    link_or_copy,
+    model_filename,
+    run_jobs,
+    same_content,
+)
 
-CONFIG_FILENAME = "config.json"
+if TYPE_CHECKING:
+    import mlx.core as mx
 
 
 def quantize_checkpoint(
@@ -44,7 +60,7 @@ def quantize_checkpoint(
     `progress(done, total)` counts bytes written.
     """
     src, dst = Path(src_model_file), Path(dst_model_file)
-    if config_file is None and (beside := src.parent / CONFIG_FILENAME).is_file():
+    if config_file is None and (beside := src.parent / CONFIG_FILE).is_file():
         config_file = beside
     info = check_source(inspect_model(src, config_file))
     check_target(info, dst, quant)
@@ -115,6 +131,9 @@ class _Quantizer:
     """
 
     def __init__(self, path: Path, quant: Quantization, quantized: set[str]) -> None:
+        import mlx.core as mx
+
+        self.mx = mx
         self.quant = quant
         self.quantized = quantized  # module names whose weight is quantized
         self.weights = mx.load(str(path), format="safetensors")  # lazy: read when evaluated
@@ -126,8 +145,8 @@ class _Quantizer:
             return _numpy(self.weights.pop(spec.name))
         if module not in self.pending:
             weight = self.weights.pop(f"{module}.weight")
-            wq, scales, biases = mx.quantize(weight, self.quant.group_size, self.quant.bits)
-            mx.eval(wq, scales, biases)
+            wq, scales, biases = self.mx.quantize(weight, self.quant.group_size, self.quant.bits)
+            self.mx.eval(wq, scales, biases)
             self.pending[module] = {"weight": wq, "scales": scales, "biases": biases}
         parts = self.pending[module]
         data = parts.pop(part)
@@ -138,6 +157,75 @@ class _Quantizer:
 
 def _numpy(a: mx.array) -> np.ndarray:
     """The array's bytes as numpy (bf16 travels as its uint16 bits: numpy has no bfloat16)."""
+    import mlx.core as mx
+
     if a.dtype == mx.bfloat16:
         a = a.view(mx.uint16)
     return np.array(a, copy=False)
+
+
+def quantize_folder(
+    folder: str | Path,
+    source: str | Path,
+    quant: Quantization,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> CheckpointFolder:
+    """Write the bf16 checkpoint `source` quantized to `quant` into `folder`; returns its paths.
+
+    `source` is a checkpoint folder (its `model.safetensors` when it holds several models), a
+    model file (its folder supplies the rest) or a cached preset such as `moshiko-bf16`. The
+    model is quantized as the published q4/q8 were (`quantize.quantize_weights`); the source's
+    Mimi codec, text tokenizer and config.json are hard-linked (or copied) in under the
+    published names. Every header is checked before anything is written. The model is always
+    rewritten (a file of the right size may come from another source); companions already
+    identical to the source's are kept unless `overwrite`.
+    """
+    files = resolve(CheckpointSpec(target=str(source), quant="bf16"))
+    report = inspect_checkpoint(files)
+    info = check_source(report.model)
+    require_valid(report)  # the Mimi codec and text tokenizer too
+    folder = Path(folder)
+    model = folder / model_filename(quant)
+    check_target(info, model, quant)
+    config = info.config
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def quantize(dest: Path, cb: Progress) -> None:
+        quantize_weights(files.model, dest, config, quant, cb)
+
+    jobs = [Job(model, lm_file_size(config, quant), quantize)]
+    copies = {
+        MIMI_FILE: files.mimi,
+        TEXT_TOKENIZER_FILE: files.text_tokenizer,
+        CONFIG_FILE: files.config,
+    }
+    for name, src in copies.items():
+        if src is not None and (overwrite or not same_content(src, folder / name)):
+
+            def copy(dest: Path, _progress: Progress, src: Path = src) -> None:
+                link_or_copy(src, dest)
+
+            jobs.append(Job(folder / name, src.stat().st_size, copy))
+    if files.config is None:
+        # No config.json means moshiko v0.1: another architecture's config must not stay.
+        (folder / CONFIG_FILE).unlink(missing_ok=True)
+    check_disk(jobs, None)
+    run_jobs(jobs, progress)
+
+    def copied(name: str) -> Path | None:
+        return None if copies[name] is None else folder / name
+
+    return CheckpointFolder(
+        folder=folder,
+        config_name=next((n for n, c in PRESET_CONFIGS.items() if c == config), "custom"),
+        config=config,
+        quant=quant,
+        model=model,
+        mimi=copied(MIMI_FILE),
+        text_tokenizer=copied(TEXT_TOKENIZER_FILE),
+        config_file=copied(CONFIG_FILE),
+        written=tuple(job.path for job in jobs),
+        source=files.model,
+    )

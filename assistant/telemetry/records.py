@@ -58,7 +58,6 @@ class LoopCounters:
     frames_played: int = 0
     dropped_input: int = 0  # user frames dropped before the model to bound the delay
     dropped_output: int = 0  # Moshi frames dropped before the speaker to bound the delay
-    codec_rollovers: int = 0
     errors: list[str] = field(default_factory=list)
 
 

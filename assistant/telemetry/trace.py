@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from ..conversation.records import FrameRecord
 from .metrics import Snapshot
+from .records import FrameRecord
 
 PID = 1
 TRACKS = {"encoder": 1, "model": 2, "decoder": 3, "lag": 4}

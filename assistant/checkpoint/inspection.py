@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import CheckpointError, UnsupportedQuantizationError
 from .config import MOSHIKO_V0_1, MoshiConfig
 from .layout import Quantization, expected_tensors, quantization_fits
-from .safetensors_header import SafetensorsHeader, read_header
+from .safetensors_reader import SafetensorsHeader, read_header
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize accepts in MLX 0.26
 SUPPORTED_GROUPS = (32, 64, 128)

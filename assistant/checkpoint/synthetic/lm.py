@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import MoshiConfig
 from ..layout import BF16, U32, Quantization, TensorSpec, expected_tensors
-from .safetensors_writer import HeaderStyle, Progress, WriteResult, planned_size, write_safetensors
+from ..safetensors_writer import HeaderStyle, Progress, WriteResult, planned_size, write_safetensors
 
 # Elements generated at once: bounds memory (~64 MB of float32) whatever the tensor size.
 CHUNK_ELEMENTS = 16 * 1024 * 1024

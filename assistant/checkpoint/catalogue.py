@@ -12,6 +12,8 @@ QUANTS = ("q4", "q8", "bf16")
 
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TEXT_TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
+# Not published (the repos ship no config): where a folder of ours keeps a non-moshiko config.
+CONFIG_FILE = "config.json"
 MIMI_SIZE = PUBLISHED_MIMI_BYTES
 
 # Published model file sizes in bytes (q4, q8 measured). bf16 is the size our synthetic writer
