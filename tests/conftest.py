@@ -49,7 +49,8 @@ def tiny_checkpoint(
 ) -> Callable[[str], Path]:
     """`tiny_checkpoint("q4" | "q8" | "bf16")` -> a tiny-config checkpoint folder laid out like
     a published repo, made once per label. Copy it before modifying anything inside."""
-    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint, parse_quant
+    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
+    from assistant.checkpoint.writing import parse_quant
 
     folders: dict[str, Path] = {}
 

@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.numpy import save as st_save
 from typer.testing import CliRunner
 
+from assistant.checkpoint import writing
 from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
 from assistant.checkpoint.layout import Q4, Q8, TensorSpec, expected_tensors
 from assistant.checkpoint.mimi_layout import (
@@ -140,8 +141,8 @@ def test_tiny_lm_loads_strictly_and_steps_finite(tiny_checkpoint, label: str) ->
     from moshi_mlx.utils.sampling import Sampler
 
     folder = tiny_checkpoint(label)
-    quant = ckpt.parse_quant(label)
-    path = folder / ckpt.model_filename(quant)
+    quant = writing.parse_quant(label)
+    path = folder / writing.model_filename(quant)
     assert path.stat().st_size == lm_file_size(TINY, quant)
     model = build_model(TINY, quant)
     model.load_weights(str(path), strict=True)
@@ -279,7 +280,7 @@ def test_refuses_before_writing_when_the_disk_is_too_small(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda p: usage._replace(free=10**9))
+    monkeypatch.setattr(writing.shutil, "disk_usage", lambda p: usage._replace(free=10**9))
     with pytest.raises(InsufficientDiskError) as info:
         ckpt.make_checkpoint(tmp_path, config_name="moshiko-v0.1", quant=Q4)
     message = str(info.value)
@@ -289,7 +290,7 @@ def test_refuses_before_writing_when_the_disk_is_too_small(
 
 def test_unknown_names_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="q4, q8, bf16"):
-        ckpt.parse_quant("q3")
+        writing.parse_quant("q3")
     with pytest.raises(UsageError, match="tiny"):
         ckpt.make_checkpoint(tmp_path, config_name="huge", quant=Q4)
 
@@ -310,7 +311,8 @@ def test_cli_make_checkpoint(tmp_path: Path) -> None:
 _FULL_WRITE = textwrap.dedent(
     """
     import json, pathlib, resource, sys, time
-    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint, parse_quant
+    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
+    from assistant.checkpoint.writing import parse_quant
 
     def peak_rss_kib():
         # ru_maxrss survives execve on Linux, so a child of a big pytest process would report
