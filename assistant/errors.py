@@ -46,7 +46,7 @@ class MismatchError(CheckpointError):
         super().__init__(
             f"weights do not match the architecture: {shown}{more}",
             path=path,
-            hint="run `assistant info` on it to list every mismatch",
+            hint="`assistant info --json` lists every mismatch",
         )
 
 
@@ -98,6 +98,10 @@ class SettingError(UsageError, ValueError):
 
 class SamplingConfigError(UsageError, ValueError):
     """A sampling setting out of range (negative temperature or top-k)."""
+
+
+class StorageError(AssistantError):
+    """The data folder (session recordings, the log) cannot be created or written."""
 
 
 class AudioError(AssistantError):

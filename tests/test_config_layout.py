@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlx.core as mx
@@ -72,9 +73,23 @@ def test_accepts_moshi_keys_it_does_not_need() -> None:
     [
         ({"dim": None}, "missing keys: dim"),
         ({"num_layers": "32"}, "'num_layers' must be an integer"),
-        ({"hidden_scale": True}, "'hidden_scale' must be a number"),
+        ({"hidden_scale": True}, "'hidden_scale' must be a finite number"),
         ({"delays": [0, 1]}, "'delays' has 2 entries"),
-        ({"num_heads": 7}, "not a multiple of num_heads"),
+        ({"num_heads": 7}, "not num_heads 7 times an even head size"),
+        ({"num_heads": 1024, "dim": 1024}, "not num_heads 1024 times an even head size"),
+        # Absurd sizes are refused by range, before anything is built or listed.
+        ({"num_layers": 10**9}, "'num_layers' must be 1..256, got 1,000,000,000"),
+        ({"num_layers": 10**5}, "'num_layers' must be 1..256"),
+        ({"dim": -4096}, "'dim' must be 1..65,536"),
+        ({"context": 0}, "'context' must be 1..1,000,000"),
+        ({"text_card": 10**30}, "'text_card' must be 1..1,048,576"),
+        ({"dep_q": 40, "n_q": 48}, "'dep_q' must be 1..32"),
+        ({"hidden_scale": 1e6}, "'hidden_scale' must be in (0, 64]"),
+        ({"hidden_scale": 1e-9}, "MLP widths"),
+        ({"delays": [0] + [10**9] * 16}, "'delays' must be 0..250 frames each"),
+        ({"delays": [0] + [True] * 16}, "'delays' must be a list of integers"),
+        ({"existing_text_padding_id": 32000}, "outside the text vocabulary"),
+        ({"norm": 3}, "uses norm 3"),
         ({"conditioners": {"x": {}}}, "conditioners"),
         ({"cross_attention": True}, "cross-attention"),
         ({"wat": 1}, "unknown keys: wat"),
@@ -94,6 +109,49 @@ def test_bad_configs_name_the_file_and_the_problem(
     with pytest.raises(ConfigError) as info:
         MoshiConfig.from_file(path)
     assert str(info.value).startswith(str(path)) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('{"dim": NaN}', "non-finite number NaN"),
+        ('{"dim": Infinity}', "non-finite number Infinity"),
+        ('{"hidden_scale": 1e999}', "number 1e999 is out of range"),
+        ('{"dim": 1, "dim": 2}', "key 'dim' appears twice"),
+        ("[" * 50_000 + "]" * 50_000, "nested 50000 levels deep"),
+        ("[1, 2]", "expected a JSON object"),
+        ('"moshi"', "expected a JSON object"),
+    ],
+)
+def test_config_json_is_parsed_strictly(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        MoshiConfig.from_file(path)
+    assert str(info.value).startswith(str(path)) and fragment in str(info.value), info.value
+
+
+def test_config_values_must_be_finite(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    data = json.dumps(MOSHIKO_V0_1.to_dict()).replace(
+        '"hidden_scale": 4.125', '"hidden_scale": NaN'
+    )
+    path.write_text(data)
+    with pytest.raises(ConfigError, match="non-finite number NaN"):
+        MoshiConfig.from_file(path)
+    with pytest.raises(ConfigError, match="'hidden_scale' must be a finite number, got nan"):
+        MoshiConfig.from_dict(MOSHIKO_V0_1.to_dict() | {"hidden_scale": float("nan")})
+
+
+def test_config_that_is_not_a_regular_file_or_too_big(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="named pipe"):
+        MoshiConfig.from_file(fifo)  # would block forever if opened for reading blindly
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (2 << 20))
+    with pytest.raises(ConfigError, match="too large"):
+        MoshiConfig.from_file(big)
 
 
 def test_config_that_is_not_json(tmp_path: Path) -> None:

@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
-from assistant.checkpoint.inspection import bits_claimed_by_name, inspect_model
+from assistant.checkpoint.inspection import (
+    MAX_PROBLEMS_LISTED,
+    bits_claimed_by_name,
+    compare,
+    inspect_model,
+)
 from assistant.checkpoint.layout import Quantization, TensorSpec, expected_tensors
+from assistant.checkpoint.safetensors_reader import read_header
 from assistant.errors import CheckpointError, UnsupportedQuantizationError
 from tests.helpers import write_sparse
 
@@ -62,16 +68,19 @@ def test_q4_file_named_q8_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_tiny_weights_against_moshiko_config_list_every_mismatch(tmp_path: Path) -> None:
-    info = inspect_model(
-        write_sparse(tmp_path / "model.q4.safetensors", expected_tensors(TINY, Q4))
-    )
+    path = write_sparse(tmp_path / "model.q4.safetensors", expected_tensors(TINY, Q4))
+    info = inspect_model(path)
     assert "num_layers: config says 32, tensors have 2" in info.problems
     assert "dim: config says 4096, tensors have 256" in info.problems
-    assert "missing tensor transformer.layers.31.norm1.weight" in info.problems
+    assert "missing tensor depformer.slices.0.transformer.layers.5.norm1.weight" in info.problems
     assert any(
         p.startswith("out_norm.weight: expected BF16[4096], found BF16[256]") for p in info.problems
     )
-    assert len(info.problems) > 100
+    # Listed up to a bound, the rest counted: a file of another architecture stays readable.
+    assert len(info.problems) == MAX_PROBLEMS_LISTED
+    every = compare(MOSHIKO_V0_1, Q4, read_header(path), limit=None)
+    assert info.problems[-1] == f"... and {len(every) - MAX_PROBLEMS_LISTED + 1:,} more not listed"
+    assert info.problems[:-1] == every[: MAX_PROBLEMS_LISTED - 1]
 
 
 def test_config_json_beside_the_weights(tmp_path: Path) -> None:

@@ -9,14 +9,14 @@ import numpy as np
 import sphn
 
 from ..errors import AudioError
+from ..files import require_regular
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 
 
 def read_audio(path: str | Path) -> np.ndarray:
     """Any file sphn can decode (wav, mp3, flac, ogg...), resampled to 24 kHz and mixed to mono."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError("no such audio file", path=path)
+    require_regular(path, AudioError, what="audio file")  # sphn opens it: never a FIFO
     try:
         data, _ = sphn.read(str(path), sample_rate=SAMPLE_RATE)
     except Exception as e:  # sphn raises plain Exceptions from Rust for undecodable input

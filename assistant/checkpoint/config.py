@@ -8,11 +8,40 @@ either way the config is checked against the tensors before anything is built (s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import read_regular
+from .strict_json import load_strict
+
+# moshi's configs are a few hundred bytes, a few levels deep (lm_gen_config, conditioners).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 16
+
+# What any model this runtime could ever hold stays within (moshiko's values in brackets).
+# Checked before anything is built or even listed, so an absurd config is refused at once.
+LIMITS: dict[str, tuple[int, int]] = {
+    "dim": (1, 65_536),  # [4096]
+    "num_heads": (1, 1024),  # [32]
+    "num_layers": (1, 256),  # [32]
+    "context": (1, 1_000_000),  # [3000] steps of 80 ms
+    "max_period": (1, 10**9),  # [10000] (RoPE base)
+    "text_card": (1, 1 << 20),  # [32000]
+    "card": (1, 65_536),  # [2048]
+    "n_q": (1, 64),  # [16]
+    "dep_q": (1, 32),  # [8]: Mimi has 32 codebooks
+    "depformer_dim": (1, 65_536),  # [1024]
+    "depformer_dim_feedforward": (1, 1 << 20),  # [4224]
+    "depformer_num_heads": (1, 1024),  # [16]
+    "depformer_num_layers": (1, 64),  # [6]
+    "depformer_context": (1, 1_000_000),  # [8]
+    "depformer_max_period": (1, 10**9),  # [10000]
+}
+MAX_HIDDEN_SCALE = 64.0  # [4.125]
+MAX_DELAY = 250  # frames (20 s) [1]
 
 # Keys moshi writes into its configs that do not change the tensors we load.
 _IGNORED_KEYS = {
@@ -114,15 +143,21 @@ class MoshiConfig:
                 continue
             value = data[name]
             if name == "delays":
-                if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                if not isinstance(value, list) or not all(_is_int(v) for v in value):
                     raise ConfigError("'delays' must be a list of integers", path=source)
                 value = tuple(value)
-            elif f.type == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise ConfigError(f"'{name}' must be an integer, got {value!r}", path=source)
+            elif f.type == "int" and not _is_int(value):
+                raise ConfigError(f"'{name}' must be an integer, got {_shown(value)}", path=source)
             elif f.type == "float" and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
             ):
-                raise ConfigError(f"'{name}' must be a number, got {value!r}", path=source)
+                raise ConfigError(
+                    f"'{name}' must be a finite number, got {_shown(value)}", path=source
+                )
+            elif f.type == "str" and not isinstance(value, str):
+                raise ConfigError(f"'{name}' must be a string, got {_shown(value)}", path=source)
             values[name] = value
         unknown = set(data) - set(known) - _IGNORED_KEYS
         if unknown:
@@ -134,14 +169,10 @@ class MoshiConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> MoshiConfig:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError("no such file", path=path) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read: {e}", path=path) from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"not valid JSON: {e.msg} at line {e.lineno}", path=path) from None
+        raw = read_regular(path, MAX_CONFIG_BYTES, ConfigError)
+        data = load_strict(
+            raw, max_depth=MAX_CONFIG_DEPTH, error=ConfigError, path=path, what="not a valid config"
+        )
         return cls.from_dict(data, source=path)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,14 +184,33 @@ class MoshiConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     def check(self, source: str | Path = "config") -> None:
-        """Internal consistency: sizes that must agree before any tensor is looked at."""
+        """Ranges first (so nothing absurd is ever allocated or listed), then the sizes that
+        must agree before any tensor is looked at."""
+        ranges = []
+        for name, (low, high) in LIMITS.items():
+            if not low <= getattr(self, name) <= high:
+                ranges.append(f"'{name}' must be {low}..{high:,}, got {getattr(self, name):,}")
+        if not 0 < self.hidden_scale <= MAX_HIDDEN_SCALE:
+            ranges.append(f"'hidden_scale' must be in (0, {MAX_HIDDEN_SCALE:g}]")
+        if not all(0 <= d <= MAX_DELAY for d in self.delays):
+            ranges.append(f"'delays' must be 0..{MAX_DELAY} frames each")
+        if ranges:
+            raise ConfigError("; ".join(ranges[:3]), path=source)
         problems = []
-        for name in ("dim", "num_heads", "num_layers", "context", "text_card", "card", "n_q"):
-            if getattr(self, name) <= 0:
-                problems.append(f"'{name}' must be positive")
-        if self.dim % max(self.num_heads, 1):
-            problems.append(f"dim {self.dim} is not a multiple of num_heads {self.num_heads}")
-        if self.depformer_dim % max(self.depformer_num_heads, 1):
+        if not 0 <= self.existing_text_padding_id < self.text_card:
+            problems.append(
+                f"'existing_text_padding_id' {self.existing_text_padding_id} is outside the "
+                f"text vocabulary (0..{self.text_card - 1})"
+            )
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+            problems.append(
+                f"dim {self.dim} is not num_heads {self.num_heads} times an even head size"
+            )
+        if self.main_hidden < 1 or self.depformer_hidden < 1:
+            problems.append("the MLP widths (hidden_scale, depformer_dim_feedforward) are zero")
+        if self.n_q - self.dep_q > LIMITS["dep_q"][1]:
+            problems.append(f"n_q - dep_q = {self.n_q - self.dep_q} user codebooks; Mimi has 32")
+        if self.depformer_dim % self.depformer_num_heads:
             problems.append(
                 f"depformer_dim {self.depformer_dim} is not a multiple of "
                 f"depformer_num_heads {self.depformer_num_heads}"
@@ -175,6 +225,16 @@ class MoshiConfig:
             problems.append("'delays' must start with 0 (the text stream) and be non-negative")
         if problems:
             raise ConfigError("; ".join(problems), path=source)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A value for an error line: short, whatever it is."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def mlp_hidden(d_model: int, dim_feedforward: int) -> int:

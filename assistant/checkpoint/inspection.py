@@ -24,6 +24,8 @@ SUPPORTED_GROUPS = (32, 64, 128)
 _PROBE = "transformer.layers.0.self_attn.in_proj"
 _PROBE_NORM = "transformer.layers.0.norm1.weight"
 _FLOAT_DTYPES = ("BF16", "F16", "F32")
+# A file of another architecture differs in thousands of tensors: list enough to act on.
+MAX_PROBLEMS_LISTED = 1000
 
 
 @dataclass
@@ -79,6 +81,11 @@ def detect_quantization(header: SafetensorsHeader) -> Quantization | None:
             f"not a Moshi model file: no '{_PROBE}.weight' / '{_PROBE_NORM}' tensors",
             path=header.path,
         )
+    if len(norm.shape) != 1 or norm.shape[0] == 0:
+        raise CheckpointError(
+            f"'{_PROBE_NORM}' has shape {list(norm.shape)}; a norm weight is one non-empty row",
+            path=header.path,
+        )
     width = norm.shape[0]
     if weight.dtype in _FLOAT_DTYPES:
         return None
@@ -124,21 +131,27 @@ def dimensions_in_tensors(header: SafetensorsHeader) -> dict[str, int]:
         "dep_q": count(r"depformer\.slices\.(\d+)\."),
         "depformer_num_layers": count(r"depformer\.slices\.0\.transformer\.layers\.(\d+)\."),
     }
-    if "out_norm.weight" in t:
-        found["dim"] = t["out_norm.weight"].shape[0]
-    dep_norm = t.get("depformer.slices.0.transformer.layers.0.norm1.weight")
-    if dep_norm is not None:
-        found["depformer_dim"] = dep_norm.shape[0]
-    for key, name in (("text_card", "text_linear"), ("card", "depformer.slices.0.linear_out")):
-        if f"{name}.weight" in t:
-            found[key] = t[f"{name}.weight"].shape[0]
+    sizes = (
+        ("dim", "out_norm.weight"),
+        ("depformer_dim", "depformer.slices.0.transformer.layers.0.norm1.weight"),
+        ("text_card", "text_linear.weight"),
+        ("card", "depformer.slices.0.linear_out.weight"),
+    )
+    for key, name in sizes:
+        tensor = t.get(name)
+        if tensor is not None and tensor.shape:  # a scalar is reported as a shape mismatch
+            found[key] = tensor.shape[0]
     return found
 
 
 def compare(
-    config: MoshiConfig, quant: Quantization | None, header: SafetensorsHeader
+    config: MoshiConfig,
+    quant: Quantization | None,
+    header: SafetensorsHeader,
+    limit: int | None = MAX_PROBLEMS_LISTED,
 ) -> list[str]:
-    """Every way the file differs from what `config` + `quant` require, summary first."""
+    """Every way the file differs from what `config` + `quant` require, summary first; past
+    `limit` entries the rest are counted in one last line."""
     problems = []
     for key, value in dimensions_in_tensors(header).items():
         expected = getattr(config, key)
@@ -148,17 +161,25 @@ def compare(
         problems.extend(quantization_fits(config, quant))
     expected = expected_tensors(config, quant)
     actual = header.tensors
-    for name in sorted(set(expected) - set(actual)):
-        problems.append(f"missing tensor {name}")
-    for name in sorted(set(actual) - set(expected)):
-        problems.append(f"unexpected tensor {name}")
+    # Wrong shapes and dtypes first: they say the most about what the file really is.
     for name in sorted(set(expected) & set(actual)):
         e, a = expected[name], actual[name]
         if e.shape != a.shape or e.dtype != a.dtype:
             problems.append(
                 f"{name}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
             )
-    return problems
+    for name in sorted(set(expected) - set(actual)):
+        problems.append(f"missing tensor {name}")
+    for name in sorted(set(actual) - set(expected)):
+        problems.append(f"unexpected tensor {name}")
+    return bounded(problems, limit)
+
+
+def bounded(problems: list[str], limit: int | None) -> list[str]:
+    """At most `limit` problems, the last line counting those left out."""
+    if limit is None or len(problems) <= limit:
+        return problems
+    return [*problems[: limit - 1], f"... and {len(problems) - limit + 1:,} more not listed"]
 
 
 def bits_claimed_by_name(path: Path) -> int | None:

@@ -7,11 +7,20 @@ is reported with the exact names missing and how to get them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, MissingFilesError, UsageError
-from .catalogue import Preset, find_preset, preset
+from ..errors import (
+    CheckpointError,
+    CodecError,
+    ConfigError,
+    MissingFilesError,
+    TokenizerError,
+    UsageError,
+)
+from ..files import require_regular
+from .catalogue import CONFIG_FILE, Preset, find_preset, preset
 from .safetensors_reader import read_header
 
 
@@ -65,13 +74,13 @@ def resolve(spec: CheckpointSpec, *, download: bool = False) -> CheckpointFiles:
         found = from_hub(preset(spec.voice, spec.quant or "q4"), download=download)
     return CheckpointFiles(
         model=found.model,
-        mimi=_existing(spec.mimi_file) if spec.mimi_file else found.mimi,
+        mimi=_existing(spec.mimi_file, CodecError) if spec.mimi_file else found.mimi,
         text_tokenizer=(
-            _existing(spec.text_tokenizer_file)
+            _existing(spec.text_tokenizer_file, TokenizerError)
             if spec.text_tokenizer_file
             else found.text_tokenizer
         ),
-        config=_existing(spec.config_file) if spec.config_file else found.config,
+        config=_existing(spec.config_file, ConfigError) if spec.config_file else found.config,
         preset=found.preset,
     )
 
@@ -88,16 +97,27 @@ def from_folder(
     """Classify a folder's files by their headers, not their names."""
     models: list[Path] = []
     mimis: list[Path] = []
+    unreadable: list[CheckpointError] = []
     for f in sorted(folder.glob("*.safetensors")):
         if model is not None and f == model:
             continue
-        kind = _safetensors_kind(f)
+        try:
+            kind = _safetensors_kind(f)
+        except CheckpointError as e:
+            unreadable.append(e)
+            continue
         (models if kind == "model" else mimis if kind == "mimi" else []).append(f)
     if model is None:
         if quant is not None:
-            wanted = [f for f in models if f.name == preset("moshiko", quant).model_file]
+            name = preset("moshiko", quant).model_file
+            broken = [e for e in unreadable if e.path and Path(e.path).name == name]
+            if broken:
+                raise broken[0]
+            wanted = [f for f in models if f.name == name]
             models = wanted or models
         if not models:
+            if unreadable:  # most likely the model itself, damaged: say what is wrong with it
+                raise unreadable[0]
             raise CheckpointError(
                 "no Moshi model file here (a .safetensors file with transformer weights)",
                 path=folder,
@@ -108,25 +128,24 @@ def from_folder(
                 f"{folder}: several model files ({names}); pick one with --quant or --model-file"
             )
         model = models[0]
+    if not mimis and unreadable:
+        # A damaged codec file is not "no codec file": name it and what is wrong with it.
+        first = unreadable[0]
+        raise CodecError(f"unreadable, so no Mimi codec here: {first.message}", path=first.path)
     spms = sorted(folder.glob("*.model"))
-    config = folder / "config.json"
+    config = folder / CONFIG_FILE
     return CheckpointFiles(
         model=model,
         mimi=mimis[0] if mimis else None,
         text_tokenizer=spms[0] if spms else None,
-        config=config if config.is_file() else None,
+        # Anything by that name counts, so a broken one is reported rather than ignored.
+        config=config if os.path.lexists(config) else None,
     )
 
 
 def _safetensors_kind(path: Path) -> str:
-    """'model', 'mimi' or 'other', from tensor names; unreadable files count as 'other'."""
-    try:
-        names = read_header(path).tensors.keys()
-    except CheckpointError:
-        # A model file named like one but broken should surface, not be skipped silently.
-        if path.name.startswith("model"):
-            raise
-        return "other"
+    """'model', 'mimi' or 'other', from tensor names; an unreadable file raises."""
+    names = read_header(path).tensors.keys()
     if any(n.startswith("transformer.layers.") for n in names):
         return "model"
     if any(n.startswith("quantizer.") for n in names):
@@ -134,10 +153,9 @@ def _safetensors_kind(path: Path) -> str:
     return "other"
 
 
-def _existing(path: Path) -> Path:
+def _existing(path: Path, error: type[CheckpointError] = CheckpointError) -> Path:
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError("no such file", path=path)
+    require_regular(path, error)
     return path
 
 

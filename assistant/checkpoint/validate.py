@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     CheckpointError,
@@ -12,9 +12,18 @@ from ..errors import (
     MismatchError,
     TokenizerError,
 )
-from .inspection import ModelInfo, inspect_model
+from ..files import read_regular
+from .inspection import MAX_PROBLEMS_LISTED as MAX_LISTED
+from .inspection import ModelInfo, bounded, inspect_model
+from .mimi_layout import mimi_codebook_count, mimi_tensors
 from .resolve import CheckpointFiles
-from .safetensors_reader import read_header
+from .safetensors_reader import SafetensorsHeader, read_header
+
+if TYPE_CHECKING:
+    import sentencepiece
+
+# The published tokenizer is 553 KB; a model of 64 MB would be a vocabulary of millions.
+MAX_TEXT_TOKENIZER_BYTES = 64 << 20
 
 
 @dataclass
@@ -84,9 +93,27 @@ def inspect_checkpoint(files: CheckpointFiles) -> CheckpointReport:
 
 
 def inspect_codec(path: Path, codebooks_needed: int) -> CodecInfo:
-    from .mimi_layout import mimi_codebook_count
+    """The Mimi file's header, checked tensor by tensor against the published layout."""
+    header = read_codec_header(path)
+    codebooks = mimi_codebook_count(header.tensors)
+    problems = []
+    if codebooks < codebooks_needed:
+        problems.append(
+            f"Mimi codec has {codebooks} codebooks but the model streams {codebooks_needed}"
+        )
+    problems.extend(mimi_layout_problems(header, codebooks))
+    params = sum(t.numel for t in header.tensors.values())
+    return CodecInfo(path, header.file_size, codebooks, params, bounded(problems, MAX_LISTED))
 
-    header = read_header(path)
+
+def read_codec_header(path: Path) -> SafetensorsHeader:
+    """A Mimi file's header, or CodecError naming the file (a model file says so)."""
+    try:
+        header = read_header(path)
+    except CodecError:
+        raise
+    except CheckpointError as e:
+        raise CodecError(e.message, path=e.path, hint=e.hint) from None
     names = header.tensors.keys()
     if not any(n.startswith("quantizer.") for n in names) or not any(
         n.startswith("decoder.") for n in names
@@ -94,26 +121,27 @@ def inspect_codec(path: Path, codebooks_needed: int) -> CodecInfo:
         if any(n.startswith("transformer.layers.") for n in names):
             raise CodecError("this is a Moshi model file, not a Mimi codec file", path=path)
         raise CodecError("not a Mimi codec file (no quantizer/decoder tensors)", path=path)
-    codebooks = mimi_codebook_count(names)
-    problems = []
-    if codebooks < codebooks_needed:
-        problems.append(
-            f"Mimi codec has {codebooks} codebooks but the model streams {codebooks_needed}"
-        )
-    params = sum(t.numel for t in header.tensors.values())
-    return CodecInfo(path, header.file_size, codebooks, params, problems)
+    return header
+
+
+def mimi_layout_problems(header: SafetensorsHeader, codebooks: int) -> list[str]:
+    """Names, dtypes and shapes that differ from the published Mimi with `codebooks`."""
+    if codebooks < 1:
+        return ["no complete codebook (quantizer.rvq_first.vq.layers.0)"]
+    expected, actual = mimi_tensors(codebooks), header.tensors
+    problems = [f"missing tensor {n}" for n in sorted(set(expected) - set(actual))]
+    problems += [f"unexpected tensor {n}" for n in sorted(set(actual) - set(expected))]
+    for name in sorted(set(expected) & set(actual)):
+        e, a = expected[name], actual[name]
+        if e.shape != a.shape or e.dtype != a.dtype:
+            problems.append(
+                f"{name}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
+            )
+    return problems
 
 
 def inspect_text_tokenizer(path: Path, vocab_needed: int) -> TextTokenizerInfo:
-    import sentencepiece
-
-    if not path.is_file():
-        raise TokenizerError("no such file", path=path)
-    sp = sentencepiece.SentencePieceProcessor()
-    try:
-        sp.Load(str(path))
-    except (OSError, RuntimeError):
-        raise TokenizerError("not a SentencePiece model (cannot be parsed)", path=path) from None
+    sp = load_text_tokenizer(path)
     vocab = sp.GetPieceSize()
     problems = []
     if vocab != vocab_needed:
@@ -121,6 +149,22 @@ def inspect_text_tokenizer(path: Path, vocab_needed: int) -> TextTokenizerInfo:
             f"text tokenizer has {vocab} pieces but the model's text vocabulary is {vocab_needed}"
         )
     return TextTokenizerInfo(path, vocab, problems)
+
+
+def load_text_tokenizer(path: Path) -> sentencepiece.SentencePieceProcessor:
+    """A SentencePiece model read by us (a regular file of bounded size), parsed from bytes:
+    sentencepiece never opens the path itself."""
+    import sentencepiece
+
+    data = read_regular(path, MAX_TEXT_TOKENIZER_BYTES, TokenizerError)
+    sp = sentencepiece.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(data)
+    except (OSError, RuntimeError):
+        raise TokenizerError("not a SentencePiece model (cannot be parsed)", path=path) from None
+    if sp.GetPieceSize() < 1:
+        raise TokenizerError("SentencePiece model without a vocabulary", path=path)
+    return sp
 
 
 def require_valid(report: CheckpointReport) -> None:
@@ -131,6 +175,12 @@ def require_valid(report: CheckpointReport) -> None:
             raise CheckpointError(problems[0], path=report.model.path)
         raise MismatchError(problems, path=report.model.path)
     if report.codec and report.codec.problems:
-        raise CodecError(report.codec.problems[0], path=report.codec.path)
+        problems = report.codec.problems
+        more = len(problems) - 1
+        raise CodecError(
+            problems[0] + (f"; and {more} more" if more else ""),
+            path=report.codec.path,
+            hint="`assistant info --json` lists them" if more else "",
+        )
     if report.text_tokenizer and report.text_tokenizer.problems:
         raise TokenizerError(report.text_tokenizer.problems[0], path=report.text_tokenizer.path)

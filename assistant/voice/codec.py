@@ -28,6 +28,7 @@ import numpy as np
 
 from ..checkpoint.mimi_layout import MIMI_CODEBOOK_SIZE
 from ..errors import CodecError
+from ..files import require_regular
 from ..frames import FRAME_SAMPLES
 
 FRAME_LIMIT = 4096  # frames one rustymimi 0.4.1 instance can stream (max_seq_len 8192 at 25 Hz)
@@ -75,8 +76,7 @@ def open_tokenizer(mimi_path: Path, codebooks: int, frame_limit: int = FRAME_LIM
 
     if not 1 <= codebooks <= MAX_CODEBOOKS:
         raise CodecError(f"codebooks must be 1..{MAX_CODEBOOKS}, not {codebooks}", path=mimi_path)
-    if not mimi_path.is_file():
-        raise CodecError("no such Mimi codec file", path=mimi_path)
+    require_regular(mimi_path, CodecError, what="Mimi codec file")  # rustymimi opens it itself
     # rustymimi counts transformer steps at 25 Hz: two per 80 ms frame.
     max_seq_len = None if frame_limit == FRAME_LIMIT else 2 * frame_limit
     try:

@@ -1,0 +1,108 @@
+"""Opening the files a user names without ever hanging on them.
+
+Opening a FIFO for reading blocks until a writer appears, and reading a character device such
+as /dev/zero never ends, so every file the assistant reads by name (checkpoints, configs,
+tokenizers, audio) goes through here first: it must be a regular file (symbolic links to one,
+as in the Hugging Face cache, are fine). `open_regular` checks the type on the open
+descriptor itself (opened non-blocking), so nothing can be swapped in between the check and
+the read; `require_regular` is the check alone, for paths handed to libraries that open them
+themselves (MLX, rustymimi, sphn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from io import BufferedReader
+from pathlib import Path
+
+from .errors import AssistantError
+
+
+def describe_type(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def require_regular(
+    path: str | Path, error: type[AssistantError] = AssistantError, *, what: str = "file"
+) -> os.stat_result:
+    """`path`'s status if it is a regular file (following links), else `error` naming it."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise error(f"broken link: the {what} it points to does not exist", path=path) from None
+        raise error(f"no such {what}", path=path) from None
+    except OSError as e:
+        raise error(f"cannot read: {_reason(e)}", path=path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"is {describe_type(st.st_mode)}, not a regular {what}", path=path)
+    return st
+
+
+def open_regular(
+    path: str | Path, error: type[AssistantError] = AssistantError, *, what: str = "file"
+) -> BufferedReader:
+    """`path` opened for binary reading, refusing anything but a regular file.
+
+    The open itself is non-blocking (a FIFO would otherwise block here) and the type is read
+    from the open descriptor, then blocking mode is restored for ordinary reads.
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        require_regular(path, error, what=what)  # says "no such" or "broken link"
+        raise error(f"no such {what}", path=path) from None
+    except IsADirectoryError:
+        raise error(f"is a folder, not a regular {what}", path=path) from None
+    except OSError as e:
+        raise error(f"cannot read: {_reason(e)}", path=path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"is {describe_type(mode)}, not a regular {what}", path=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
+def read_regular(
+    path: str | Path,
+    max_bytes: int,
+    error: type[AssistantError] = AssistantError,
+    *,
+    what: str = "file",
+) -> bytes:
+    """The whole content of a regular file no larger than `max_bytes`."""
+    with open_regular(path, error, what=what) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise error(
+                    f"is {size:,} bytes, too large for a {what} (at most {max_bytes:,})", path=path
+                )
+            data = f.read(max_bytes + 1)
+        except OSError as e:
+            raise error(f"cannot read: {_reason(e)}", path=path) from None
+    if len(data) > max_bytes:  # grew while being read
+        raise error(f"too large for a {what} (at most {max_bytes:,} bytes)", path=path)
+    return data
