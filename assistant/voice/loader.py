@@ -1,8 +1,11 @@
 """Load a validated checkpoint onto MLX: nothing guessed, nothing lazy left behind.
 
 Order matters: inspect every header and refuse on any mismatch, estimate memory and refuse
-what cannot fit, and only then build the model at the detected quantization, load strictly
-and force evaluation (MLX loads lazily, so a load time measured before `mx.eval` is a lie).
+what cannot fit, check the Mimi codec's values (rustymimi would decode NaN weights to silence),
+and only then build the model at the detected quantization, load strictly and force
+evaluation (MLX loads lazily, so a load time measured before `mx.eval` is a lie). Last, one
+reduction per float tensor of the evaluated weights refuses NaN or infinity, which would make
+the model repeat one token forever.
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
 
 from ..checkpoint.config import MoshiConfig
 from ..checkpoint.layout import Quantization
 from ..checkpoint.resolve import CheckpointFiles
-from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
-from ..errors import CheckpointError
+from ..checkpoint.safetensors_reader import read_header
+from ..checkpoint.validate import (
+    CheckpointReport,
+    inspect_checkpoint,
+    load_text_tokenizer,
+    require_valid,
+)
+from ..checkpoint.values import non_finite_message, require_finite
+from ..errors import CheckpointError, CodecError
+from ..files import require_regular
 from .memory import DEFAULT_CACHE_LIMIT, MemoryEstimate, estimate, require_fit, set_cache_limit
 from .model import build_model
 
@@ -33,6 +46,9 @@ class LoadedModel:
     memory: MemoryEstimate
     load_seconds: float
     text_tokenizer: sentencepiece.SentencePieceProcessor | None
+    # The NaN/infinity checks: the model's evaluated weights, and the codec file's data.
+    model_values_seconds: float = 0.0
+    codec_values_seconds: float = 0.0
 
     @property
     def config(self) -> MoshiConfig:
@@ -63,8 +79,16 @@ def load(
     cache_limit: int = DEFAULT_CACHE_LIMIT,
 ) -> LoadedModel:
     report, est = prepare(files, check_memory=check_memory)
+    started = time.perf_counter()
+    if report.codec is not None:  # before the (much longer) model load: fail fast
+        require_finite(read_header(report.codec.path), CodecError)
+    codec_values_seconds = time.perf_counter() - started
+    text_tokenizer = (
+        load_text_tokenizer(files.text_tokenizer) if files.text_tokenizer is not None else None
+    )
     set_cache_limit(cache_limit)
     model = build_model(report.model.config, report.model.quantization)
+    require_regular(files.model, CheckpointError)  # MLX opens it itself: no FIFO, no device
     started = time.perf_counter()
     try:
         model.load_weights(str(files.model), strict=True)
@@ -73,20 +97,30 @@ def load(
         # Headers were already checked, so this is damage inside the data (or the disk).
         raise CheckpointError(f"loading the weights failed: {e}", path=files.model) from None
     load_seconds = time.perf_counter() - started
+    bad = non_finite_parameters(model)
+    if bad:
+        raise CheckpointError(non_finite_message(bad), path=files.model)
     return LoadedModel(
         model=model,
         report=report,
         memory=est,
         load_seconds=load_seconds,
-        text_tokenizer=_text_tokenizer(files),
+        text_tokenizer=text_tokenizer,
+        model_values_seconds=time.perf_counter() - started - load_seconds,
+        codec_values_seconds=codec_values_seconds,
     )
 
 
-def _text_tokenizer(files: CheckpointFiles) -> sentencepiece.SentencePieceProcessor | None:
-    if files.text_tokenizer is None:
-        return None
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor()
-    sp.Load(str(files.text_tokenizer))
-    return sp
+def non_finite_parameters(model: Lm) -> list[str]:
+    """Names of the float parameters holding NaN or infinity (sorted), from one evaluation of
+    one all-finite flag per tensor. Packed quantized weights are integers: their scales and
+    biases carry any damage."""
+    floats = [
+        (name, p)
+        for name, p in sorted(tree_flatten(model.parameters()), key=lambda item: item[0])
+        if mx.issubdtype(p.dtype, mx.floating) and p.size
+    ]
+    if not floats:
+        return []
+    flags = np.array(mx.stack([mx.all(mx.isfinite(p)) for _, p in floats]))
+    return [name for (name, _), finite in zip(floats, flags, strict=True) if not finite]
