@@ -7,6 +7,9 @@ as in the Hugging Face cache, are fine). `open_regular` checks the type on the o
 descriptor itself (opened non-blocking), so nothing can be swapped in between the check and
 the read; `require_regular` is the check alone, for paths handed to libraries that open them
 themselves (MLX, rustymimi, sphn).
+
+The writing side, `AppendOnlyFile`, keeps the assistant's own record files whole when the
+disk fills up.
 """
 
 from __future__ import annotations
@@ -106,3 +109,55 @@ def read_regular(
     if len(data) > max_bytes:  # grew while being read
         raise error(f"too large for a {what} (at most {max_bytes:,} bytes)", path=path)
     return data
+
+
+class AppendOnlyFile:
+    """A record file written in whole flushes: it never ends in half a record.
+
+    Text is kept in memory until `flush`, which appends it with plain `os.write`s (no hidden
+    buffer that could be written later); when a write fails (a full disk), the file is cut
+    back to where the last complete flush ended and the error is raised, so what is on disk
+    always parses. A new file is created with `mode` (the assistant's records: 0600).
+    """
+
+    def __init__(self, path: str | Path, *, truncate: bool = False, mode: int = 0o600) -> None:
+        self.path = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fd: int | None = os.open(self.path, flags | (os.O_TRUNC if truncate else 0), mode)
+        self._good = os.fstat(self._fd).st_size
+        self._pending: list[str] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write(self, text: str) -> None:
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        self._pending.append(text)
+
+    def flush(self) -> None:
+        fd = self._fd
+        if fd is None or not self._pending:
+            return
+        data = memoryview("".join(self._pending).encode("utf-8"))
+        self._pending.clear()
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._good)
+            raise
+        self._good = os.fstat(fd).st_size
+
+    def close(self) -> None:
+        """Flush what is pending (raising if that fails) and close, whatever happens."""
+        if self._fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._pending.clear()
+            fd, self._fd = self._fd, None
+            os.close(fd)

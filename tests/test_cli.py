@@ -59,10 +59,13 @@ def test_info_json(tiny_q4: Path) -> None:
 
 
 def test_info_lists_mismatches_and_fails(tmp_path: Path) -> None:
-    save_tiny_model(tmp_path / "model.q4.safetensors", Q4)  # no config.json: moshiko assumed
-    result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "120"})
-    assert result.exit_code == 1
-    assert "problem(s):" in result.output and "--json lists all" in result.output
+    model = save_tiny_model(tmp_path / "model.q4.safetensors", Q4)  # no config: moshiko assumed
+    result = run_cli("info", str(tmp_path))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and result.stdout == "", result.stderr
+    assert lines[0].startswith(f"error: {model}: weights do not match the architecture: ")
+    assert "`assistant info --json` lists every mismatch" in lines[0]
     data = json.loads(runner.invoke(app, ["info", str(tmp_path), "--json"]).output)
     assert len(data["model"]["problems"]) > 100
 

@@ -2,16 +2,19 @@
 
 The RIFF and data sizes in the header are patched at each flush, so a crash or a kill loses at
 most what came since the last flush (the operating system keeps what was written even if the
-process dies; `fsync=True` also survives a power cut, at a cost per flush).
+process dies; `fsync=True` also survives a power cut, at a cost per flush). Writes are
+unbuffered and the header is patched only once the data is written; a write that fails (a
+full disk) is cut back to the last flush, so the header always matches the data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -39,6 +42,22 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
+def _write_all(f: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = f.write(view)
+        if not written:  # an unbuffered file that takes nothing: as good as full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _patch_sizes(f: BinaryIO, data_bytes: int) -> None:
+    f.seek(4)
+    _write_all(f, struct.pack("<I", 36 + data_bytes))
+    f.seek(40)
+    _write_all(f, struct.pack("<I", data_bytes))
+
+
 class StreamingWavWriter:
     """Mono 16-bit PCM WAV. `write` buffers in memory; `flush` (automatic every
     `flush_every_s` seconds of audio, None = only when asked) puts it on disk with a valid
@@ -64,9 +83,9 @@ class StreamingWavWriter:
         self.closed = False
         self._file: BinaryIO | None = None
         try:
-            self._file = open(self.path, "wb")  # noqa: SIM115 (kept open across calls)
-            self._file.write(_header(sample_rate, 0))
-            self._file.flush()
+            # Unbuffered: nothing is left in a buffer to be written after a failure.
+            self._file = cast(BinaryIO, open(self.path, "wb", buffering=0))  # noqa: SIM115
+            _write_all(self._file, _header(sample_rate, 0))
         except OSError as e:
             self._fail(e)
 
@@ -97,22 +116,22 @@ class StreamingWavWriter:
         self._pending_samples = 0
         room = _MAX_DATA - self._data_bytes
         data = data[: max(0, room - room % 2)]
+        f = self._file
+        size = self._data_bytes + len(data)
         try:
-            f = self._file
             if data:
                 f.seek(_HEADER_BYTES + self._data_bytes)
-                f.write(data)
-                self._data_bytes += len(data)
-            f.seek(4)
-            f.write(struct.pack("<I", 36 + self._data_bytes))
-            f.seek(40)
-            f.write(struct.pack("<I", self._data_bytes))
-            f.seek(0, os.SEEK_END)
-            f.flush()
+                _write_all(f, data)
+            _patch_sizes(f, size)
             if self.fsync:
                 os.fsync(f.fileno())
         except OSError as e:
+            # Back to the last flush: its data, and a header that says so.
+            with contextlib.suppress(OSError):
+                os.ftruncate(f.fileno(), _HEADER_BYTES + self._data_bytes)
+                _patch_sizes(f, self._data_bytes)
             self._fail(e)
+        self._data_bytes = size
 
     def close(self) -> None:
         if self.closed:

@@ -37,6 +37,7 @@ from .writing import (
     model_filename,
     run_jobs,
     same_content,
+    staged_folder,
 )
 
 if TYPE_CHECKING:
@@ -186,11 +187,23 @@ def quantize_folder(
     report = inspect_checkpoint(files)
     info = check_source(report.model)
     require_valid(report)  # the Mimi codec and text tokenizer too
-    folder = Path(folder)
+    final = Path(folder)
+    check_target(info, final / model_filename(quant), quant)
+    with staged_folder(final) as folder:
+        made = _write_quantized(folder, files, info, quant, overwrite, progress)
+    return made.moved(folder, final)
+
+
+def _write_quantized(
+    folder: Path,
+    files: CheckpointFiles,
+    info: ModelInfo,
+    quant: Quantization,
+    overwrite: bool,
+    progress: Progress | None,
+) -> CheckpointFolder:
     model = folder / model_filename(quant)
-    check_target(info, model, quant)
     config = info.config
-    folder.mkdir(parents=True, exist_ok=True)
 
     def quantize(dest: Path, cb: Progress) -> None:
         quantize_weights(files.model, dest, config, quant, cb)

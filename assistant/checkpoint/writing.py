@@ -1,16 +1,20 @@
 """Writing checkpoint folders: the published file names, and jobs that write each file through
 `<name>.partial` (renamed only once complete) after checking the disk has room for all of them.
+A new folder is written beside its final name and renamed into place once complete
+(`staged_folder`), so an interrupted run never leaves a folder that looks like a checkpoint.
 
 Shared by the synthetic checkpoints (`synthetic.checkpoint`) and quantization (`quantize`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InsufficientDiskError, UsageError
@@ -48,6 +52,45 @@ class CheckpointFolder:
     @property
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.files)
+
+    def moved(self, stage: Path, folder: Path) -> CheckpointFolder:
+        """The same checkpoint with paths under `stage` (where it was written) now under
+        `folder` (where it was renamed to)."""
+
+        def move(p: Path) -> Path:
+            return folder / p.name if p.parent == stage else p
+
+        def maybe(p: Path | None) -> Path | None:
+            return None if p is None else move(p)
+
+        return replace(
+            self,
+            folder=folder,
+            model=move(self.model),
+            mimi=maybe(self.mimi),
+            text_tokenizer=maybe(self.text_tokenizer),
+            config_file=maybe(self.config_file),
+            written=tuple(move(p) for p in self.written),
+        )
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """Where to write the checkpoint folder `folder`. A new one is written in a hidden sibling
+    (`.<name>.*.partial`) renamed to `folder` only once the block completes, and removed if it
+    does not (an error, Ctrl-C). An existing folder is written in place: each of its files is
+    replaced whole, so it is never left with a half-written one."""
+    if folder.exists():
+        yield folder
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        yield stage
+        os.chmod(stage, 0o755)  # mkdtemp's 0700 is for the scratch space, not the result
+        os.rename(stage, folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # only still there if the block failed
 
 
 def model_filename(quant: Quantization | None) -> str:

@@ -1,14 +1,24 @@
-"""The `assistant` command: a thin root; each command group lives in its own module."""
+"""The `assistant` command: a thin root; each command group lives in its own module.
+
+The edge: every failure ends as one line on stderr and a non-zero exit. A typed error
+(AssistantError) prints its own message; a command-line mistake typer finds prints its reason;
+Ctrl-C or SIGTERM prints "interrupted" / "terminated" (exit 130 / 143); anything unexpected
+prints `internal error: ... (details in <log file>)` with the traceback in that log.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 import typer
+from rich.markup import escape
 
+from .. import logs
 from ..console import err_console
 from ..errors import AssistantError
+from . import signals
 
 app = typer.Typer(
     name="assistant",
@@ -17,6 +27,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+# Long-running commands keep a log from their start; the others only on an internal error.
+LOGGED_COMMANDS = frozenset({"chat", "serve", "menubar", "demo"})
+_MAX_MESSAGE = 400
+
+log = logging.getLogger(__name__)
 
 
 def _register() -> None:
@@ -31,29 +47,57 @@ def debug_enabled() -> bool:
     return os.environ.get("ASSISTANT_DEBUG", "") not in ("", "0", "false")
 
 
-def main() -> None:
-    """Console-script entry point: typed errors become one line and a non-zero exit.
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
-    typer reports its own usage errors (unknown options, bad values) and exits; everything
-    the assistant raises on purpose is an AssistantError with a one-line message.
-    """
-    _register()
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+
+
+def _say(label: str, message: str) -> None:
+    err_console.print(f"[bold red]{label}:[/] {escape(_one_line(message))}", soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point: run one command, map every way it ends to an exit code."""
+    signals.install()
+    command = _command(sys.argv[1:])
+    code = 0
     try:
-        app()
+        _register()
+        if command in LOGGED_COMMANDS:
+            logs.start(command)
+        # standalone_mode=False: typer hands its usage errors to us instead of printing a box,
+        # and turns Ctrl-C into a returned 130.
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+        if code == 130 and signals.received is not None:
+            err_console.print(signals.message())
+            code = signals.exit_code()
     except AssistantError as e:
         if debug_enabled():
             raise
-        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True, markup=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+        log.error("%s", e, exc_info=logs.active() is not None)
+        _say("error", str(e))
+        code = e.exit_code
+    except typer.TyperException as e:  # the command line itself: unknown option, bad value
+        code = getattr(e, "exit_code", 2)
+        if type(e).__name__ != "NoArgsIsHelpError":  # (its help text is already printed)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            format_message = getattr(e, "format_message", None)
+            _say("error", (format_message() if format_message else str(e)) + hint)
+    except (KeyboardInterrupt, typer.Abort):  # before typer runs, or an aborted prompt
+        err_console.print(signals.message())
+        code = signals.exit_code()
     except Exception as e:  # the edge: an unexpected failure still gets one line
         if debug_enabled():
             raise
-        err_console.print(
-            f"[bold red]internal error:[/] {type(e).__name__}: {e} "
-            "(set ASSISTANT_DEBUG=1 for the traceback)",
-            soft_wrap=True,
-        )
-        sys.exit(1)
+        path = logs.start(command or "assistant")
+        log.exception("internal error")
+        where = f"details in {path}" if path else "set ASSISTANT_DEBUG=1 for the traceback"
+        _say("internal error", f"{type(e).__name__}: {e} ({where})")
+        code = 1
+    signals.finish(code)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from ..audio.sound_files import read_audio
 from ..console import console, err_console
 from ..conversation.chat import Chat, ChatOutcome, ChatSettings
 from ..conversation.lag import DEFAULT_MAX_DELAY_MS
 from ..conversation.loop import LoopEvents
 from ..dashboard.live import LiveDashboard
+from ..errors import UsageError
 from ..telemetry.model_card import format_bytes
 from ..voice.sampling import SamplingConfig
 from .options import (
@@ -71,6 +74,8 @@ def chat(
     ] = False,
 ) -> None:
     """Talk with Moshi through the microphone and speaker (Ctrl-C to stop)."""
+    if realtime and input_wav is None:
+        raise UsageError("--realtime needs --input: a microphone is real time anyway")
     settings = ChatSettings(
         checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
         input_device=parse_device(input_device),
@@ -84,13 +89,20 @@ def chat(
         duration_s=duration,
         check_memory=not skip_memory_check,
     )
-    outcome = converse(settings, dashboard=not no_dashboard)
+    if input_wav is not None:
+        # Decoded now, so an unreadable file is refused before the model loads, not after.
+        settings = replace(settings, input_file=read_audio(input_wav))
+    outcome = converse(settings, dashboard=not no_dashboard, input_label=str(input_wav or ""))
     if outcome.error is not None:
         raise outcome.error
 
 
 def converse(
-    settings: ChatSettings, intro: str | None = None, *, dashboard: bool = True
+    settings: ChatSettings,
+    intro: str | None = None,
+    *,
+    dashboard: bool = True,
+    input_label: str = "",
 ) -> ChatOutcome:
     """Prepare, run and report one conversation; shared by `chat` and `demo`.
 
@@ -118,7 +130,7 @@ def converse(
 
     def ready() -> None:
         if runner.files_mode:
-            console.print(f"Listening to {_describe(settings.input_file)} ...")
+            console.print(f"Listening to {input_label or _describe(settings.input_file)} ...")
         else:
             aec = "on" if settings.echo_cancellation else "off (headphones)"
             console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..checkpoint import hub
 from ..checkpoint.catalogue import Preset, find_preset, preset
 from ..checkpoint.resolve import CheckpointFiles, resolve
-from ..checkpoint.validate import CheckpointReport, inspect_checkpoint
+from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
 from ..console import console
 from ..errors import MissingFilesError
 from ..voice.memory import GiB, estimate, machine_memory
@@ -64,10 +64,12 @@ def info(
         data = report.to_dict()
         data["memory"] = _memory(report).to_dict()
         console.print_json(json.dumps(data))
-    else:
-        render_report(report)
-    if report.problems:
-        raise typer.Exit(1)
+        if report.problems:
+            raise typer.Exit(1)
+        return
+    # A broken checkpoint gets the same one line as `load` and `chat` (--json lists it all).
+    require_valid(report)
+    render_report(report)
 
 
 def download(

@@ -24,7 +24,7 @@ from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..errors import CodecError
 from ..frames import FRAME_SAMPLES
-from ..paths import new_session_dir
+from ..paths import new_session_dir, require_writable_sessions
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
 from ..telemetry.summary import SessionSummary
@@ -33,6 +33,7 @@ from ..voice.engine import StreamingEngine
 from ..voice.loader import LoadedModel, load
 from ..voice.memory import memory_snapshot
 from ..voice.sampling import SamplingConfig
+from .checks import check_settings
 from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
 from .loop import ConversationLoop, LoopEvents, audio_counters
 from .session import SessionWriter
@@ -64,6 +65,7 @@ class ChatSettings:
     def __post_init__(self) -> None:
         # Refused here, when the settings are made: before any file is read or device opened.
         self.lag_policy  # noqa: B018  (validates max_delay_ms)
+        check_settings(self)
 
     @property
     def lag_policy(self) -> LagPolicy:
@@ -121,6 +123,7 @@ class Chat:
 
     def prepare(self) -> LoadedModel:
         s = self.settings
+        require_writable_sessions()  # found now, not after a model load
         self.status("Checking the checkpoint ...")
         files = resolve(s.checkpoint, download=s.download)
         self.status(f"Loading {files.label} ...")

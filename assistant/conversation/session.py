@@ -10,7 +10,9 @@
     trace.json       a Chrome trace of every frame's stages (open it in ui.perfetto.dev)
 
 A write failure (a full disk) stops the recording, not the conversation: it is reported once
-through `error` and everything written before it stays valid.
+through `error` and every file stays as its last complete flush left it (WAV headers that match
+their data, whole lines, a trace that opens, summary.json of that flush). The folder is 0700
+and its files 0600: recordings and transcripts are the user's alone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 
 from ..audio.wav_writer import StreamingWavWriter
 from ..errors import AssistantError
+from ..files import AppendOnlyFile
+from ..paths import make_private, private_opener
 from ..telemetry.metrics import MetricsCollector
 from ..telemetry.records import FrameRecord
 from ..telemetry.trace import ChromeTrace
@@ -53,38 +57,49 @@ class SessionWriter:
         self._metrics = metrics
         self.error: str | None = None
         self._lock = threading.Lock()  # the loop's three workers all write here
-        self._user = StreamingWavWriter(folder / "user.wav")
-        self._moshi = StreamingWavWriter(folder / "moshi.wav")
-        self._cleaned = StreamingWavWriter(folder / "user_aec.wav") if echo_cancelled else None
-        self._transcript = (folder / "transcript.txt").open("a", encoding="utf-8")
-        self._frames = (folder / "frames.jsonl").open("a", encoding="utf-8")
-        self._metrics_log = (folder / "metrics.jsonl").open("a", encoding="utf-8")
-        self._trace = ChromeTrace(folder / "trace.json", time.monotonic() if t0 is None else t0)
         self._last_piece_t: float | None = None
         self._last_flush = time.monotonic()
         self._closed = False
+        self._files: list[Any] = []  # everything opened, for close()
+        self._cleaned: StreamingWavWriter | None = None
+        try:
+            make_private(folder)
+            self._user = self._open(StreamingWavWriter, folder / "user.wav")
+            self._moshi = self._open(StreamingWavWriter, folder / "moshi.wav")
+            self._cleaned = (
+                self._open(StreamingWavWriter, folder / "user_aec.wav") if echo_cancelled else None
+            )
+            self._transcript = self._open(AppendOnlyFile, folder / "transcript.txt")
+            self._frames = self._open(AppendOnlyFile, folder / "frames.jsonl")
+            self._metrics_log = self._open(AppendOnlyFile, folder / "metrics.jsonl")
+            start = time.monotonic() if t0 is None else t0
+            self._trace = self._open(ChromeTrace, folder / "trace.json", start)
+        except (OSError, AssistantError) as e:
+            # No room even to start: the conversation goes on without a recording.
+            self.error = f"recording stopped: {e}"
 
     # --- called by the loop (one thread) ---------------------------------------------------
     def user_audio(self, pcm: np.ndarray) -> None:
-        self._guard(self._user.write, pcm)
+        self._guard(lambda: self._user.write(pcm))
 
     def cleaned_audio(self, pcm: np.ndarray) -> None:
-        if self._cleaned is not None:
-            self._guard(self._cleaned.write, pcm)
+        cleaned = self._cleaned
+        if cleaned is not None:
+            self._guard(lambda: cleaned.write(pcm))
 
     def moshi_audio(self, pcm: np.ndarray) -> None:
-        self._guard(self._moshi.write, pcm)
+        self._guard(lambda: self._moshi.write(pcm))
 
     def text(self, seconds: float, piece: str) -> None:
         """Append one text piece said `seconds` into the conversation."""
         new_line = is_new_utterance(self._last_piece_t, seconds)
         prefix = ("\n" if self._last_piece_t is not None else "") + f"[{seconds:8.2f}s] "
-        self._guard(self._transcript.write, (prefix if new_line else "") + piece)
+        self._guard(lambda: self._transcript.write((prefix if new_line else "") + piece))
         self._last_piece_t = seconds
 
     def frame(self, record: FrameRecord) -> None:
-        self._guard(self._frames.write, json.dumps(record.to_dict()) + "\n")
-        self._guard(self._trace.frame, record)
+        self._guard(lambda: self._frames.write(json.dumps(record.to_dict()) + "\n"))
+        self._guard(lambda: self._trace.frame(record))
 
     def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
@@ -92,36 +107,38 @@ class SessionWriter:
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
-        self._guard(self._user.flush)
-        self._guard(self._moshi.flush)
-        if self._cleaned is not None:
-            self._guard(self._cleaned.flush)
-        self._guard(self._transcript.flush)
-        self._guard(self._frames.flush)
-        self._guard(self._log_metrics)
-        self._guard(self._trace.flush)
-        self._guard(self._write_stats)
+        self._guard(lambda: self._user.flush())
+        self._guard(lambda: self._moshi.flush())
+        cleaned = self._cleaned
+        if cleaned is not None:
+            self._guard(lambda: cleaned.flush())
+        self._guard(lambda: self._transcript.flush())
+        self._guard(lambda: self._frames.flush())
+        self._guard(lambda: self._log_metrics())
+        self._guard(lambda: self._trace.flush())
+        self._guard(lambda: self._write_stats())
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._last_piece_t is not None:
-            self._guard(self._transcript.write, "\n")
+            self._guard(lambda: self._transcript.write("\n"))
         self.flush()
-        writers = [w for w in (self._user, self._moshi, self._cleaned) if w is not None]
-        closers = [w.close for w in writers] + [
-            self._transcript.close,
-            self._frames.close,
-            self._metrics_log.close,
-            self._trace.close,
-        ]
-        for closer in closers:
-            # Failures were already reported by _guard; closing is best effort.
+        for file in self._files:
+            # Failures were already reported by _guard; closing is best effort, and a close
+            # that cannot write leaves the file as its last flush did.
             with contextlib.suppress(OSError, AssistantError):
-                closer()
+                file.close()
 
     # --- internals ----------------------------------------------------------------------------
+    def _open(self, kind: Callable[..., Any], path: Path, *args: object) -> Any:
+        """A writer of `kind` on `path`, made private (0600) before anything is recorded."""
+        file = kind(path, *args)
+        self._files.append(file)
+        make_private(path)
+        return file
+
     def _log_metrics(self) -> None:
         if self._metrics is None:
             return
@@ -132,15 +149,23 @@ class SessionWriter:
         self._trace.snapshot(now, snap)
 
     def _write_stats(self) -> None:
+        """summary.json replaced whole, or (the disk full) left as the last flush wrote it."""
         tmp = self.folder / "summary.json.partial"
-        tmp.write_text(json.dumps(self._stats(), indent=2, default=float) + "\n")
-        os.replace(tmp, self.folder / "summary.json")
+        text = json.dumps(self._stats(), indent=2, default=float) + "\n"
+        try:
+            with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
+                f.write(text)
+            os.replace(tmp, self.folder / "summary.json")
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
-    def _guard(self, fn: Callable[..., object], *args: object) -> None:
+    def _guard(self, write: Callable[[], object]) -> None:
+        """Run one write unless the recording has stopped; the first failure stops it."""
         with self._lock:
             if self.error is not None:
                 return
             try:
-                fn(*args)
+                write()
             except (OSError, AssistantError) as e:
                 self.error = f"recording stopped: {e}"

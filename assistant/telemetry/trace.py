@@ -3,15 +3,18 @@
 One track per worker (encoder, model, decoder) with a span per frame for each stage; an
 instant on the lag track each time the lag control drops a frame; counters for the queues,
 the delay and memory. Written as it goes in the JSON Array Format, whose closing bracket is
-optional: a session killed mid-way still leaves a trace Perfetto opens.
+optional: a session killed mid-way still leaves a trace Perfetto opens. Events reach the disk
+at each flush, whole: a write that fails (a full disk) is cut back to the last flush, so the
+file still opens.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from ..files import AppendOnlyFile
 from .metrics import Snapshot
 from .records import FrameRecord
 
@@ -23,7 +26,7 @@ class ChromeTrace:
     def __init__(self, path: Path, t0: float) -> None:
         """`t0`: the monotonic time that is 0 on the timeline (before the audio started)."""
         self.path = path
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self._file: AppendOnlyFile | None = AppendOnlyFile(path, truncate=True)
         self._t0 = t0
         self._first = True
         self._write({"ph": "M", "name": "process_name", "pid": PID, "args": {"name": "assistant"}})
@@ -84,9 +87,9 @@ class ChromeTrace:
     def close(self) -> None:
         if self._file is None:
             return
-        self._file.write("\n]\n")
-        self._file.close()
-        self._file = None
+        file, self._file = self._file, None
+        file.write("\n]\n")
+        file.close()
 
     # --- internals ----------------------------------------------------------------------------
     def _span(self, name: str, track: str, start: float, end: float, args: dict) -> None:

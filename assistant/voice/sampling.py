@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import SamplingConfigError
 
+MAX_TEMPERATURE = 100.0  # far past uniform noise already; infinity would divide by it
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -32,16 +34,23 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         for name in ("text_temperature", "audio_temperature"):
             value = getattr(self, name)
-            if not value >= 0:  # also rejects NaN
-                raise SamplingConfigError(f"{name} must be >= 0, got {value}")
+            if not 0 <= value <= MAX_TEMPERATURE:  # also rejects NaN and infinity
+                raise SamplingConfigError(
+                    f"--{name.replace('_', '-')} must be between 0 and {MAX_TEMPERATURE:g}, "
+                    f"got {value}"
+                )
         for name in ("text_top_k", "audio_top_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SamplingConfigError(f"{name} must be an integer >= 0, got {value!r}")
+                raise SamplingConfigError(
+                    f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}"
+                )
         if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < 2**64
         ):
-            raise SamplingConfigError(f"seed must be an integer or None, got {self.seed!r}")
+            raise SamplingConfigError(f"--seed must be an integer 0..2^64-1, got {self.seed!r}")
 
     @classmethod
     def greedy(cls) -> SamplingConfig:

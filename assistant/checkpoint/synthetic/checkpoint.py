@@ -29,6 +29,7 @@ from ..writing import (
     link_or_copy,
     model_filename,
     run_jobs,
+    staged_folder,
 )
 from .lm import lm_file_size, write_lm
 from .mimi import mimi_file_size, write_mimi
@@ -90,8 +91,25 @@ def make_checkpoint(
         raise UsageError(
             f"config {config_name!r} cannot be quantized to q{quant.bits}: " + "; ".join(problems)
         )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    final = Path(folder)
+    with staged_folder(final) as folder:
+        made = _write_checkpoint(
+            folder, config_name, config, quant, seed, overwrite, cache_dir, progress, derive
+        )
+    return made.moved(folder, final)
+
+
+def _write_checkpoint(
+    folder: Path,
+    config_name: str,
+    config: MoshiConfig,
+    quant: Quantization | None,
+    seed: int,
+    overwrite: bool,
+    cache_dir: str | Path | None,
+    progress: Progress | None,
+    derive: bool | None,
+) -> CheckpointFolder:
 
     model = folder / model_filename(quant)
     mimi = folder / MIMI_FILE

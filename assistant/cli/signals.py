@@ -1,0 +1,60 @@
+"""Ctrl-C and SIGTERM: one line and a clean exit, whenever they arrive.
+
+Both raise KeyboardInterrupt in the main thread, so everything that handles Ctrl-C (a
+conversation ends, its session is saved and its trace closed) handles a `kill` the same way;
+which signal it was is remembered for the exit code (130 or 143) and the message. Once the
+command is over, a further signal during the interpreter's own shutdown ends the process at
+once instead of printing a traceback from its threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+received: int | None = None  # the last SIGINT or SIGTERM, if any
+
+_EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_MESSAGES: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    global received
+    received = signum
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (main thread only, as Python requires).
+    A signal the parent set to be ignored (a background job's SIGINT) stays ignored."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _EXIT_CODES:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, _interrupt)
+
+
+def exit_code() -> int:
+    return _EXIT_CODES.get(received or signal.SIGINT, 130)
+
+
+def message() -> str:
+    return _MESSAGES.get(received or signal.SIGINT, "interrupted")
+
+
+def finish(code: int) -> None:
+    """Exit with `code`; a signal from now on (a slow shutdown) exits at once, quietly."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe
+            stream.flush()
+
+    def now(signum: int, frame: FrameType | None) -> None:
+        os._exit(_EXIT_CODES.get(signum, 130))
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in _EXIT_CODES:
+            signal.signal(sig, now)
+    sys.exit(code)

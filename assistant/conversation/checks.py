@@ -1,0 +1,52 @@
+"""A conversation's settings, checked when they are made: before a file is read, a model
+loaded or a device opened, so a mistake costs the user a second, not a model load.
+
+The delay budget is checked by `LagPolicy` and sampling by `SamplingConfig`; here the rest:
+durations, the input and output files, and what only makes sense together.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AudioError, SettingError
+from ..files import describe_type, require_regular
+
+if TYPE_CHECKING:
+    from .chat import ChatSettings
+
+
+def check_settings(s: ChatSettings) -> None:
+    if s.duration_s is not None and not (
+        isinstance(s.duration_s, (int, float)) and math.isfinite(s.duration_s) and s.duration_s > 0
+    ):
+        raise SettingError(f"--duration must be a positive number of seconds, got {s.duration_s}")
+    if s.output_file is not None and s.input_file is None:
+        raise SettingError(
+            "--output needs --input: Moshi's side is written to a file only when the user's "
+            "side comes from one"
+        )
+    if isinstance(s.input_file, (str, Path)):
+        require_regular(s.input_file, AudioError, what="audio file")
+    if s.output_file is not None:
+        check_output_file(Path(s.output_file))
+
+
+def check_output_file(path: Path) -> None:
+    """A WAV that can be written: in an existing, writable folder, and not something that is
+    not a regular file (opening a FIFO for writing would block)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise AudioError("cannot write the output here: no such folder", path=folder)
+    if os.path.lexists(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            raise AudioError(f"cannot write the output: {e.strerror}", path=path) from None
+        if not Path(path).is_file():
+            raise AudioError(f"is {describe_type(mode)}; the output must be a file", path=path)
+    if not os.access(folder, os.W_OK):
+        raise AudioError("cannot write the output here: permission denied", path=folder)
