@@ -135,3 +135,31 @@ def test_flush_is_cheap_enough_for_a_live_loop(tmp_path: Path) -> None:
     per_flush = (time.perf_counter() - start) / 100
     writer.close()
     assert per_flush < 0.005  # ~20 us here; the loop has 80 ms per frame
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_header_and_data_agreeing(tmp_path: Path) -> None:
+    path = tmp_path / "rec.wav"
+    writer = StreamingWavWriter(path, flush_every_s=None)
+    writer.write(np.full(24000, 0.5, np.float32))
+    writer.flush()
+    assert writer._file is not None
+    real_write = writer._file.write
+    calls = {"n": 0}
+
+    def part_then_full(data) -> int:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(bytes(data)[:1000])  # some of it reaches the disk ...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ... then none
+
+    writer._file.write = part_then_full  # type: ignore[method-assign]
+    writer.write(np.full(24000, 0.25, np.float32))
+    with pytest.raises(AudioError, match="No space left on device"):
+        writer.flush()
+    writer.close()
+    raw = path.read_bytes()
+    data_bytes = int.from_bytes(raw[40:44], "little")
+    assert data_bytes == 48000 and len(raw) == 44 + data_bytes  # cut back to the last flush
+    assert int.from_bytes(raw[4:8], "little") == 36 + data_bytes
+    _, got = read_wav(path)
+    assert len(got) == 24000 and np.allclose(got, 0.5, atol=1e-3)

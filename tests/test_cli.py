@@ -167,3 +167,62 @@ def test_full_size_info_from_a_sparse_file(tmp_path: Path) -> None:
     model = json.loads(result.output)["model"]
     assert (model["bits"], model["group_size"], model["tensor_count"]) == (8, 64, 1247)
     assert model["valid"] is True and model["bits_per_weight"] == pytest.approx(8.5, abs=0.01)
+
+
+# --- command-line values, checked before anything starts -------------------------------------
+
+
+def _fifo(tmp_path: Path) -> list[str]:
+    path = tmp_path / "speech.wav"
+    os.mkfifo(path)
+    return ["--input", str(path)]
+
+
+def _not_audio(tmp_path: Path) -> list[str]:
+    path = tmp_path / "speech.wav"
+    path.write_bytes(os.urandom(2048))
+    return ["--input", str(path)]
+
+
+SPEECH = str(Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav")
+BAD_VALUES = {
+    "negative delay": (["--max-delay-ms", "-5"], 2, "--max-delay-ms must be between 160"),
+    "nan delay": (["--max-delay-ms", "nan"], 2, "--max-delay-ms must be between 160"),
+    "inf delay": (["--max-delay-ms", "inf"], 2, "--max-delay-ms must be between 160"),
+    "text delay": (["--max-delay-ms", "soon"], 2, "Invalid value for '--max-delay-ms'"),
+    "negative duration": (["--duration", "-1"], 2, "--duration must be a positive number"),
+    "nan duration": (["--duration", "nan"], 2, "--duration must be a positive number"),
+    "zero duration": (["--duration", "0"], 2, "--duration must be a positive number"),
+    "nan temperature": (["--text-temperature", "nan"], 2, "--text-temperature must be between"),
+    "inf temperature": (["--audio-temperature", "inf"], 2, "--audio-temperature must be between"),
+    "negative top-k": (["--audio-top-k", "-3"], 2, "--audio-top-k must be an integer >= 0"),
+    "negative seed": (["--seed", "-1"], 2, "--seed must be an integer 0..2^64-1"),
+    "output without input": (["--output", "x.wav"], 2, "--output needs --input"),
+    "realtime without input": (["--realtime"], 2, "--realtime needs --input"),
+    "missing input": (["--input", "nowhere.wav"], 1, "nowhere.wav: no such audio file"),
+    "fifo input": (_fifo, 1, "speech.wav: is a named pipe (FIFO), not a regular audio file"),
+    "not audio": (_not_audio, 1, "speech.wav: cannot decode audio"),
+    "output in no folder": (
+        ["--input", SPEECH, "--output", "/nonexistent/out.wav"],
+        1,
+        "/nonexistent: cannot write the output here: no such folder",
+    ),
+    "output is a folder": (
+        ["--input", SPEECH, "--output", "/tmp"],
+        1,
+        "/tmp: is a folder; the output must be a file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_chat_values_are_checked_before_anything_starts(tmp_path: Path, case: str) -> None:
+    spec, code, fragment = BAD_VALUES[case]
+    args = spec(tmp_path) if callable(spec) else spec
+    # A checkpoint that does not exist: had anything started before the check, that would be
+    # the error instead.
+    result = run_cli("chat", "--checkpoint", str(tmp_path / "absent"), *args)
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "absent" not in lines[0] and result.stdout == ""

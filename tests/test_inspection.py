@@ -149,3 +149,22 @@ def test_unrelated_safetensors(tmp_path: Path) -> None:
 )
 def test_bits_claimed_by_name(name: str, bits: int | None) -> None:
     assert bits_claimed_by_name(Path(name)) == bits
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (16, 16)], ids=["scalar", "empty", "matrix"])
+def test_a_malformed_probe_norm_is_an_error_not_a_crash(tmp_path: Path, shape: tuple) -> None:
+    specs = expected_tensors(TINY, Q4)
+    norm = "transformer.layers.0.norm1.weight"
+    specs[norm] = TensorSpec(norm, shape, "BF16")
+    with pytest.raises(CheckpointError, match="a norm weight is one non-empty row"):
+        inspect_model(write_sparse(tmp_path / "model.q4.safetensors", specs))
+
+
+def test_scalar_tensors_where_sizes_are_read_are_mismatches(tmp_path: Path) -> None:
+    specs = expected_tensors(TINY, Q4)
+    specs["out_norm.weight"] = TensorSpec("out_norm.weight", (), "BF16")
+    TINY.write(tmp_path / "config.json")
+    info = inspect_model(
+        write_sparse(tmp_path / "model.q4.safetensors", specs), tmp_path / "config.json"
+    )
+    assert info.problems == ["out_norm.weight: expected BF16[256], found BF16[]"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from assistant.checkpoint.config import TINY
+from assistant.checkpoint.layout import TensorSpec
 from assistant.checkpoint.mimi_layout import mimi_tensors
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.checkpoint.synthetic.text_tokenizer import write_text_tokenizer
-from assistant.checkpoint.validate import inspect_checkpoint
+from assistant.checkpoint.validate import inspect_checkpoint, require_valid
 from assistant.errors import CodecError, TokenizerError
 from assistant.voice import loader
 from tests.helpers import tiny_folder, write_sparse
@@ -59,4 +61,57 @@ def test_tokenizer_that_is_not_sentencepiece(folder: Path) -> None:
     bad = folder / "tokenizer_spm_32k_3.model"
     bad.write_bytes(b"this is not a protobuf")
     with pytest.raises(TokenizerError, match="not a SentencePiece model"):
+        inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))
+
+
+MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
+WEIGHT = "decoder.model.0.conv.conv.weight"
+
+
+def _mimi_specs(change) -> dict[str, TensorSpec]:  # type: ignore[no-untyped-def]
+    specs = dict(mimi_tensors(32))
+    change(specs)
+    return specs
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda s: s.__setitem__(WEIGHT, TensorSpec(WEIGHT, s[WEIGHT].shape, "I32")),
+            f"{WEIGHT}: expected F32[1024, 512, 7], found I32[1024, 512, 7]",
+        ),
+        (
+            lambda s: s.__setitem__(WEIGHT, TensorSpec(WEIGHT, (7, 512, 1024), "F32")),
+            f"{WEIGHT}: expected F32[1024, 512, 7], found F32[7, 512, 1024]",
+        ),
+        (lambda s: s.pop(WEIGHT), f"missing tensor {WEIGHT}"),
+        (
+            lambda s: s.__setitem__("extra.bias", TensorSpec("extra.bias", (4,), "F32")),
+            "unexpected tensor extra.bias",
+        ),
+    ],
+    ids=["relabelled dtype", "transposed", "missing", "extra"],
+)
+def test_mimi_is_checked_against_its_published_layout(folder: Path, change, problem: str) -> None:
+    mimi = write_sparse(folder / MIMI, _mimi_specs(change))
+    report = inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))
+    assert report.codec is not None and report.codec.problems == [problem]
+    with pytest.raises(CodecError) as e:
+        require_valid(report)
+    assert str(e.value) == f"{mimi}: {problem}"
+
+
+def test_a_damaged_mimi_is_named_not_missing(folder: Path) -> None:
+    mimi = write_sparse(folder / MIMI, mimi_tensors(32))
+    with mimi.open("r+b") as f:
+        f.truncate(mimi.stat().st_size // 2)
+    with pytest.raises(CodecError) as e:
+        resolve(CheckpointSpec(target=str(folder)))
+    assert str(e.value).startswith(f"{mimi}: unreadable, so no Mimi codec here: truncated")
+
+
+def test_a_fifo_tokenizer_is_refused_without_blocking(folder: Path) -> None:
+    os.mkfifo(folder / "tokenizer_spm_32k_3.model")
+    with pytest.raises(TokenizerError, match="named pipe"):
         inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))

@@ -1,0 +1,131 @@
+"""What refusing NaN and infinite weights costs at load time, measured side by side.
+
+    python scripts/bench_value_checks.py [--repeat 3]
+
+- the Mimi codec: its file read a chunk at a time and checked with numpy (the 385 MB synthetic
+  Mimi, from the page cache and, on Linux, evicted from it first), against rustymimi's own load;
+- the model: one reduction per float tensor of the evaluated MLX weights, on tiny q4 and bf16
+  checkpoints against their load time, and on 1 GiB of bf16 arrays for the throughput that
+  extrapolates to the full-size checkpoints (their float bytes come from the published layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlx.core as mx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from assistant.bench.system import evict_from_page_cache
+from assistant.checkpoint.config import MOSHIKO_V0_1
+from assistant.checkpoint.layout import PUBLISHED_QUANTIZATIONS, expected_tensors
+from assistant.checkpoint.resolve import CheckpointSpec, resolve
+from assistant.checkpoint.safetensors_reader import read_header
+from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
+from assistant.checkpoint.values import non_finite_tensors, scan_cost_bytes
+from assistant.checkpoint.writing import parse_quant
+from assistant.errors import CodecError
+from assistant.voice.codec import open_tokenizer
+from assistant.voice.loader import all_finite, load, non_finite_parameters
+
+FLOATS = ("BF16", "F16", "F32")
+
+
+def _median(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def mimi(folder: Path, repeat: int) -> None:
+    path = resolve(CheckpointSpec(target=str(folder))).mimi
+    assert path is not None
+    header = read_header(path)
+    size = scan_cost_bytes(header)
+    warm = _median(lambda: non_finite_tensors(header, CodecError), repeat)
+    how = evict_from_page_cache(path)
+    started = time.perf_counter()
+    non_finite_tensors(header, CodecError)
+    cold = time.perf_counter() - started
+    rusty = _median(lambda: open_tokenizer(path, 8), repeat)
+    print(f"Mimi codec file: {size / 1e6:.0f} MB of float32")
+    print(f"  check, from the page cache: {warm * 1000:.0f} ms ({size / warm / 1e9:.2f} GB/s)")
+    print(f"  check, cold ({how}): {cold * 1000:.0f} ms")
+    print(
+        f"  rustymimi building one Tokenizer from it: {rusty * 1000:.0f} ms (the loop builds two)"
+    )
+
+
+def model(folders: dict[str, Path], repeat: int) -> float:
+    for label, folder in folders.items():
+        loaded = load(resolve(CheckpointSpec(target=str(folder))))
+        floats = sum(p.nbytes for _, p in _float_params(loaded.model))
+        check = _median(lambda m=loaded.model: non_finite_parameters(m), repeat)
+        print(
+            f"tiny {label}: {floats / 1e6:.1f} MB of float weights; check {check * 1000:.1f} ms "
+            f"against a load of {loaded.load_seconds * 1000:.0f} ms"
+        )
+    # Throughput on enough data to matter: 1 GiB of bf16 in 64 MiB tensors.
+    arrays = [mx.random.normal((32 << 20,)).astype(mx.bfloat16) for _ in range(16)]
+    mx.eval(arrays)
+    total = sum(a.nbytes for a in arrays)
+
+    def bits() -> None:
+        mx.eval(mx.stack([all_finite(a) for a in arrays]))
+
+    def isfinite() -> None:
+        mx.eval(mx.stack([mx.all(mx.isfinite(a)) for a in arrays]))
+
+    seconds = _median(bits, repeat)
+    plain = _median(isfinite, repeat)
+    rate = total / seconds
+    print(
+        f"MLX check of {total / 2**30:.0f} GiB of bf16: {seconds * 1000:.0f} ms "
+        f"({rate / 1e9:.2f} GB/s); all(isfinite(x)) instead: {plain * 1000:.0f} ms "
+        f"({total / plain / 1e9:.2f} GB/s)"
+    )
+    return rate
+
+
+def _float_params(m):  # type: ignore[no-untyped-def]
+    from mlx.utils import tree_flatten
+
+    return [(n, p) for n, p in tree_flatten(m.parameters()) if mx.issubdtype(p.dtype, mx.floating)]
+
+
+def extrapolate(rate: float) -> None:
+    print("Full-size moshiko (float bytes from the published layout; this CPU's rate):")
+    for label, quant in PUBLISHED_QUANTIZATIONS.items():
+        specs = expected_tensors(MOSHIKO_V0_1, quant).values()
+        floats = sum(s.nbytes for s in specs if s.dtype in FLOATS)
+        print(f"  {label}: {floats / 1e9:.2f} GB of floats -> ~{floats / rate:.1f} s here")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        folders = {
+            q: make_checkpoint(
+                Path(tmp) / q, config_name="tiny", quant=parse_quant(q), cache_dir=cache
+            ).folder
+            for q in ("q4", "bf16")
+        }
+        mimi(folders["q4"], args.repeat)
+        rate = model(folders, args.repeat)
+        extrapolate(rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Ctrl-C and SIGTERM, whenever they come: one line, a clean exit, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.telemetry.trace import read_trace
+
+SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
+
+
+class Assistant:
+    """`python -m assistant ...` in the background, its output collected line by line."""
+
+    def __init__(self, *args: str, home: Path) -> None:
+        env = os.environ | {"ASSISTANT_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
+        env.pop("ASSISTANT_DEBUG", None)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "assistant", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.listening = threading.Event()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+
+    def _read(self, stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            into.append(line)
+            if "Listening" in line:
+                self.listening.set()
+
+    def signal_at(self, seconds: float, sig: int) -> None:
+        time.sleep(max(0.0, self.started + seconds - time.monotonic()))
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        time.sleep(0.2)  # the readers drain the pipes
+        return code
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_of_a_chat_is_one_line(tiny_checkpoint, tmp_path: Path) -> None:
+    """From the imports through loading and warm-up into the conversation: start-up ends with
+    "interrupted" (exit 130), a conversation with its summary (exit 0); never a traceback."""
+    outcomes = []
+    for n, at in enumerate((0.6, 1.0, 1.5, 2.2, 3.0, 4.5, 7.0)):
+        chat = Assistant(
+            "chat",
+            "--checkpoint",
+            str(tiny_checkpoint("q4")),
+            "--input",
+            str(SPEECH),
+            "--realtime",
+            "--no-dashboard",
+            home=tmp_path / f"home{n}",
+        )
+        chat.signal_at(at, signal.SIGINT)
+        code = chat.wait()
+        both = chat.stdout + chat.stderr
+        assert "Traceback" not in both and "internal error" not in both, both
+        if code == 130:
+            assert _lines(chat.stderr) == ["interrupted"], chat.stderr
+        else:
+            assert code == 0 and "Stopped." in chat.stdout, (code, both)
+        outcomes.append(code)
+    assert 130 in outcomes and 0 in outcomes, outcomes  # both phases were hit
+
+
+@pytest.mark.parametrize("command", ["info", "load"])
+def test_ctrl_c_during_a_short_command(command: str, tiny_checkpoint, tmp_path: Path) -> None:
+    run = Assistant(command, str(tiny_checkpoint("q4")), home=tmp_path)
+    run.signal_at(0.7, signal.SIGINT)
+    code = run.wait()
+    assert "Traceback" not in run.stdout + run.stderr
+    assert code in (0, 130), run.stderr  # (it may have finished first)
+    if code == 130:
+        assert _lines(run.stderr) == ["interrupted"]
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_conversation_like_ctrl_c(tiny_checkpoint, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    chat = Assistant(
+        "chat",
+        "--checkpoint",
+        str(tiny_checkpoint("q4")),
+        "--input",
+        str(SPEECH),
+        "--realtime",
+        "--no-dashboard",
+        home=home,
+    )
+    assert chat.listening.wait(120), chat.stdout + chat.stderr
+    time.sleep(1.5)
+    chat.proc.send_signal(signal.SIGTERM)
+    code = chat.wait()
+    assert code == 0, chat.stdout + chat.stderr
+    assert "Stopped." in chat.stdout and "Traceback" not in chat.stdout + chat.stderr
+    (session,) = (home / "sessions").iterdir()
+    assert (session / "summary.json").is_file()
+    assert (session / "trace.json").read_text().rstrip().endswith("]")  # closed properly
+    assert read_trace(session / "trace.json")
+
+
+def test_sigterm_during_start_up_is_one_line(tiny_checkpoint, tmp_path: Path) -> None:
+    chat = Assistant(
+        "chat",
+        "--checkpoint",
+        str(tiny_checkpoint("q4")),
+        "--input",
+        str(SPEECH),
+        home=tmp_path,
+    )
+    chat.signal_at(1.0, signal.SIGTERM)
+    code = chat.wait()
+    assert code == 143, chat.stdout + chat.stderr
+    assert _lines(chat.stderr) == ["terminated"]
+
+
+def test_interrupted_make_checkpoint_leaves_no_folder(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "tiny-q4"
+    make = Assistant("make-checkpoint", str(target), "--quant", "q4", home=tmp_path / "home")
+    deadline = time.monotonic() + 60
+    while not list(target.parent.glob(".tiny-q4.*.partial")) and time.monotonic() < deadline:
+        assert make.proc.poll() is None, make.stderr
+        time.sleep(0.01)
+    time.sleep(0.3)  # some files written
+    make.proc.send_signal(signal.SIGINT)
+    code = make.wait()
+    assert code == 130 and _lines(make.stderr) == ["interrupted"], make.stderr
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []  # and no hidden half-folder either
+
+
+def test_make_checkpoint_appears_whole(tmp_path: Path) -> None:
+    from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
+    from assistant.checkpoint.writing import parse_quant
+
+    made = make_checkpoint(tmp_path / "a" / "tiny", config_name="tiny", quant=parse_quant("q4"))
+    assert made.folder == tmp_path / "a" / "tiny"
+    assert all(p.parent == made.folder and p.is_file() for p in made.files)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["tiny"]
+    assert oct(made.folder.stat().st_mode & 0o777) == oct(0o755)
