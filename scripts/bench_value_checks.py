@@ -28,11 +28,11 @@ from assistant.checkpoint.layout import PUBLISHED_QUANTIZATIONS, expected_tensor
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.checkpoint.safetensors_reader import read_header
 from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
-from assistant.checkpoint.values import non_finite_tensors, scan_cost_bytes
+from assistant.checkpoint.values import scan_cost_bytes, scan_values
 from assistant.checkpoint.writing import parse_quant
 from assistant.errors import CodecError
 from assistant.voice.codec import open_tokenizer
-from assistant.voice.loader import all_finite, load, non_finite_parameters
+from assistant.voice.loader import check_parameters, load, value_state
 
 FLOATS = ("BF16", "F16", "F32")
 
@@ -51,10 +51,10 @@ def mimi(folder: Path, repeat: int) -> None:
     assert path is not None
     header = read_header(path)
     size = scan_cost_bytes(header)
-    warm = _median(lambda: non_finite_tensors(header, CodecError), repeat)
+    warm = _median(lambda: scan_values(header, CodecError), repeat)
     how = evict_from_page_cache(path)
     started = time.perf_counter()
-    non_finite_tensors(header, CodecError)
+    scan_values(header, CodecError)
     cold = time.perf_counter() - started
     rusty = _median(lambda: open_tokenizer(path, 8), repeat)
     print(f"Mimi codec file: {size / 1e6:.0f} MB of float32")
@@ -69,7 +69,7 @@ def model(folders: dict[str, Path], repeat: int) -> float:
     for label, folder in folders.items():
         loaded = load(resolve(CheckpointSpec(target=str(folder))))
         floats = sum(p.nbytes for _, p in _float_params(loaded.model))
-        check = _median(lambda m=loaded.model: non_finite_parameters(m), repeat)
+        check = _median(lambda m=loaded.model: check_parameters(m), repeat)
         print(
             f"tiny {label}: {floats / 1e6:.1f} MB of float weights; check {check * 1000:.1f} ms "
             f"against a load of {loaded.load_seconds * 1000:.0f} ms"
@@ -80,7 +80,7 @@ def model(folders: dict[str, Path], repeat: int) -> float:
     total = sum(a.nbytes for a in arrays)
 
     def bits() -> None:
-        mx.eval(mx.stack([all_finite(a) for a in arrays]))
+        mx.eval(mx.stack([value_state(a) for a in arrays]))
 
     def isfinite() -> None:
         mx.eval(mx.stack([mx.all(mx.isfinite(a)) for a in arrays]))

@@ -187,6 +187,25 @@ def _duplicate_first(text: bytes) -> bytes:
     return text[:-1] + b"," + json.dumps(dict([first]), separators=(",", ":")).encode()[1:]
 
 
+def _zero_data(path: Path) -> None:
+    """The same header, and zeros where the data should be (a sparse file: no disk used)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        header = f.read(int.from_bytes(prefix, "little"))
+    path.unlink()
+    with path.open("wb") as f:
+        f.write(prefix + header)
+        f.truncate(size)
+
+
+def _many_tensors(path: Path) -> None:
+    entry = b'{"dtype":"F32","shape":[0],"data_offsets":[0,0]}'
+    names = b",".join(b'"t%d":%s' % (i, entry) for i in range(150_000))
+    header = b"{" + names + b"}"
+    _bytes(len(header).to_bytes(8, "little") + header)(path)
+
+
 def _claim_length(path: Path) -> None:
     """The 8-byte header length made larger than the whole file."""
     tmp = path.with_name(path.name + ".broken")
@@ -334,6 +353,16 @@ def broken_cases() -> list[BrokenCase]:
         ),
         _case("model broken link", "the model file links nowhere", m, "info", _link_to("gone")),
         _case("model folder", "the model file is a folder", m, "info", _make_folder),
+        _case(
+            "model link loop",
+            "the model file links to itself",
+            m,
+            "info",
+            _link_to("model.q4.safetensors"),
+        ),
+        _case("mimi folder", "the Mimi file is a folder", x, "info", _make_folder),
+        _case("tokenizer folder", "the text tokenizer is a folder", t, "info", _make_folder),
+        _case("config folder", "config.json is a folder", c, "info", _make_folder),
         # safetensors structure (the model file)
         _case("model empty", "the model file is empty", m, "info", _bytes(b"")),
         _case("model noise", "the model file is random bytes", m, "info", _bytes(os.urandom(4096))),
@@ -471,6 +500,8 @@ def broken_cases() -> list[BrokenCase]:
             "load",
             lambda p: _rewrite(p, _fill(SCALES, BF16_NAN)),
         ),
+        _case("model zeros", "the model's data never written (all zeros)", m, "load", _zero_data),
+        _case("many tensors", "a header declaring 150,000 tensors", m, "info", _many_tensors),
         _case(
             "all nan",
             "every float tensor NaN",
@@ -577,6 +608,14 @@ def broken_cases() -> list[BrokenCase]:
             x,
             "chat",
             lambda p: _rewrite(p, _fill(MIMI_WEIGHT, F32_NAN)),
+        ),
+        _case("mimi zeros", "the Mimi's data never written (all zeros)", x, "load", _zero_data),
+        _case(
+            "mimi huge header",
+            "a 40 MB Mimi header",
+            x,
+            "info",
+            lambda p: _rewrite(p, raw=lambda b: b + b" " * (40 << 20)),
         ),
         # the text tokenizer
         _case(

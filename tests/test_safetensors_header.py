@@ -256,3 +256,13 @@ def test_zero_sized_tensors_and_any_header_order_are_fine(tmp_path: Path) -> Non
     }
     h = read_header(_with_header(tmp_path, entries, b"\0" * 16))
     assert set(h.tensors) == {"z", "empty", "a"}
+
+
+def test_headers_too_large_for_any_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    from assistant.checkpoint import safetensors_reader
+
+    many = {f"t{i}": _entry("F32", [0], 0, 0) for i in range(50)}
+    monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 40)
+    _expect(_with_header(tmp_path, many), "declares 50 tensors; a checkpoint has at most 40")
+    monkeypatch.setattr(safetensors_reader, "MAX_HEADER_BYTES", 100)
+    _expect(_with_header(tmp_path, many), "a checkpoint's is at most 100)")

@@ -17,7 +17,7 @@ from assistant.checkpoint import values
 from assistant.checkpoint.layout import Q4
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.checkpoint.safetensors_reader import read_header
-from assistant.checkpoint.values import non_finite_tensors, require_finite
+from assistant.checkpoint.values import ValueScan, require_sane_values, scan_values
 from assistant.errors import CheckpointError, CodecError
 from assistant.voice import loader
 from tests.helpers import tiny_folder
@@ -62,14 +62,14 @@ def test_finds_nan_and_infinity_in_every_float_dtype(tmp_path: Path) -> None:
         },
     )
     header = read_header(path)
-    assert non_finite_tensors(header, CheckpointError) == [
+    assert scan_values(header, CheckpointError).non_finite == [
         "bad_bf16",
         "bad_f16",
         "bad_f32",
         "bad_f64",
     ]
     with pytest.raises(CodecError) as e:
-        require_finite(header, CodecError)
+        require_sane_values(header, CodecError)
     assert str(e.value) == (
         f"{path}: tensor 'bad_bf16' holds NaN or infinite values (and 3 more tensors): the "
         "weights are damaged"
@@ -81,7 +81,7 @@ def test_a_nan_past_the_first_chunk_is_found(tmp_path: Path, monkeypatch) -> Non
     data = np.ones(1000, np.float32)
     data[997] = np.nan
     path = _file(tmp_path, {"w": ("F32", data.tobytes())})
-    assert non_finite_tensors(read_header(path), CheckpointError) == ["w"]
+    assert scan_values(read_header(path), CheckpointError).non_finite == ["w"]
 
 
 def _break_weights(folder: Path, name: str, value: float) -> None:
@@ -119,4 +119,36 @@ def test_the_loader_refuses_non_finite_weights(tmp_path: Path, quant, name: str,
 def test_good_weights_load_and_the_checks_are_timed(tmp_path: Path) -> None:
     loaded = loader.load(resolve(CheckpointSpec(target=str(tiny_folder(tmp_path)))))
     assert loaded.model_values_seconds > 0
-    assert loader.non_finite_parameters(loaded.model) == []
+    assert loader.check_parameters(loaded.model) == ValueScan([], all_zero=False)
+
+
+def test_a_file_of_zeros_is_refused(tmp_path: Path) -> None:
+    """Space allocated but never written (a sparse file, an unfinished copy): nothing but zeros,
+    negative zeros included; packed integer weights don't count."""
+    path = _file(
+        tmp_path,
+        {
+            "a": ("BF16", np.zeros(8, np.uint16).tobytes()),
+            "b": ("F32", np.array([-0.0, 0.0], np.float32).tobytes()),
+            "packed": ("U32", np.array([7], np.uint32).tobytes()),
+        },
+    )
+    scan = scan_values(read_header(path), CheckpointError)
+    assert scan == ValueScan([], all_zero=True)
+    with pytest.raises(CodecError, match="every weight is zero: the data was never written"):
+        require_sane_values(read_header(path), CodecError)
+    one = _file(tmp_path, {"a": ("BF16", _bf16("one")), "b": ("F32", bytes(8))})
+    assert scan_values(read_header(one), CheckpointError).all_zero is False
+
+
+@pytest.mark.parametrize("quant", [None, Q4], ids=["bf16", "q4"])
+def test_the_loader_refuses_a_model_of_zeros(tmp_path: Path, quant) -> None:
+    name = "model.safetensors" if quant is None else "model.q4.safetensors"
+    folder = tiny_folder(tmp_path, quant, name)
+    path = folder / name
+    weights = dict(mx.load(str(path)))
+    zeros = {k: mx.zeros(v.shape, v.dtype) for k, v in weights.items()}
+    mx.eval(zeros)
+    mx.save_safetensors(str(path), zeros)
+    with pytest.raises(CheckpointError, match="every weight is zero"):
+        loader.load(resolve(CheckpointSpec(target=str(folder))))

@@ -8,6 +8,7 @@ after each variant, so what was measured is on disk whatever happens next.
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from .variants import (
     reference_order,
     require_same_architecture,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,6 +129,7 @@ def _measure_one(
         run.failures.append(VariantFailure(v.label, "measure", str(e)))
         return
     except Exception as e:  # MLX failing on one variant: keep the others
+        log.error("measuring %s failed", v.label, exc_info=e)
         run.failures.append(VariantFailure(v.label, "measure", f"{type(e).__name__}: {e}"))
         traceback.clear_frames(e.__traceback__)  # keep the trace, not the model it reached
         outcome.unexpected.append(e)
@@ -146,6 +150,7 @@ def _decode_one(run: BenchRun, result: VariantResult, mimi: Path, outcome: Bench
     except AssistantError as e:
         run.failures.append(VariantFailure(result.label, "decode", str(e)))
     except Exception as e:  # rustymimi failing: the model figures still stand
+        log.error("decoding %s failed", result.label, exc_info=e)
         run.failures.append(VariantFailure(result.label, "decode", f"{type(e).__name__}: {e}"))
         outcome.unexpected.append(e)
 

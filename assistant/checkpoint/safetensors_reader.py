@@ -19,8 +19,10 @@ from ..files import open_regular
 from .layout import DTYPE_BYTES
 from .strict_json import load_strict
 
-# Real headers are well under 1 MB (moshiko's is 159 KB); anything huge is garbage.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Real headers are well under 1 MB (moshiko's is 159 KB for 1247 tensors; the Mimi codec's
+# holds 400): past these bounds a file is garbage, and parsing it would take minutes.
+MAX_HEADER_BYTES = 32 << 20
+MAX_TENSORS = 100_000
 # {name: {"shape": [...]}}: three levels; anything deeper is not a safetensors header.
 HEADER_DEPTH = 3
 _CORRUPT = "corrupt safetensors header"
@@ -83,7 +85,13 @@ def read_header(path: str | Path) -> SafetensorsHeader:
                     f"not a safetensors file: only {file_size} bytes, truncated or empty", path=path
                 )
             (header_size,) = struct.unpack("<Q", prefix)
-            if header_size == 0 or header_size > min(MAX_HEADER_BYTES, file_size - 8):
+            if MAX_HEADER_BYTES < header_size <= file_size - 8:
+                raise CheckpointError(
+                    f"{_CORRUPT} ({header_size:,} bytes; a checkpoint's is at most "
+                    f"{MAX_HEADER_BYTES:,})",
+                    path=path,
+                )
+            if header_size == 0 or header_size > file_size - 8:
                 raise CheckpointError(
                     f"not a safetensors file (header length {header_size} does not fit a "
                     f"{file_size}-byte file): corrupt or truncated",
@@ -96,6 +104,12 @@ def read_header(path: str | Path) -> SafetensorsHeader:
         raise CheckpointError("the file shrank while its header was read", path=path)
     if not raw.startswith(b"{"):
         raise CheckpointError("corrupt safetensors header (does not start with '{')", path=path)
+    declared = raw.count(b'"data_offsets"')  # counted before parsing: parsing is the slow part
+    if declared > MAX_TENSORS:
+        raise CheckpointError(
+            f"{_CORRUPT} (declares {declared:,} tensors; a checkpoint has at most {MAX_TENSORS:,})",
+            path=path,
+        )
     parsed = load_strict(
         raw, max_depth=HEADER_DEPTH, error=CheckpointError, path=path, what=_CORRUPT
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..audio.sound_files import read_audio
@@ -30,6 +32,8 @@ from .options import (
     checkpoint_spec,
     parse_device,
 )
+
+log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
@@ -121,12 +125,18 @@ def converse(
     live = None
     if dashboard and console.is_terminal:
         live = LiveDashboard(card, runner.metrics, console, max_delay_ms=settings.max_delay_ms)
-        runner.events = LoopEvents(on_text=live.on_text, on_warning=live.warn)
+        show_warning = live.warn
     else:
-        runner.events = LoopEvents(
-            on_text=lambda t, piece: console.print(piece, end="", soft_wrap=True, markup=False),
-            on_warning=lambda message: err_console.print(f"\n[yellow]warning:[/] {message}"),
-        )
+
+        def show_warning(message: str) -> None:
+            err_console.print(f"\n[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+    def warn(message: str) -> None:
+        log.warning("%s", message)
+        show_warning(message)
+
+    on_text = live.on_text if live is not None else _print_piece
+    runner.events = LoopEvents(on_text=on_text, on_warning=warn)
 
     def ready() -> None:
         if runner.files_mode:
@@ -148,7 +158,16 @@ def converse(
     console.print()
     console.rule()
     print_summary(outcome)
+    log.info(
+        "session %s ended (%s)",
+        outcome.session,
+        "interrupted" if outcome.interrupted else "error" if outcome.error else "finished",
+    )
     return outcome
+
+
+def _print_piece(seconds: float, piece: str) -> None:
+    console.print(piece, end="", soft_wrap=True, markup=False)
 
 
 def print_summary(outcome: ChatOutcome) -> None:
@@ -185,7 +204,7 @@ def print_summary(outcome: ChatOutcome) -> None:
     table.add_row("", "summary.json, metrics.jsonl, trace.json (open it in ui.perfetto.dev)")
     console.print(table)
     if outcome.recording_error:
-        err_console.print(f"[yellow]warning:[/] {outcome.recording_error}")
+        err_console.print(f"[yellow]warning:[/] {escape(outcome.recording_error)}", soft_wrap=True)
     if outcome.interrupted:
         console.print("Stopped.")
 

@@ -14,6 +14,7 @@ error is raised from `run()` after everything recorded so far is saved.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from .lag import LagPolicy
 if TYPE_CHECKING:
     from .session import SessionWriter
 
+log = logging.getLogger(__name__)
 _END = object()  # end of input: flows through the queues to stop each worker in turn
 
 
@@ -167,6 +169,7 @@ class ConversationLoop:
         try:
             target()
         except BaseException as e:  # any failure must stop the loop, not hang it
+            log.error("the %s worker failed", threading.current_thread().name, exc_info=e)
             if self._error is None:
                 self._error = e
             self.counters.errors.append(f"{type(e).__name__}: {e}")

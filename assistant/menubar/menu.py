@@ -21,6 +21,7 @@ callback is guarded: a failure becomes a notification, never an exception in the
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import webbrowser
@@ -36,6 +37,8 @@ from .launch_agent import LaunchAgent
 from .prefs import Prefs, load_prefs, save_prefs
 from .service_process import Client, ServiceLauncher, service_log
 from .toolkit import Callback, MenuItem, Toolkit
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "Moshi Assistant"
 POLL_S = 1.0
@@ -175,6 +178,8 @@ class MenuController:
         except Exception as e:  # the timer must keep running; say so once, not every second
             message = _describe(e)
             if message != self._tick_failure:
+                log.error("the menu bar could not update", exc_info=e)
+            if message != self._tick_failure:
                 self._notify("The menu bar could not update", message)
             self._tick_failure = message
         self._render_safely()
@@ -295,6 +300,7 @@ class MenuController:
             elif self.client is None:
                 self.launcher.terminate()  # still starting: don't leave it behind
         except Exception as e:  # quitting must not fail: report and go on
+            log.error("while quitting", exc_info=e)
             print(f"{APP_NAME}: while quitting: {_describe(e)}", file=sys.stderr)
         finally:
             self.toolkit.quit()
@@ -347,6 +353,7 @@ class MenuController:
                 self._forget_service()
                 self._notify(what, str(e))
             except Exception as e:  # never into the UI loop
+                log.error("%s", what, exc_info=e)
                 self._notify(what, _describe(e))
             self._render_safely()
 
@@ -355,13 +362,15 @@ class MenuController:
     def _notify(self, title: str, message: str) -> None:
         try:
             self.toolkit.notify(title, message)
-        except Exception as e:  # the last resort: the log (stderr)
+        except Exception as e:  # the last resort: the log (and stderr)
+            log.error("%s: %s (notification failed)", title, message, exc_info=e)
             print(f"{APP_NAME}: {title}: {message} (notification failed: {e})", file=sys.stderr)
 
     def _render_safely(self) -> None:
         try:
             self.render()
         except Exception as e:
+            log.error("cannot redraw the menu", exc_info=e)
             print(f"{APP_NAME}: cannot redraw the menu: {_describe(e)}", file=sys.stderr)
 
 

@@ -9,6 +9,7 @@ or talking (a model that does not fit, a vanished microphone) are kept in `error
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from ..conversation.loop import LoopEvents
 from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
 from ..errors import AssistantError, ServiceRefusedError
 from ..voice.memory import release_freed_memory
+
+log = logging.getLogger(__name__)
 
 
 class State(str, Enum):
@@ -244,5 +247,6 @@ class Controller:
         self.transcript.add(seconds, piece)
 
     def _fail(self, e: BaseException) -> None:
+        log.error("%s", e, exc_info=e)  # the status says it in one line, the log in full
         with self._lock:
             self.error = str(e) if isinstance(e, AssistantError) else f"{type(e).__name__}: {e}"

@@ -28,7 +28,12 @@ from ..checkpoint.validate import (
     load_text_tokenizer,
     require_valid,
 )
-from ..checkpoint.values import non_finite_message, require_finite
+from ..checkpoint.values import (
+    ALL_ZERO_MESSAGE,
+    ValueScan,
+    non_finite_message,
+    require_sane_values,
+)
 from ..errors import CheckpointError, CodecError
 from ..files import require_regular
 from .memory import DEFAULT_CACHE_LIMIT, MemoryEstimate, estimate, require_fit, set_cache_limit
@@ -81,7 +86,7 @@ def load(
     report, est = prepare(files, check_memory=check_memory)
     started = time.perf_counter()
     if report.codec is not None:  # before the (much longer) model load: fail fast
-        require_finite(read_header(report.codec.path), CodecError)
+        require_sane_values(read_header(report.codec.path), CodecError)
     codec_values_seconds = time.perf_counter() - started
     text_tokenizer = (
         load_text_tokenizer(files.text_tokenizer) if files.text_tokenizer is not None else None
@@ -97,9 +102,11 @@ def load(
         # Headers were already checked, so this is damage inside the data (or the disk).
         raise CheckpointError(f"loading the weights failed: {e}", path=files.model) from None
     load_seconds = time.perf_counter() - started
-    bad = non_finite_parameters(model)
-    if bad:
-        raise CheckpointError(non_finite_message(bad), path=files.model)
+    scan = check_parameters(model)
+    if scan.non_finite:
+        raise CheckpointError(non_finite_message(scan.non_finite), path=files.model)
+    if scan.all_zero:
+        raise CheckpointError(ALL_ZERO_MESSAGE, path=files.model)
     return LoadedModel(
         model=model,
         report=report,
@@ -111,16 +118,38 @@ def load(
     )
 
 
-def non_finite_parameters(model: Lm) -> list[str]:
-    """Names of the float parameters holding NaN or infinity (sorted), from one evaluation of
-    one all-finite flag per tensor. Packed quantized weights are integers: their scales and
-    biases carry any damage."""
+# A float is NaN or infinite exactly when its exponent bits are all ones, and zero when every
+# bit but the sign is clear: the largest of `bits & magnitude` says both for a whole tensor in
+# one reduction. On MLX's CPU backend that is about 5x faster than `all(isfinite(x))` for
+# bfloat16 (0.59 against 0.12 GB/s here); on a GPU both cost next to nothing.
+_BITS = {  # dtype -> (unsigned view, magnitude mask, smallest non-finite magnitude)
+    mx.bfloat16: (mx.uint16, 0x7FFF, 0x7F80),
+    mx.float16: (mx.uint16, 0x7FFF, 0x7C00),
+    mx.float32: (mx.uint32, 0x7FFF_FFFF, 0x7F80_0000),
+}
+BAD, ZERO, FINE = 2, 0, 1
+
+
+def value_state(p: mx.array) -> mx.array:
+    """A lazy verdict on a float tensor: BAD (NaN or infinity), ZERO (all zeros) or FINE."""
+    if p.dtype in _BITS:
+        uint, magnitude, non_finite = _BITS[p.dtype]
+        top = mx.max(p.view(uint) & magnitude)
+        return mx.where(top >= non_finite, BAD, mx.where(top == 0, ZERO, FINE))
+    return mx.where(mx.all(mx.isfinite(p)), mx.where(mx.any(p != 0), FINE, ZERO), BAD)
+
+
+def check_parameters(model: Lm) -> ValueScan:
+    """NaN or infinity in any float parameter (names sorted), or nothing but zeros, from one
+    evaluation of one verdict per tensor. Packed quantized weights are integers: their scales
+    and biases carry any damage."""
     floats = [
         (name, p)
         for name, p in sorted(tree_flatten(model.parameters()), key=lambda item: item[0])
         if mx.issubdtype(p.dtype, mx.floating) and p.size
     ]
     if not floats:
-        return []
-    flags = np.array(mx.stack([mx.all(mx.isfinite(p)) for _, p in floats]))
-    return [name for (name, _), finite in zip(floats, flags, strict=True) if not finite]
+        return ValueScan([], False)
+    states = np.array(mx.stack([value_state(p) for _, p in floats]))
+    bad = [name for (name, _), state in zip(floats, states, strict=True) if state == BAD]
+    return ValueScan(bad, bool(np.all(states == ZERO)))
