@@ -14,6 +14,7 @@ from rich.table import Table
 from ..audio.sound_files import read_audio
 from ..console import console, err_console
 from ..conversation.chat import Chat, ChatOutcome, ChatSettings
+from ..conversation.checks import check_files
 from ..conversation.lag import DEFAULT_MAX_DELAY_MS
 from ..conversation.loop import LoopEvents
 from ..dashboard.live import LiveDashboard
@@ -93,6 +94,7 @@ def chat(
         duration_s=duration,
         check_memory=not skip_memory_check,
     )
+    check_files(input_wav, output_wav)
     if input_wav is not None:
         # Decoded now, so an unreadable file is refused before the model loads, not after.
         settings = replace(settings, input_file=read_audio(input_wav))

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def check_settings(s: ChatSettings) -> None:
+    """What no conversation can run with. Files are checked by the command line, which reads
+    them first (a service finds a missing file when a conversation starts, and says so)."""
     if s.duration_s is not None and not (
         isinstance(s.duration_s, (int, float)) and math.isfinite(s.duration_s) and s.duration_s > 0
     ):
@@ -29,10 +31,14 @@ def check_settings(s: ChatSettings) -> None:
             "--output needs --input: Moshi's side is written to a file only when the user's "
             "side comes from one"
         )
-    if isinstance(s.input_file, (str, Path)):
-        require_regular(s.input_file, AudioError, what="audio file")
-    if s.output_file is not None:
-        check_output_file(Path(s.output_file))
+
+
+def check_files(input_file: Path | None, output_file: Path | None) -> None:
+    """The input is a regular file and the output can be written: before a model loads."""
+    if input_file is not None:
+        require_regular(input_file, AudioError, what="audio file")
+    if output_file is not None:
+        check_output_file(output_file)
 
 
 def check_output_file(path: Path) -> None:
