@@ -59,7 +59,10 @@ def mimi(folder: Path, repeat: int) -> None:
     rusty = _median(lambda: open_tokenizer(path, 8), repeat)
     print(f"Mimi codec file: {size / 1e6:.0f} MB of float32")
     print(f"  check, from the page cache: {warm * 1000:.0f} ms ({size / warm / 1e9:.2f} GB/s)")
-    print(f"  check, cold ({how}): {cold * 1000:.0f} ms")
+    evicted = "posix_fadvise" in how
+    print(
+        f"  check, {'cold (evicted from the page cache)' if evicted else how}: {cold * 1000:.0f} ms"
+    )
     print(
         f"  rustymimi building one Tokenizer from it: {rusty * 1000:.0f} ms (the loop builds two)"
     )
@@ -70,9 +73,10 @@ def model(folders: dict[str, Path], repeat: int) -> float:
         loaded = load(resolve(CheckpointSpec(target=str(folder))))
         floats = sum(p.nbytes for _, p in _float_params(loaded.model))
         check = _median(lambda m=loaded.model: check_parameters(m), repeat)
+        tensors = len(_float_params(loaded.model))
         print(
-            f"tiny {label}: {floats / 1e6:.1f} MB of float weights; check {check * 1000:.1f} ms "
-            f"against a load of {loaded.load_seconds * 1000:.0f} ms"
+            f"tiny {label}: {tensors} float tensors, {floats / 1e6:.1f} MB; check "
+            f"{check * 1000:.1f} ms against a load of {loaded.load_seconds * 1000:.0f} ms"
         )
     # Throughput on enough data to matter: 1 GiB of bf16 in 64 MiB tensors.
     arrays = [mx.random.normal((32 << 20,)).astype(mx.bfloat16) for _ in range(16)]
