@@ -1,4 +1,5 @@
-"""Frame buffers between PortAudio callbacks and the loop: exact counts, never a raise."""
+"""The capture buffer and stream clocks between PortAudio callbacks and the loop: exact counts,
+never a raise. (The speaker's jitter buffer: test_audio_playout.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from assistant.audio.buffers import (
     AudioCounters,
     CaptureBuffer,
-    PlayoutBuffer,
     StreamClock,
     capture_time,
     playback_time,
@@ -84,85 +84,6 @@ def test_capture_time_uses_adc_time_but_never_less_than_a_block() -> None:
     assert capture_time(10.0, None, N, 24000) == pytest.approx(9.92)
     assert playback_time(10.0, times(5.0, dac=5.24)) == pytest.approx(10.24)
     assert playback_time(10.0, times(0.0, dac=0.0)) == 10.0
-
-
-# --- playout ---------------------------------------------------------------------------------
-
-
-def test_playout_waits_for_two_frames_then_plays_exactly_what_was_pushed() -> None:
-    buf = PlayoutBuffer(playout_frames=2)
-    assert not buf.pull(N, 0.0).any()  # nothing yet: silence, an underrun
-    assert buf.counters.underruns == 1
-    buf.push(ramp(N))
-    assert not buf.pull(N, 0.08).any()  # one frame is not enough to start
-    assert buf.counters.underruns == 2
-    buf.push(ramp(N, N))
-    out = np.concatenate([buf.pull(n, 0.16) for n in (1000, 920, 1920)])
-    np.testing.assert_array_equal(out, ramp(2 * N))
-    assert buf.counters.underruns == 2
-    assert buf.counters.gaps == 0  # nothing had played yet: silence, but no audible gap
-    assert buf.counters.frames_played == 2
-
-
-def test_playout_underrun_pads_with_silence_and_reprimes() -> None:
-    buf = PlayoutBuffer(playout_frames=2)
-    buf.push(ramp(2 * N))
-    buf.pull(N, 0.0)
-    buf.pull(1000, 0.0)
-    tail = buf.pull(N, 0.0)  # 920 left: the rest is silence, counted
-    np.testing.assert_array_equal(tail[:920], ramp(2 * N)[-920:])
-    assert not tail[920:].any()
-    assert buf.counters.underruns == 1 and buf.counters.gaps == 1
-    buf.push(ramp(N))  # one frame after running dry: wait for the second again
-    assert not buf.pull(N, 0.0).any()
-    assert buf.counters.underruns == 2 and buf.counters.gaps == 2
-
-
-def test_playout_drops_oldest_beyond_max_and_counts_exactly() -> None:
-    buf = PlayoutBuffer(playout_frames=2, max_frames=4)
-    for k in range(10):
-        buf.push(np.full(N, k, np.float32))
-    assert buf.counters.playout_drops == 6
-    assert buf.buffered_frames() == 4
-    out = buf.pull(4 * N, 0.0)
-    assert [out[i * N] for i in range(4)] == [6, 7, 8, 9]
-
-
-def test_playout_records_what_was_played_silence_included() -> None:
-    buf = PlayoutBuffer(playout_frames=1, max_played=3)
-    buf.push(ramp(N))
-    buf.pull(N, 1.0)
-    buf.pull(N, 1.08)
-    chunks = buf.drain_played()
-    assert [c.t_play for c in chunks] == [1.0, 1.08]
-    np.testing.assert_array_equal(chunks[0].samples, ramp(N))
-    assert not chunks[1].samples.any()
-    assert buf.drain_played() == []
-    for k in range(5):
-        buf.pull(10, float(k))
-    assert len(buf.drain_played()) == 3
-    assert buf.counters.played_drops == 2
-
-
-def test_playout_callback_fills_every_channel_and_never_raises() -> None:
-    buf = PlayoutBuffer(playout_frames=1)
-    buf.push(ramp(N))
-    out = np.full((N, 2), 9.0, np.float32)
-    buf.callback(out, N, times(1.0, dac=1.1), None)
-    np.testing.assert_array_equal(out[:, 0], ramp(N))
-    np.testing.assert_array_equal(out[:, 1], ramp(N))
-    for outdata in [None, "speaker", np.zeros((3, 1))]:
-        buf.callback(outdata, N, None, "output underflow")  # wrong shapes, not even arrays
-    assert buf.counters.callback_errors == 3
-    assert buf.counters.output_flags == 3
-
-
-def test_push_copies_and_cleans_its_input() -> None:
-    buf = PlayoutBuffer(playout_frames=1)
-    frame = np.full(N, np.nan, np.float32)
-    buf.push(frame)
-    frame[:] = 1.0  # the caller reuses its array: what was pushed must not change
-    assert not buf.pull(N, 0.0).any()
 
 
 def test_counters_snapshot_is_a_copy() -> None:

@@ -1,4 +1,5 @@
-"""Frame buffers between PortAudio's callbacks and the conversation loop.
+"""The microphone's side between PortAudio's callbacks and the conversation loop, and the
+stream timing both sides share (the speaker's side is `playout.py`).
 
 The callbacks run on PortAudio's real-time thread: they only copy samples under a short lock,
 never wait for the model, and never raise (an exception there would stop the stream); errors are
@@ -7,7 +8,6 @@ counted instead. All times are `time.monotonic()` seconds.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
@@ -23,10 +23,11 @@ from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 class AudioCounters:
     frames_captured: int = 0  # complete 80 ms frames handed to the capture queue
     frames_played: int = 0  # 80 ms frames' worth of pushed audio sent to the speaker
-    underruns: int = 0  # output callbacks that had to play (some) silence for lack of audio
+    underruns: int = 0  # times playback ran dry mid-stream (the cushion grows after each)
     gaps: int = 0  # those of them after audio first played: the ones a listener hears
     overruns: int = 0  # captured frames dropped because the loop did not read them in time
-    playout_drops: int = 0  # pushed frames dropped because the playout queue was full
+    playout_drops: int = 0  # times queued audio was dropped (above the cushion's maximum)
+    dropped_ms: int = 0  # how much audio those drops removed
     played_drops: int = 0  # played chunks dropped because nobody drained the record
     input_flags: int = 0  # callbacks where PortAudio reported an input overflow/underflow
     output_flags: int = 0  # callbacks where PortAudio reported an output underflow/overflow
@@ -260,122 +261,3 @@ class CaptureBuffer(_Counted):
     def __len__(self) -> int:
         with self._cond:
             return len(self._frames)
-
-
-class PlayoutBuffer(_Counted):
-    """Output side: the loop pushes frames; callbacks pull exactly what the device asks for.
-
-    Playback starts (and restarts after running dry) only once `playout_frames` frames are
-    queued: one frame of slack was not enough to absorb callback jitter through PortAudio. Beyond
-    `max_frames` queued the oldest are dropped (`playout_drops`): an output stream that starts
-    late or runs slow must not add its delay to every later answer. What was actually written
-    to the device, silence included, is recorded as PlayedChunks (with their position in the
-    output stream) for the echo canceller and the recording; the record is bounded
-    (`max_played` chunks, drops counted)."""
-
-    def __init__(
-        self,
-        *,
-        playout_frames: int = 2,
-        max_frames: int = 8,
-        max_played: int = 500,
-        frame_samples: int = FRAME_SAMPLES,
-        sample_rate: int = SAMPLE_RATE,
-        counters: AudioCounters | None = None,
-    ) -> None:
-        super().__init__(counters)
-        if playout_frames < 0 or max_frames < max(1, playout_frames):
-            raise ValueError("need 0 <= playout_frames <= max_frames and max_frames >= 1")
-        self.playout_frames = playout_frames
-        self.max_frames = max_frames
-        self.max_played = max_played
-        self.frame_samples = frame_samples
-        self.sample_rate = sample_rate
-        self._chunks: deque[np.ndarray] = deque()
-        self._offset = 0  # samples of _chunks[0] already played
-        self._buffered = 0  # samples queued, net of _offset
-        self._playing = False
-        self._started = False  # has any pushed audio been played yet
-        self._samples_played = 0  # pushed audio sent out
-        self._pulled = 0  # everything sent out, silence included: the output stream's index
-        self._played: deque[PlayedChunk] = deque()
-        self.clock = StreamClock(sample_rate, skip_bursts=True)
-
-    def push(self, samples: np.ndarray) -> None:
-        """Queue audio to play (any length; normally one 1920-sample frame). Never blocks."""
-        data = np.array(samples, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse
-        if not len(data):
-            return
-        np.nan_to_num(data, copy=False)
-        with self._cond:
-            self._chunks.append(data)
-            self._buffered += len(data)
-            limit = self.max_frames * self.frame_samples
-            while self._buffered > limit and len(self._chunks) > 1:
-                dropped = self._chunks.popleft()
-                self._buffered -= len(dropped) - self._offset
-                self._offset = 0
-                self.counters.playout_drops += 1
-
-    def buffered_frames(self) -> float:
-        """Frames queued and not yet played."""
-        with self._cond:
-            return self._buffered / self.frame_samples
-
-    def callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        """sounddevice OutputStream callback (device at `sample_rate`). Never raises."""
-        try:
-            if status:
-                self.count_status("output")
-            t_play = self.clock.stamp(playback_time(time.monotonic(), time_info), frames)
-            block = self.pull(frames, t_play)
-            outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
-        except Exception as e:
-            with contextlib.suppress(Exception):
-                outdata.fill(0)
-            self.count_error(e)
-
-    def pull(self, n: int, t_play: float) -> np.ndarray:
-        """Exactly `n` samples for the device, silence where there is no audio (an underrun)."""
-        out = np.zeros(n, dtype=np.float32)
-        with self._cond:
-            if not self._playing and self._buffered >= self.playout_frames * self.frame_samples:
-                self._playing = self._buffered > 0
-            got = 0
-            while self._playing and got < n and self._chunks:
-                head = self._chunks[0]
-                take = min(n - got, len(head) - self._offset)
-                out[got : got + take] = head[self._offset : self._offset + take]
-                got += take
-                self._offset += take
-                self._buffered -= take
-                if self._offset == len(head):
-                    self._chunks.popleft()
-                    self._offset = 0
-            if got < n:
-                self.counters.underruns += 1
-                self.counters.gaps += self._started
-                self._playing = False  # ran dry: wait for `playout_frames` again
-            self._started = self._started or got > 0
-            self._samples_played += got
-            self.counters.frames_played = self._samples_played // self.frame_samples
-            self._played.append(PlayedChunk(t_play, out, self._pulled))
-            self._pulled += n
-            while len(self._played) > self.max_played:
-                self._played.popleft()
-                self.counters.played_drops += 1
-        return out
-
-    def drain_played(self) -> list[PlayedChunk]:
-        """Everything played since the last drain, oldest first."""
-        with self._cond:
-            chunks = list(self._played)
-            self._played.clear()
-        return chunks
-
-    def clear(self) -> None:
-        """Forget queued audio (e.g. when the assistant is interrupted)."""
-        with self._cond:
-            self._chunks.clear()
-            self._offset = self._buffered = 0
-            self._playing = False

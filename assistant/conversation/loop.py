@@ -10,6 +10,11 @@ Audio callbacks live in the audio layer and never wait on any of this. Queues be
 are bounded by the lag policy: when the model falls behind, the oldest user frames are dropped
 (and counted) instead of letting the delay grow. A worker that fails stops the loop and its
 error is raised from `run()` after everything recorded so far is saved.
+
+Each frame's delay is measured, not estimated: from the capture time of its first sample
+(PortAudio's ADC time) to the moment the first sample of Moshi's audio for it is heard (the
+speaker's DAC time, reported by the playout buffer when that sample actually plays). A frame
+is handed on to the metrics and the session once that is known.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ class ConversationLoop:
         policy: LagPolicy | None = None,
         events: LoopEvents | None = None,
         silence_check: Callable[[np.ndarray], str | None] | None = None,
-        output_latency_s: float = 0.0,
+        output_check: Callable[[np.ndarray], str | None] | None = None,
         metrics: MetricsCollector | None = None,
     ) -> None:
         self.audio, self.codec, self.engine = audio, codec, engine
@@ -79,7 +84,7 @@ class ConversationLoop:
         self.policy = policy or LagPolicy()
         self.events = events or LoopEvents()
         self.silence_check = silence_check
-        self.output_latency_s = output_latency_s
+        self.output_check = output_check
         self.counters = LoopCounters()
         # Muted: the microphone's frames are replaced by silence before anything sees them
         # (recording included); Moshi keeps talking and listening to silence.
@@ -97,6 +102,8 @@ class ConversationLoop:
         self._error: BaseException | None = None
         self._timeline = ReferenceTimeline()  # what the speaker played, by time: the echo
         self._threads: list[threading.Thread] = []
+        self._on_speaker: dict[int, FrameRecord] = {}  # queued for the speaker, not yet heard
+        self._speaker_lock = threading.Lock()
 
     # --- control -------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
@@ -116,6 +123,7 @@ class ConversationLoop:
                     break
                 if self._stop.wait(0.05):
                     break
+                self._collect_heard()
                 if self.session is not None:
                     self.session.maybe_flush()
                 self._report_once()
@@ -138,6 +146,7 @@ class ConversationLoop:
             q.put(_END)
         for t in self._threads:
             t.join(timeout=5.0)
+        self._collect_heard(final=True)
         if self.session is not None:
             self.session.close()
 
@@ -265,20 +274,47 @@ class ConversationLoop:
             # Decode every frame, even one about to be dropped: the codec's state is streaming.
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
-            record.playout_depth = self.audio.playout_depth()
-            if self._late_for_speaker(record):
+            check = self.output_check if codes is not None else None
+            if check is not None and (warning := check(pcm)):
+                self._warn(warning)
+            record.playout_depth = round(self.audio.playout_depth(), 2)
+            heard_in = self.audio.heard_in_s()
+            if self._late_for_speaker(record, heard_in):
                 record.dropped = True
                 self.counters.dropped_output += 1
-            else:
-                self.audio.play_frame(pcm)
-                self.counters.frames_played += 1
-                if self.session is not None:
-                    self.session.moshi_audio(pcm)
+                self._emit_frame(record)
+                continue
             record.queued_for_playout = time.monotonic()
-            if not record.dropped:
-                waiting = record.playout_depth * FRAME_MS / 1000.0 + self.output_latency_s
-                record.heard = record.queued_for_playout + waiting
-            self._emit_frame(record)
+            record.heard_expected = record.queued_for_playout + heard_in
+            with self._speaker_lock:
+                self._on_speaker[id(record)] = record
+            self.audio.play_frame(pcm, tag=record)
+            if self.session is not None:
+                self.session.moshi_audio(pcm)
+            self._collect_heard()
+
+    def _collect_heard(self, final: bool = False) -> None:
+        """Frames whose first sample the speaker played (or dropped) since the last look go
+        on to the metrics and the session; at the end, those still queued go too, unheard."""
+        with self._speaker_lock:
+            done: list[FrameRecord] = []
+            for started in self.audio.drain_started():
+                record = self._on_speaker.pop(id(started.tag), None)
+                if record is not None:
+                    record.played, record.heard = True, started.t
+                    self.counters.frames_played += 1
+                    done.append(record)
+            for tag in self.audio.drain_dropped():
+                record = self._on_speaker.pop(id(tag), None)
+                if record is not None:
+                    record.dropped = True
+                    self.counters.dropped_output += 1
+                    done.append(record)
+            if final:
+                done += self._on_speaker.values()
+                self._on_speaker.clear()
+            for record in sorted(done, key=lambda r: r.index):
+                self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
     def _stale(self, record: FrameRecord) -> bool:
@@ -296,8 +332,7 @@ class ConversationLoop:
         still_to_come = (
             self.timings["step"].mean
             + self.timings["decode"].mean
-            + self.policy.playout_frames * FRAME_MS
-            + self.output_latency_s * 1000.0
+            + self.audio.heard_in_s() * 1000.0
         )
         late = self.policy.too_late_for_model(_age_ms(record), still_to_come)
         return late and self._drop_input(record)
@@ -318,11 +353,11 @@ class ConversationLoop:
         self._emit_frame(record)
         return True
 
-    def _late_for_speaker(self, record: FrameRecord) -> bool:
+    def _late_for_speaker(self, record: FrameRecord, heard_in_s: float) -> bool:
         if not self._realtime:
-            return record.playout_depth > self.policy.max_playout_backlog
+            return False  # no clock: nothing is late
         return self.policy.late_for_speaker(
-            _age_ms(record), record.playout_depth, self.output_latency_s * 1000.0
+            _age_ms(record), heard_in_s * 1000.0, record.playout_depth
         )
 
     def _report_once(self) -> None:

@@ -81,7 +81,7 @@ class Snapshot:
     bottleneck: str  # the slowest of encode, step, decode over the window
     model_queue: int  # frames that were waiting for the model (last frame)
     model_queue_max: int  # the most over the window
-    playout_queue: int  # frames buffered for the speaker (last frame)
+    playout_queue: float  # frames buffered for the speaker (last frame)
     audio: dict[str, int]
     memory: MemoryStats
     echo_reduction_db: float | None
@@ -149,7 +149,7 @@ class MetricsCollector:
         self.started = clock()
         self._stages = {s: _Stage(window=_Window(window_frames)) for s in STAGES}
         self._model_queue = _Window(window_frames)
-        self._playout_queue = 0
+        self._playout_queue = 0.0
         self._counts = dict.fromkeys(("finished", "answered", "played", "din", "dout"), 0)
         self._lock = threading.Lock()
         self._process = psutil.Process()
@@ -175,7 +175,7 @@ class MetricsCollector:
             c = self._counts
             c["finished"] += 1
             c["answered"] += answered
-            c["played"] += record.heard is not None
+            c["played"] += record.played
             c["din"] += record.dropped and not answered
             c["dout"] += record.dropped and answered
             if not record.dropped and answered:

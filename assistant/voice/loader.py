@@ -61,8 +61,10 @@ def load(
     *,
     check_memory: bool = True,
     cache_limit: int = DEFAULT_CACHE_LIMIT,
+    prepared: tuple[CheckpointReport, MemoryEstimate] | None = None,
 ) -> LoadedModel:
-    report, est = prepare(files, check_memory=check_memory)
+    """`prepared`: what `prepare(files)` returned, when the caller already ran it."""
+    report, est = prepared or prepare(files, check_memory=check_memory)
     set_cache_limit(cache_limit)
     model = build_model(report.model.config, report.model.quantization)
     started = time.perf_counter()
