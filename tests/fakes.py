@@ -108,6 +108,9 @@ class FakeAudio:
     def drain_dropped(self) -> list[object]:
         return []
 
+    def describe(self) -> dict[str, object]:
+        return {"profile": "fake"}
+
     def heard_in_s(self) -> float:
         with self._lock:
             self._advance()

@@ -217,6 +217,16 @@ class DuplexAudio:
         """Frames queued for the speaker, not yet played."""
         return self.playout.buffered_frames()
 
+    def describe(self) -> dict[str, object]:
+        """How the audio runs now: the latency profile, block sizes, the speaker's cushion
+        and the device's own output latency (ms)."""
+        return {
+            "profile": self.profile.name,
+            "block_ms": self.blocks["output"] * 1000 / SAMPLE_RATE,
+            "cushion_ms": round(self.playout.target_ms, 1),
+            "device_output_ms": round(self.playout.output_lead_s * 1000, 1),
+        }
+
     def heard_in_s(self) -> float:
         """How long from now until audio queued now reaches the listener: the cushion and
         what is queued, plus the device's own latency (from PortAudio's DAC times)."""
@@ -309,9 +319,10 @@ class DuplexAudio:
         clock = StreamClock(rate, skip_bursts=True)
         ratio = SAMPLE_RATE / rate
         block = round(self.profile.block / ratio)
-        # soxr releases output in bursts, up to half a block late: start with a block of
-        # silence in hand, then feed it exactly what the device consumes, on average.
-        fifo: np.ndarray = np.zeros(block, dtype=np.float32)
+        # soxr's low-quality streaming mode releases output a block at a time, one or two
+        # blocks behind: start with two blocks of silence in hand, then feed it exactly what
+        # the device consumes, on average.
+        fifo: np.ndarray = np.zeros(2 * block, dtype=np.float32)
         owed = 0.0  # fractional 24 kHz samples not yet pulled
 
         def resampled(outdata: Any, n: int, time_info: Any, status: Any) -> None:
@@ -345,7 +356,9 @@ class _Resampler:
     def __init__(self, rate_in: int, rate_out: int) -> None:
         import soxr
 
-        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        # "LQ" (16-bit precision: plenty for speech) releases output in bursts of about one
+        # input block; "HQ" held back ~35 ms at a time, which small blocks cannot absorb.
+        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="LQ")
         self.rate_in, self.rate_out = rate_in, rate_out
         self._in = self._out = 0
 

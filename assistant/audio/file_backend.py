@@ -121,6 +121,9 @@ class FileAudio:
     def playout_depth(self) -> float:
         return 0.0  # a file never makes the loop wait
 
+    def describe(self) -> dict[str, object]:
+        return {"profile": "file (real-time pace)" if self.realtime else "file"}
+
     def heard_in_s(self) -> float:
         return 0.0  # written at once
 

@@ -5,11 +5,12 @@ jitter; the device asks for small blocks (10-40 ms). Playback starts as soon as 
 there plus a short cushion (`target`): the first samples wait `target` before they play, so
 the next frame has that much slack to arrive. When the buffer runs dry mid-stream (an
 underrun: a gap the listener hears) the cushion grows by `grow`, up to `max`; after
-`steady_s` without one it shrinks by `shrink`, down to `min`, and audio queued beyond the
-cushion is dropped, oldest first, so the delay comes back down. Audio above one frame plus
-`max` is dropped at once. Nothing waits for a fixed number of frames: under overload the
-listener hears Moshi with gaps, never silence. (Kyutai's web client does much the same: a
-10-80 ms adaptive buffer that drops the oldest audio above it.)
+`steady_s` without one it shrinks by `shrink`, down to `min`. When the buffer's low-water mark
+stays above the cushion (plus `slack`) for a whole `trim_s` window, the excess is dropped,
+oldest first, so the delay comes back down; bursts (two frames arriving together) are
+left alone. Audio above two frames plus `max` is dropped at once. Nothing waits for a fixed
+number of frames: under overload the listener hears Moshi with gaps, never silence. (Kyutai's
+web client does much the same: a 10-80 ms adaptive buffer that drops the oldest audio above it.)
 
 Each pushed chunk may carry a tag; the buffer reports when the chunk's first sample reached
 the speaker (the DAC time, from PortAudio's timing) or that it was dropped. That is how the
@@ -47,6 +48,7 @@ class JitterBounds:
     shrink_ms: float = 5.0  # after `steady_s` without one
     steady_s: float = 10.0
     slack_ms: float = 20.0  # queued audio beyond the cushion tolerated before trimming
+    trim_s: float = 2.0  # how long the excess must last before it is trimmed
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_ms <= self.max_ms:
@@ -88,6 +90,9 @@ class PlayoutBuffer:
         self._min, self._max = round(b.min_ms * ms), round(b.max_ms * ms)
         self._grow, self._shrink = round(b.grow_ms * ms), round(b.shrink_ms * ms)
         self._slack = round(b.slack_ms * ms)
+        self._trim_window = round(b.trim_s * sample_rate)
+        self._low_water: int | None = None  # least queued at a pull, this trim window
+        self._window_left = self._trim_window
         self._steady = round(b.steady_s * sample_rate)
         self._target = round((b.min_ms if b.start_ms is None else b.start_ms) * ms)
         self._lock = threading.Lock()
@@ -115,15 +120,12 @@ class PlayoutBuffer:
             return
         np.nan_to_num(data, copy=False)
         with self._lock:
-            if self._playing and self._buffered > self._target + self._slack:
-                # Steady but more queued than the cushion needs: catch up, oldest first.
-                self._drop_head(self._buffered - self._target)
             self._chunks.append(_Chunk(data, tag))
             self._buffered += len(data)
             if not self._playing and self._wait_left is None:
                 self._wait_left = self._target  # priming starts with the first audio
-            limit = self.frame_samples + self._max
-            if self._buffered > limit:
+            limit = 2 * self.frame_samples + self._max
+            if self._buffered > limit:  # the output stalled or the loop bunched up
                 self._drop_head(self._buffered - self.frame_samples - self._target)
 
     def ahead_s(self) -> float:
@@ -219,6 +221,7 @@ class PlayoutBuffer:
             if self._playing and got < n:
                 self._underrun(out, pos, got)
             elif self._playing:
+                self._watch_level(n)
                 self._since_underrun += n
                 if self._since_underrun >= self._steady and self._target > self._min:
                     self._target = max(self._target - self._shrink, self._min)
@@ -251,12 +254,25 @@ class PlayoutBuffer:
                 self._offset = 0
         return got
 
+    def _watch_level(self, n: int) -> None:
+        """Track the low-water mark; trim a lasting excess at the end of each window."""
+        level = self._buffered
+        self._low_water = level if self._low_water is None else min(self._low_water, level)
+        self._window_left -= n
+        if self._window_left > 0:
+            return
+        excess = self._low_water - self._target
+        self._low_water, self._window_left = None, self._trim_window
+        if excess > self._slack:
+            self._drop_head(excess)
+
     def _underrun(self, out: np.ndarray, pos: int, got: int) -> None:
         """Ran dry mid-stream: fade the tail out, wait for audio again with a bigger cushion."""
         ramp = min(FADE_SAMPLES, got - pos)
         if ramp > 0:
             out[got - ramp : got] *= np.linspace(1.0, 0.0, ramp, endpoint=False)
         self._playing, self._wait_left = False, None
+        self._low_water, self._window_left = None, self._trim_window
         self.counters.underruns += 1
         self.counters.gaps += self._ever_played or got > pos
         self._target = min(self._target + self._grow, self._max)

@@ -218,6 +218,7 @@ class Chat:
             MetricSources(
                 audio_counters=lambda: audio_counters(audio),
                 echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
+                audio_path=audio.describe,
                 model_memory=memory_snapshot,
             )
         )

@@ -67,7 +67,7 @@ class MemoryStats:
     mlx_active: int = 0
     mlx_peak: int = 0
     mlx_cache: int = 0
-    rss: int = 0
+    rss: int = 0  # this process and its children (the codec's worker processes)
     rss_peak: int = 0  # the highest RSS seen by a snapshot
 
 
@@ -83,6 +83,7 @@ class Snapshot:
     model_queue_max: int  # the most over the window
     playout_queue: float  # frames buffered for the speaker (last frame)
     audio: dict[str, int]
+    audio_path: dict[str, Any]  # latency profile, block and cushion ms; {} for files
     memory: MemoryStats
     echo_reduction_db: float | None
     history: dict[str, list[float]]  # recent values per stage, oldest first
@@ -109,6 +110,8 @@ class MetricSources:
 
     audio_counters: Callable[[], Mapping[str, Any]] = dict
     echo_reduction_db: Callable[[], float | None] = lambda: None
+    # How the audio runs: latency profile, block and cushion (ms); {} for files.
+    audio_path: Callable[[], Mapping[str, Any]] = dict
     # MLX's active, peak and cache bytes (the runtime passes `voice.memory.memory_snapshot`).
     model_memory: Callable[[], Mapping[str, int]] = _no_model_memory
 
@@ -208,6 +211,7 @@ class MetricsCollector:
             model_queue_max=int(max(queue)) if queue else 0,
             playout_queue=playout,
             audio=_audio_figures(self.sources.audio_counters()),
+            audio_path=dict(self.sources.audio_path()),
             memory=self._memory(),
             echo_reduction_db=self.sources.echo_reduction_db(),
             history=history,
@@ -222,10 +226,7 @@ class MetricsCollector:
         return {name: stage.session for name, stage in self._stages.items()}
 
     def _memory(self) -> MemoryStats:
-        try:
-            rss = self._process.memory_info().rss
-        except psutil.Error:  # a sandbox that hides /proc: report what MLX knows
-            rss = 0
+        rss = tree_rss(self._process)
         self._rss_peak = max(self._rss_peak, rss)
         mlx = self.sources.model_memory()
         return MemoryStats(
@@ -235,6 +236,21 @@ class MetricsCollector:
             rss=rss,
             rss_peak=self._rss_peak,
         )
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its children (0 where /proc is hidden)."""
+    total = 0
+    try:
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for member in family:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # exited meanwhile
+            continue
+    return total
 
 
 def _percentiles(values: list[float]) -> Percentiles:
