@@ -67,6 +67,12 @@ class FakeAudio:
         self._next += 1
         return frame
 
+    def pending_frames(self) -> int:
+        if self.period_s == 0 or self._start is None:
+            return 0
+        due = int((time.monotonic() - self._start) / self.period_s) + 1
+        return max(0, min(due, len(self.frames)) - self._next)
+
     def _advance(self) -> None:
         """Play what the speaker's slots up to now took (called with the lock held)."""
         if self.period_s == 0 or self._start is None:

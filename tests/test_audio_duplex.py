@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from assistant.audio.duplex import AudioIO, DuplexAudio
-from assistant.audio.playout import FADE_SAMPLES
 from assistant.audio.file_backend import FileAudio
+from assistant.audio.playout import FADE_SAMPLES
 from assistant.audio.sound_files import frames, read_audio
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES

@@ -208,6 +208,9 @@ class DuplexAudio:
             self._check()
         return frame
 
+    def pending_frames(self) -> int:
+        return len(self.capture)
+
     def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
         """Queue audio for the speaker (normally one 1920-sample frame). Never blocks. The
         tag comes back from `drain_started` once its first sample is heard."""

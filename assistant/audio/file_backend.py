@@ -105,6 +105,13 @@ class FileAudio:
         self._counters.frames_captured += 1
         return CapturedFrame(self._frames[i], t_capture, i * FRAME_SAMPLES)
 
+    def pending_frames(self) -> int:
+        """Frames already due (real-time pace) but not read yet."""
+        if not (self.realtime and self._started) or self.finished:
+            return 0
+        due = int((time.monotonic() - self._t0) / FRAME_SECONDS)
+        return max(0, min(due, len(self._frames)) - self._next)
+
     def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
         """Record what the loop plays; an unwritable output raises AudioError once."""
         data = np.array(samples, dtype=np.float32).reshape(-1)

@@ -44,6 +44,10 @@ class AudioIO(Protocol):
 
     def start(self) -> AudioIO: ...
     def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None: ...
+    def pending_frames(self) -> int:
+        """Captured frames waiting to be read (a backlog: the loop is behind)."""
+        ...
+
     def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
         """Queue audio; `tag` comes back from `drain_started` when its first sample is heard,
         or from `drain_dropped` if it never is."""

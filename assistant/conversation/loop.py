@@ -318,10 +318,19 @@ class ConversationLoop:
 
     # --- helpers -------------------------------------------------------------------------------
     def _stale(self, record: FrameRecord) -> bool:
-        """Audio captured while the loop was starting, or during a stall, only adds delay."""
+        """Drop a frame read from the microphone that could not be heard in time: older than
+        the whole budget (captured during a stall), or, while a fresher frame is already
+        waiting, predicted to arrive late once encoded, stepped, decoded and queued (skipping
+        it also saves the codec's time, so the loop catches up)."""
         if not self._realtime:
             return False
-        return self.policy.stale(_age_ms(record)) and self._drop_input(record)
+        age = _age_ms(record)
+        if self.policy.stale(age):
+            return self._drop_input(record)
+        if self.audio.pending_frames() == 0:
+            return False  # the newest frame: always answered, as soon as it can be
+        late = self.policy.too_late_for_model(age, self._still_to_come("encode", "step", "decode"))
+        return late and self._drop_input(record)
 
     def _too_late(self, record: FrameRecord) -> bool:
         """Counting queued frames is not enough when each step is slow, so the frame's age is
@@ -329,13 +338,16 @@ class ConversationLoop:
         still answers, as often as it can."""
         if not self._realtime or self._model_q.qsize() == 0:
             return False
-        still_to_come = (
-            self.timings["step"].mean
-            + self.timings["decode"].mean
-            + self.audio.heard_in_s() * 1000.0
+        late = self.policy.too_late_for_model(
+            _age_ms(record), self._still_to_come("step", "decode")
         )
-        late = self.policy.too_late_for_model(_age_ms(record), still_to_come)
         return late and self._drop_input(record)
+
+    def _still_to_come(self, *stages: str) -> float:
+        """Milliseconds ahead of a frame: recent time of the stages it still has to go
+        through, then the wait until the speaker plays it."""
+        ahead = sum(self.metrics.recent_mean(stage) for stage in stages)
+        return ahead + self.audio.heard_in_s() * 1000.0
 
     def _next(self, q: queue.Queue) -> Any:
         """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""

@@ -131,6 +131,10 @@ class _Window:
         with self._lock:
             return list(self._values)
 
+    def mean(self) -> float:
+        with self._lock:
+            return sum(self._values) / len(self._values) if self._values else 0.0
+
 
 @dataclass
 class _Stage:
@@ -220,6 +224,11 @@ class MetricsCollector:
         self._snapshot_ns += time.perf_counter_ns() - t0
         cost = (frames_ns + self._snapshot_ns) / 1000.0 / max(c["finished"], 1)
         return replace(snap, collection_us_per_frame=cost)
+
+    def recent_mean(self, stage: str) -> float:
+        """The stage's mean over the recent window (ms; 0 before any frame): cheap, for the
+        lag control, which must follow a machine whose load changes."""
+        return self._stages[stage].window.mean()
 
     def session_histograms(self) -> dict[str, Histogram]:
         """Each stage's histogram over the whole session (live objects: read, don't write)."""
