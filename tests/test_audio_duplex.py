@@ -63,15 +63,22 @@ def capture_and_echo(pulse: PulseAudio, speech: Path, tmp_path: Path, **kw: obje
     """Speech played into the mic, every captured frame played straight back."""
     clean = read_audio(speech)
     recorder = pulse.record_speaker(tmp_path / "speaker.wav")
-    with DuplexAudio(**kw) as audio:  # type: ignore[arg-type]
-        converse(audio, 0.5)  # let the streams settle before the speech starts
-        player = pulse.play_into_mic(speech, wait=False)
-        got = converse(audio, len(clean) / SR + 1.0, reply=lambda f, i: f.samples)
-        player.wait(timeout=30)
-        counters, latency = audio.counters, audio.latency
-        rates = (audio.input_rate, audio.output_rate)
-        played = np.concatenate([c.samples for c in audio.drain_played()])
-    heard = recorder.stop()
+    try:
+        with DuplexAudio(**kw) as audio:  # type: ignore[arg-type]
+            converse(audio, 0.5)  # let the streams settle before the speech starts
+            player = pulse.play_into_mic(speech, wait=False)
+            try:
+                got = converse(audio, len(clean) / SR + 1.0, reply=lambda f, i: f.samples)
+                player.wait(timeout=30)
+            finally:
+                if player.poll() is None:  # failed meanwhile: stop what this test started
+                    player.kill()
+                    player.wait(timeout=10)
+            counters, latency = audio.counters, audio.latency
+            rates = (audio.input_rate, audio.output_rate)
+            played = np.concatenate([c.samples for c in audio.drain_played()])
+    finally:
+        heard = recorder.stop()
     mic = np.concatenate([f.samples for f in got])
     return dict(
         clean=clean, mic=mic, heard=heard, played=played, times=[f.t_capture for f in got],
@@ -123,15 +130,19 @@ def test_playout_of_a_chirp_is_intact(pulse: PulseAudio, tmp_path: Path) -> None
     chirp = (0.5 * np.sin(2 * np.pi * (200 * t + 450 * t**2))).astype(np.float32)  # 200->2000 Hz
     chunks = frames(np.concatenate([chirp, np.zeros(SR, np.float32)]))  # a second to drain
     recorder = pulse.record_speaker(tmp_path / "chirp.wav")
-    with DuplexAudio() as audio:
-        converse(audio, 0.3)
-        silence = np.zeros(FRAME_SAMPLES, np.float32)
-        got = converse(
-            audio, len(chunks) * 0.08, reply=lambda f, i: chunks[i] if i < len(chunks) else silence
-        )
-        played = np.concatenate([c.samples for c in audio.drain_played()])
-        gaps = audio.counters.gaps
-    heard = recorder.stop()
+    try:
+        with DuplexAudio() as audio:
+            converse(audio, 0.3)
+            silence = np.zeros(FRAME_SAMPLES, np.float32)
+            got = converse(
+                audio,
+                len(chunks) * 0.08,
+                reply=lambda f, i: chunks[i] if i < len(chunks) else silence,
+            )
+            played = np.concatenate([c.samples for c in audio.drain_played()])
+            gaps = audio.counters.gaps
+    finally:
+        heard = recorder.stop()
     assert len(got) >= len(chunks) - 2
     corr = piecewise_match(heard, chirp, seconds=0.5)
     assert corr > 0.97, f"recorded chirp correlates {corr:.3f}"

@@ -180,8 +180,12 @@ def open_dashboard() -> None:
 @ctl.command("quit")
 def quit_service() -> None:
     """Stop the conversation and the service."""
-    _client().quit()
-    console.print("The service is stopping.")
+    client = _client()
+    client.quit()
+    if client.wait_stopped():
+        console.print("The service stopped.")
+    else:
+        console.print(f"The service is stopping (pid {client.info.pid} is still running).")
 
 
 def _print_status(s: dict[str, Any]) -> None:
