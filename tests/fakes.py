@@ -37,7 +37,6 @@ class FakeAudio:
     period_s: float = 0.0
     finished: bool = False
     played: list[np.ndarray] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
     _next: int = 0
     _start: float | None = None
     _slots: int = 0  # speaker slots already passed
@@ -112,6 +111,9 @@ class FakeAudio:
         return out
 
     def drain_dropped(self) -> list[object]:
+        return []
+
+    def drain_notices(self) -> list[str]:
         return []
 
     def describe(self) -> dict[str, object]:

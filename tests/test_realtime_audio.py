@@ -123,3 +123,35 @@ def test_assistant_latency_measures_a_loopback(pulse: PulseAudio, tmp_path: Path
     back, sent = int(clicks[1]), int(clicks[2])
     assert sent >= 6 and back >= sent // 2, text
     assert 60 <= int(outside[1]) <= 180, text  # the loopback: 100 ms, plus its own buffering
+
+
+def test_a_speaker_that_goes_away_is_noticed(pulse: PulseAudio) -> None:
+    """PulseAudio moves the stream when its sink is unloaded; PortAudio sees nothing, so the
+    audio layer asks PulseAudio, and says where the sound went."""
+    audio = DuplexAudio().start()
+    try:
+        time.sleep(2.5)  # the watch has seen the first sink
+        modules = pulse.pactl("list", "short", "modules")
+        vspk = next(line.split()[0] for line in modules.splitlines() if "sink_name=vspk" in line)
+        pulse.pactl("unload-module", vspk)
+        deadline, notices = time.monotonic() + 10, []
+        while not notices and time.monotonic() < deadline:
+            audio.read_frame(timeout=0.5)
+            notices = audio.drain_notices()
+    finally:
+        audio.stop()
+        pulse.restart()  # the next tests need vspk back
+    assert notices and "the speaker 'vspk' went away" in notices[0], notices
+
+
+def test_sink_watch_reports_a_move_once() -> None:
+    from assistant.audio.pulse_watch import SinkWatch
+
+    answers = iter([None, "vspk", "vspk", "vmic", "vmic"])
+    watch = SinkWatch(lambda message: None, pid=1, lookup=lambda pid: next(answers))
+    assert [watch.check() for _ in range(4)] == [
+        None,
+        None,
+        None,
+        "the speaker 'vspk' went away; Moshi now plays on 'vmic'",
+    ]

@@ -29,6 +29,7 @@ from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevic
 from .interface import AudioIO, StreamLatency
 from .playout import PlayoutBuffer, Started
 from .profiles import DEFAULT_PROFILE, PROFILES, LatencyProfile
+from .pulse_watch import SinkWatch, pulse_available
 
 __all__ = ["AudioIO", "DuplexAudio", "StreamLatency"]
 
@@ -67,7 +68,9 @@ class DuplexAudio:
         self.capture = CaptureBuffer(max_frames=capture_frames, counters=self._counters)
         self.playout = PlayoutBuffer(self.profile.jitter, counters=self._counters)
         self.blocks = {"input": self.profile.block, "output": self.profile.block}
-        self.notices: list[str] = []  # things the user should know (a larger block, ...)
+        self._notices: list[str] = []  # things the user should know (a larger block, ...)
+        self._notices_lock = threading.Lock()
+        self._watch: SinkWatch | None = None
         self.input_device: DeviceInfo | None = None
         self.output_device: DeviceInfo | None = None
         self.input_rate = self.output_rate = SAMPLE_RATE
@@ -106,7 +109,20 @@ class DuplexAudio:
         self._wait_flowing()
         self.capture.clear()  # whatever came during start-up is stale
         self._started = True
+        if pulse_available():
+            self._watch = SinkWatch(self._note).start()
         return self
+
+    def _note(self, message: str) -> None:
+        with self._notices_lock:
+            self._notices.append(message)
+
+    def drain_notices(self) -> list[str]:
+        """What the user should be told since the last call (a larger block size, a speaker
+        that went away ...)."""
+        with self._notices_lock:
+            out, self._notices = self._notices, []
+        return out
 
     def _open(self, cls: Any, kind: str, device: DeviceInfo, rate: int, callback: Any) -> Any:
         """A stream at the profile's block size, or the next larger one the device accepts."""
@@ -130,7 +146,7 @@ class DuplexAudio:
                 self._close_streams()
                 raise audio_error(e, f"{kind} device {device.label}") from None
             if block != self.profile.block:
-                self.notices.append(
+                self._note(
                     f"the {kind} device {device.label} refused "
                     f"{self.profile.block_ms:.0f} ms blocks; using {block * 1000 // SAMPLE_RATE} ms"
                 )
@@ -160,6 +176,8 @@ class DuplexAudio:
     def stop(self) -> None:
         """Stop and close both streams (idempotent); later reads return None."""
         self._stopping = True
+        if self._watch is not None:
+            self._watch.stop()
         self._close_streams()
         self.capture.wake()
 

@@ -50,7 +50,6 @@ class FileAudio:
         self._started = False
         self._stopped = False
         self._heard: list[Started] = []
-        self.notices: list[str] = []
 
     def start(self) -> FileAudio:
         if self._started:
@@ -127,6 +126,9 @@ class FileAudio:
 
     def playout_depth(self) -> float:
         return 0.0  # a file never makes the loop wait
+
+    def drain_notices(self) -> list[str]:
+        return []
 
     def describe(self) -> dict[str, object]:
         return {"profile": "file (real-time pace)" if self.realtime else "file"}

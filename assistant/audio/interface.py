@@ -37,9 +37,9 @@ class AudioIO(Protocol):
 
     @property
     def finished(self) -> bool: ...
-    @property
-    def notices(self) -> list[str]:
-        """What the user should be told about how the audio runs (a fallback ...)."""
+    def drain_notices(self) -> list[str]:
+        """What the user should be told since the last call (a fallback block size, a
+        speaker that went away ...)."""
         ...
 
     def start(self) -> AudioIO: ...

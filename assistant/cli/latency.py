@@ -49,7 +49,7 @@ def latency(
     audio = DuplexAudio(parse_device(input_device), parse_device(output_device), profile=chosen)
     with console.status("Opening the audio devices ..."):
         audio.start()
-    for notice in audio.notices:
+    for notice in audio.drain_notices():
         console.print(f"[yellow]note:[/] {notice}")
     blocks = {k: v * 1000 / SAMPLE_RATE for k, v in audio.blocks.items()}
     assert audio.input_device is not None and audio.output_device is not None
@@ -75,6 +75,7 @@ def latency(
             duration_s=duration,
             every_s=every,
             on_trip=on_trip,
+            on_warning=lambda message: console.print(f"[yellow]warning:[/] {message}"),
             profile=chosen.name,
             blocks_ms=blocks,
         )

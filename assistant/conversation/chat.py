@@ -226,9 +226,6 @@ class Chat:
         session_dir = new_session_dir(s.session_kind)
         if on_ready is not None:
             on_ready()
-        for notice in audio.notices:
-            if self.events.on_warning is not None:
-                self.events.on_warning(notice)
         loop = ConversationLoop(
             audio,
             codec,

@@ -130,6 +130,7 @@ def run_latency_check(
     every_s: float = 1.0,
     max_delay_ms: float = 2000.0,
     on_trip: Callable[[ClickTrip], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
     profile: str = "",
     blocks_ms: dict[str, float] | None = None,
@@ -143,7 +144,7 @@ def run_latency_check(
         PassthroughCodec(),
         engine,
         policy=LagPolicy(max_delay_ms=max_delay_ms),
-        events=LoopEvents(),
+        events=LoopEvents(on_warning=on_warning),
         metrics=metrics,
     )
     if stop is not None:

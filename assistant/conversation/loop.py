@@ -373,7 +373,10 @@ class ConversationLoop:
         )
 
     def _report_once(self) -> None:
-        """Tell the user, once each, about drops and a recording that stopped."""
+        """Tell the user, once each, about drops and a recording that stopped; and whatever
+        the audio layer says (a larger block size, a speaker that went away)."""
+        for notice in self.audio.drain_notices():
+            self._warn(notice)
         c = self.counters
         if not self._warned_drops and c.dropped_input + c.dropped_output > 0:
             self._warned_drops = True
