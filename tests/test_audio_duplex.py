@@ -15,6 +15,7 @@ import pytest
 from assistant.audio.duplex import AudioIO, DuplexAudio
 from assistant.audio.file_backend import FileAudio
 from assistant.audio.playout import FADE_SAMPLES
+from assistant.audio.profiles import PROFILES
 from assistant.audio.sound_files import frames, read_audio
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
@@ -241,3 +242,28 @@ def test_file_audio_realtime_paces_frames_at_80ms(speech: Path) -> None:
 def test_file_audio_reports_an_unreadable_source(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="no such audio file"):
         FileAudio(tmp_path / "missing.wav").start()
+
+
+def test_a_device_refusing_small_blocks_gets_a_larger_one_and_says_so(
+    pulse: PulseAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device whose driver refuses 10 ms blocks: the stream opens at 20 ms, the user is
+    told, and audio flows."""
+    import sounddevice as sd
+
+    real = sd.OutputStream
+
+    def picky(*args, blocksize: int, **kwargs):
+        if blocksize < 480:
+            raise sd.PortAudioError("Invalid number of frames per buffer", -9986)
+        return real(*args, blocksize=blocksize, **kwargs)
+
+    monkeypatch.setattr(sd, "OutputStream", picky)
+    with DuplexAudio(profile=PROFILES["low"]) as audio:
+        converse(audio, 0.5, reply=lambda f, i: f.samples)
+        notices = audio.drain_notices()
+        blocks = dict(audio.blocks)
+    assert blocks == {"input": 240, "output": 480}
+    assert notices == [
+        f"the output device {audio.output_device.label} refused 10 ms blocks; using 20 ms"
+    ]
