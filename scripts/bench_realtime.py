@@ -69,8 +69,8 @@ def private_pulse() -> Iterator[PulseAudio]:
 
 
 def click_train(path: Path, seconds: float, seed: int = 0) -> list[int]:
-    """Clicks at irregular intervals (0.35-0.65 s: any phase against the 80 ms frames);
-    returns their sample positions in the file."""
+    """Clicks at irregular intervals (0.9-1.3 s: any phase against the 80 ms frames, and each
+    copy, at most a second late, lands before the next click); returns their positions."""
     rng = np.random.default_rng(seed)
     pcm = np.zeros(round(seconds * SAMPLE_RATE), np.float32)
     c = click(0.6)
@@ -79,7 +79,7 @@ def click_train(path: Path, seconds: float, seed: int = 0) -> list[int]:
         i = round(t * SAMPLE_RATE)
         pcm[i : i + len(c)] = c
         where.append(i)
-        t += rng.uniform(0.35, 0.65)
+        t += rng.uniform(0.9, 1.3)
     write_wav(path, pcm)
     return where
 
@@ -103,8 +103,10 @@ def direct_and_copies(found: list[int], schedule: list[int]) -> list[tuple[int, 
             best = directs
     train = set(best)
     pairs = []
-    for d in best:
-        later = [f for f in found if d < f <= d + SAMPLE_RATE and f not in train]
+    for d, following in zip(best, [*best[1:], best[-1] + SAMPLE_RATE], strict=True):
+        # Its copy comes before the next click (the train's gaps are longer than any delay
+        # the loop allows): a copy that was dropped is then missing, never mistaken.
+        later = [f for f in found if d < f < following and f not in train]
         if later:
             pairs.append((d, later[0]))
     return pairs

@@ -11,6 +11,7 @@ import pytest
 from assistant.audio.buffers import (
     AudioCounters,
     CaptureBuffer,
+    OutputTiming,
     StreamClock,
     capture_time,
     playback_time,
@@ -108,16 +109,23 @@ def test_stream_clock_ignores_late_callbacks() -> None:
     assert np.diff(stamps[60:]) == pytest.approx(0.08, abs=0.003)
 
 
-def test_output_clock_ignores_priming_bursts() -> None:
-    clock = StreamClock(24000, skip_bursts=True)
-    # three callbacks at once to fill the buffer ahead, then one per block
-    estimates = [10.0, 10.0, 10.0] + [10.16 + k * 0.08 for k in range(1, 60)]
-    stamps = [clock.stamp(t, N) for t in estimates]
-    assert stamps[-1] == pytest.approx(10.0 + 61 * 0.08, abs=0.003)
+def test_output_timing_follows_each_callbacks_dac_time_not_a_priming_burst() -> None:
+    """PulseAudio primes an output stream with a burst of callbacks, then may stall it: the
+    play time of each block is its callback's time plus PortAudio's own DAC delay for it."""
+    timing = OutputTiming()
+    for k in range(5):  # the priming burst: all at t=10, the buffer filling up
+        assert timing.stamp(10.0, times(0.0, dac=0.01 * k)) == pytest.approx(
+            10.0 + 0.01 * k, abs=0.02
+        )
+    stamps = [timing.stamp(11.5 + k * 0.02, times(5.0, dac=5.04)) for k in range(20)]
+    assert stamps[-1] == pytest.approx(11.5 + 19 * 0.02 + 0.04)
+    # One absurd report (and one with no timing at all) moves nothing.
+    assert timing.stamp(12.0, times(5.0, dac=6.5)) == pytest.approx(12.04)
+    assert timing.stamp(12.02, None) == pytest.approx(12.06)
 
 
 def test_stream_clock_reanchors_after_a_real_jump() -> None:
-    clock = StreamClock(24000, jumps=3)
+    clock = StreamClock(24000, late_s=0.2)
     for k in range(10):
         clock.stamp(k * 0.08, N)
     # the stream lost a second: estimates are now consistently 1 s later

@@ -8,6 +8,7 @@ counted instead. All times are `time.monotonic()` seconds.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import deque
@@ -68,86 +69,111 @@ def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> f
 
 def playback_time(now: float, time_info: Any) -> float:
     """When the first sample of an output block will be heard, per PortAudio's DAC time."""
+    lead = output_lead(time_info)
+    return now if lead is None else now + lead
+
+
+def output_lead(time_info: Any) -> float | None:
+    """How far ahead of this callback its first sample is heard (outputBufferDacTime -
+    currentTime), or None where PortAudio gives nothing plausible."""
     try:
-        delay = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
-        if 0.0 <= delay < 2.0 and float(time_info.outputBufferDacTime) > 0.0:
-            return now + delay
+        lead = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
+        if 0.0 <= lead < 2.0 and float(time_info.outputBufferDacTime) > 0.0:
+            return lead
     except Exception:
         pass
-    return now
+    return None
+
+
+class OutputTiming:
+    """When the first sample of an output block is heard: the callback's own time plus the
+    device's delay as PortAudio measured it for this very callback, the median of the last
+    few reports (one odd report moves nothing; a real change shows within a few blocks).
+
+    No sample-count anchor: PulseAudio primes an output stream with a burst of callbacks and
+    may stall it for a second after; an anchor fitted across that was seconds off."""
+
+    def __init__(self, window: int = 9) -> None:
+        self._leads: deque[float] = deque(maxlen=window)
+
+    def stamp(self, now: float, time_info: Any) -> float:
+        lead = output_lead(time_info)
+        if lead is not None:
+            self._leads.append(lead)
+        return now + (statistics.median(self._leads) if self._leads else 0.0)
 
 
 class StreamClock:
-    """Steady times for the samples of a continuous stream, from per-callback estimates.
+    """Steady times for the samples of a continuous input stream, from per-callback estimates.
 
     A sample's time is its count since the start plus an anchor. Callbacks jitter by up to a
     block (PulseAudio delivers some in pairs) and a late callback makes its estimate late,
     never early, so the anchor targets the smallest (estimate - count) offset of the last
-    `window` callbacks. For the first `warmup` callbacks it follows that target (start-up is
-    erratic: through PulseAudio, estimates 0.1-0.25 s off for up to 2 s); after that it moves
-    by at most `slew_s` per callback, enough for clock drift but not for outliers to make
-    times wobble. It jumps when `jumps` callbacks in a row run later than `jump_s` or the
-    target falls that much earlier (the stream lost or gained time).
-    With `skip_bursts` (output streams), a callback coming less than half a block after the
-    previous one is PortAudio filling its buffer ahead (priming): its samples play later than
-    its estimate says, so it is not used as evidence. (An input burst is a backlog being
-    delivered: late estimates, which the minimum ignores anyway.)"""
+    `window_s` of audio. For the first `warmup_s` it follows that target (start-up is erratic:
+    through PulseAudio, estimates 0.1-0.25 s off for up to 2 s); after that it moves by at
+    most `slew` seconds per second of audio, enough for clock drift but not for outliers to
+    make times wobble. It jumps when estimates run later than `jump_s` for `late_s` of audio
+    in a row, or the target falls that much earlier (the stream lost or gained time). All in
+    seconds of audio, so any block size behaves the same."""
 
     def __init__(
         self,
         sample_rate: int,
         *,
-        skip_bursts: bool = False,
-        window: int = 25,
-        warmup: int = 60,
-        slew_s: float = 0.00005,
+        window_s: float = 0.5,
+        warmup_s: float = 2.0,
+        slew: float = 0.0025,
         jump_s: float = 0.12,
-        jumps: int = 10,
+        late_s: float = 0.25,
     ) -> None:
         self.sample_rate = sample_rate
-        self.skip_bursts = skip_bursts
-        self.warmup = warmup
-        self.slew_s = slew_s
+        self.window = round(window_s * sample_rate)
+        self.warmup = round(warmup_s * sample_rate)
+        self.slew = slew
         self.jump_s = jump_s
-        self.jumps = jumps
-        self._offsets: deque[float] = deque(maxlen=window)
+        self.late = round(late_s * sample_rate)
+        self._offsets: deque[tuple[int, float]] = deque()  # (sample count, offset)
         self._anchor = 0.0
-        self._seen = 0  # estimates used since the last (re-)anchoring
+        self._since_anchor = 0  # samples observed since the last (re-)anchoring
         self._count = 0
-        self._late = 0
-        self._previous: tuple[float, int] | None = None  # (estimate, samples) of last callback
+        self._late_run = 0  # samples of late estimates in a row
         self.reanchors = 0
 
     def stamp(self, t_estimate: float, n: int) -> float:
         """The time of the first of the next `n` samples, given a noisy estimate of it."""
         start = self._count
         self._count += n
-        previous, self._previous = self._previous, (t_estimate, n)
-        burst = previous and t_estimate - previous[0] < 0.5 * previous[1] / self.sample_rate
-        if not (burst and self.skip_bursts and self._offsets):
-            self._observe(t_estimate - start / self.sample_rate)
+        self._observe(start, n, t_estimate - start / self.sample_rate)
         return self._anchor + start / self.sample_rate
 
-    def _observe(self, offset: float) -> None:
-        if self._offsets and offset - min(self._offsets) > self.jump_s:
-            self._late += 1
-            if self._late < self.jumps:
+    def _observe(self, start: int, n: int, offset: float) -> None:
+        if self._offsets and offset - self._target() > self.jump_s:
+            self._late_run += n
+            if self._late_run < self.late:
                 return
-            self._offsets.clear()
-            self.reanchors += 1
-        self._late = 0
+            self._reanchor()
+        self._late_run = 0
         if self._offsets and offset < self._anchor - self.jump_s:
-            self._offsets.clear()
-            self.reanchors += 1
-        if not self._offsets:
-            self._seen = 0
-        self._offsets.append(offset)
-        self._seen += 1
-        target = min(self._offsets)
-        if self._seen <= self.warmup:
+            self._reanchor()
+        self._offsets.append((start, offset))
+        while self._offsets and self._offsets[0][0] < start - self.window:
+            self._offsets.popleft()
+        first = self._since_anchor == 0
+        self._since_anchor += n
+        target = self._target()
+        if first or self._since_anchor <= self.warmup:
             self._anchor = target
         else:
-            self._anchor += max(-self.slew_s, min(self.slew_s, target - self._anchor))
+            step = self.slew * n / self.sample_rate
+            self._anchor += max(-step, min(step, target - self._anchor))
+
+    def _target(self) -> float:
+        return min(offset for _, offset in self._offsets)
+
+    def _reanchor(self) -> None:
+        self._offsets.clear()
+        self._since_anchor = 0
+        self.reanchors += 1
 
 
 class _Counted:

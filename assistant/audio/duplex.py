@@ -20,10 +20,10 @@ from .buffers import (
     AudioCounters,
     CaptureBuffer,
     CapturedFrame,
+    OutputTiming,
     PlayedChunk,
     StreamClock,
     capture_time,
-    playback_time,
 )
 from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
 from .interface import AudioIO, StreamLatency
@@ -337,7 +337,7 @@ class DuplexAudio:
 
             return direct
         resampler = _Resampler(SAMPLE_RATE, rate)
-        clock = StreamClock(rate, skip_bursts=True)
+        timing = OutputTiming()
         ratio = SAMPLE_RATE / rate
         block = round(self.profile.block / ratio)
         # soxr's low-quality streaming mode releases output a block at a time, one or two
@@ -352,7 +352,7 @@ class DuplexAudio:
                 now = self._beat("output", n, rate)
                 if status:
                     playout.count_status()
-                t_block = clock.stamp(playback_time(now, time_info), n)
+                t_block = timing.stamp(now, time_info)
                 owed += n * ratio
                 take = int(owed)
                 owed -= take

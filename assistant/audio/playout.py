@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
-from .buffers import AudioCounters, PlayedChunk, StreamClock, playback_time
+from .buffers import AudioCounters, OutputTiming, PlayedChunk
 
 FADE_SAMPLES = 120  # 5 ms ramps where playback stops or resumes mid-sound: no clicks
 
@@ -110,7 +110,7 @@ class PlayoutBuffer:
         self._started: list[Started] = []
         self._dropped: list[Any] = []
         self._dac_lead_s = 0.0  # how far ahead of the callback its first sample is heard
-        self.clock = StreamClock(sample_rate, skip_bursts=True)
+        self.timing = OutputTiming()
 
     # --- the loop's side ----------------------------------------------------------------------
     def push(self, samples: np.ndarray, tag: Any = None) -> None:
@@ -191,7 +191,7 @@ class PlayoutBuffer:
             if status:
                 self.count_status()
             now = time.monotonic()
-            t_play = self.clock.stamp(playback_time(now, time_info), frames)
+            t_play = self.timing.stamp(now, time_info)
             block = self.pull(frames, t_play, now)
             outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
         except Exception as e:
