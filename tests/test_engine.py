@@ -22,6 +22,7 @@ from assistant.errors import (
 from assistant.voice.engine import StepResult, StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import KeyStream, SamplingConfig, sample_token
+from assistant.voice.step_graph import attention_spans, span_for
 
 # Moshi's structure (16 codebooks, 8 generated, v0.1 delays) at toy widths: steps take ~3 ms.
 # Hidden sizes are 128 so q4 (group 32) and q8 (group 64) both quantize.
@@ -102,6 +103,43 @@ def test_matches_lmgen_token_for_token_with_greedy_sampling(quant, compile):
             np.testing.assert_array_equal(r.audio_codes, np.array(ref_audio)[0], f"step {s}")
         texts.add(r.text_token)
     assert len(texts) > 1  # not a degenerate constant stream
+
+
+def test_matches_lmgen_across_attention_spans():
+    """Before the ring fills, the step attends to its first 256 slots, then to all of them:
+    still the reference's tokens on both sides of the switch."""
+    config = replace(MICRO, context=300)
+    steps = 260
+    model = make_model(config)
+    greedy = utils.Sampler(temp=0.0)
+    gen = models.LmGen(model=model, max_steps=steps, text_sampler=greedy, audio_sampler=greedy)
+    engine = StreamingEngine(model, config, GREEDY)
+    assert engine.graph.spans == (256, 300)
+    for s, frame in enumerate(user_codes(steps, config)):
+        ref_text = gen.step(mx.array(frame[None]))[0].item()
+        ref_audio = gen.last_audio_tokens()
+        r = engine.step(frame)
+        assert r.text_token == ref_text, f"text differs at step {s}"
+        if ref_audio is not None:
+            np.testing.assert_array_equal(r.audio_codes, np.array(ref_audio)[0], f"step {s}")
+
+
+def test_attention_spans():
+    assert attention_spans(3000) == (256, 1024, 3000)
+    assert attention_spans(300) == (256, 300)
+    assert attention_spans(256) == (256,) and attention_spans(64) == (64,)
+    expected = {0: 256, 255: 256, 256: 1024, 1023: 1024, 1024: 3000, 2999: 3000, 10**6: 3000}
+    assert {p: span_for(p, 3000) for p in expected} == expected
+    assert span_for(0, 64) == span_for(5000, 64) == 64
+
+
+def test_warmup_traces_every_span_and_leaves_no_trace_to_make():
+    config = replace(MICRO, context=300)
+    engine = StreamingEngine(make_model(config), config, GREEDY)
+    engine.warmup()
+    assert engine.steps_taken == 0 and engine.compiled
+    traced = set(engine.graph._functions)
+    assert traced == {(False, 256), (False, 300)}
 
 
 def mlx_can_compile() -> bool:

@@ -134,9 +134,13 @@ class StreamingEngine:
         self._step = 0
 
     def warmup(self, steps: int = 2) -> None:
-        """Run a few steps (allocates the caches, traces and compiles), then reset."""
+        """Run a few steps, then one at the start of each longer attention span (allocates
+        the ring, traces and compiles every shape the talk will use), then reset."""
         silence = np.zeros(self.n_user, dtype=np.int32)
         for _ in range(steps):
+            self.step(silence)
+        for span in self.graph.spans[:-1]:
+            self._step = max(self._step, span)  # the history read there is irrelevant
             self.step(silence)
         self.reset()
 

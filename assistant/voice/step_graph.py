@@ -1,13 +1,19 @@
 """One whole Moshi step as one fixed-shape function, traced once by `mx.compile` and replayed.
 
-The main transformer attends over a ring of exactly `context` key/value slots per layer, from
-the first step on: step `p` writes its keys and values into slot `p % context`, and slots not
-written yet are masked out. So every step has the same shapes, and the whole step (embeddings,
-main transformer, text head and sampling, the depformer's `dep_q` slices and their sampling)
-is built in Python once, when it is traced; later steps replay the trace in C++, with
-element-wise chains fused. The position is an input array (RoPE's offset), never a Python int,
-so no step retraces. The ring is the function's state: passed in, returned updated. The update
-is a slice update of a buffer nobody else holds, which MLX does in place.
+The main transformer keeps a ring of exactly `context` key/value slots per layer: step `p`
+writes its keys and values into slot `p % context`, and slots not written yet are masked out.
+So the shapes do not follow the step, and the whole step (embeddings, main transformer, text
+head and sampling, the depformer's `dep_q` slices and their sampling) is built in Python once,
+when it is traced; later steps replay the trace in C++, with element-wise chains fused. The
+position is an input array (RoPE's offset), never a Python int, so no step retraces. The ring
+is the function's state: passed in, returned updated. The update is a slice update of a
+buffer nobody else holds, which MLX does in place.
+
+Attention spans: before the ring fills, the step attends to its first 256 slots, then to its
+first 1024 (x4 ... below the context), then to all of them; each span is one trace, made at
+`warmup`. Masked slots cost nothing in Metal's attention kernel (it skips them), but MLX's
+CPU attention computes every slot: a span keeps the first minutes' attention close to what
+the conversation has filled (on the TINY config here, 3000 slots cost ~6 ms a step).
 
 Same numbers as moshi_mlx's `LmGen` (same modules, same ops, in the same order), and the same
 window as `RingKVCache`: after writing step `q` the slots hold steps `q - context + 1 .. q`, the
@@ -77,10 +83,31 @@ class KVRing:
         return sum(a.nbytes for a in self.arrays)
 
 
+def attention_spans(context: int) -> tuple[int, ...]:
+    """The key lengths the step is traced for: 256, 1024, ... below `context`, then `context`."""
+    spans = []
+    span = 256
+    while span < context:
+        spans.append(span)
+        span *= 4
+    return (*spans, context)
+
+
+def span_for(position: int, context: int) -> int:
+    """The shortest span holding every slot written up to `position` (all once it wraps)."""
+    return next(s for s in attention_spans(context) if s > position or s == context)
+
+
 def make_step_function(
-    model: Lm, sampling: SamplingConfig, context: int, *, capture_text_logits: bool
+    model: Lm,
+    sampling: SamplingConfig,
+    context: int,
+    *,
+    capture_text_logits: bool,
+    span: int | None = None,
 ) -> StepFunction:
-    """The whole step as a pure function of the ring, the step's ids and (sampled) its keys.
+    """The whole step as a pure function of the ring, the step's ids and (sampled) its keys,
+    attending to the ring's first `span` slots (default: all of them).
 
     `ids` is int32 `[2 + n_q, 1]`: the position, the text token fed, then one audio token per
     codebook (Moshi's first, then the user's). `keys` is uint32 `[1 + dep_q, 2]`, one random
@@ -91,7 +118,7 @@ def make_step_function(
     def step(ring: list[mx.array], ids: mx.array, keys: mx.array | None = None) -> list[mx.array]:
         pos = ids[0, 0]
         xs = embed(model, ids[1:])
-        out, new_ring = ring_transformer(model.transformer, xs, ring, pos, context)
+        out, new_ring = ring_transformer(model.transformer, xs, ring, pos, context, span)
         sampled, logits = head(model, out, sampling, keys)
         extra = [logits.astype(mx.float32)] if capture_text_logits else []
         return [sampled, *extra, *new_ring]
@@ -102,26 +129,37 @@ def make_step_function(
 def embed(model: Lm, tokens: mx.array) -> mx.array:
     """The step's input `[1, 1, dim]` from tokens `[1 + n_q, 1]`: the text embedding plus each
     codebook's, in the reference's order of bf16 additions."""
-    xs = _lookup(model.text_emb, tokens[:1])
+    xs = lookup(model.text_emb, tokens[:1])
     for cb, emb in enumerate(model.audio_embs, start=1):
-        xs = xs + _lookup(emb, tokens[cb : cb + 1])
+        xs = xs + lookup(emb, tokens[cb : cb + 1])
     return xs
 
 
 def ring_transformer(
-    transformer: Transformer, xs: mx.array, ring: list[mx.array], pos: mx.array, context: int
+    transformer: Transformer,
+    xs: mx.array,
+    ring: list[mx.array],
+    pos: mx.array,
+    context: int,
+    span: int | None = None,
 ) -> tuple[mx.array, list[mx.array]]:
     """moshi_mlx's `Transformer` for one step at absolute position `pos`, keys and values in
-    the ring; returns the output and the updated ring."""
+    the ring, attending to its first `span` slots (all by default: a shorter span is only
+    right while `pos < span`); returns the output and the updated ring."""
+    span = context if span is None else span
     slot = (pos % context).reshape(1)
-    written = mx.arange(context) <= pos  # slot p holds step p until the ring wraps
+    written = mx.arange(span) <= pos  # slot p holds step p until the ring wraps
     new_ring = []
     for i, layer in enumerate(transformer.layers):
         attn = layer.self_attn
         q, k, v = _qkv(layer, xs, pos)
         keys = mx.slice_update(ring[2 * i], k, slot, axes=(2,))
         values = mx.slice_update(ring[2 * i + 1], v, slot, axes=(2,))
-        a = mx.fast.scaled_dot_product_attention(q, keys, values, scale=attn.scale, mask=written)
+        if span < context:
+            k_span, v_span = keys[:, :, :span], values[:, :, :span]
+        else:
+            k_span, v_span = keys, values
+        a = mx.fast.scaled_dot_product_attention(q, k_span, v_span, scale=attn.scale, mask=written)
         xs = _residual_and_mlp(layer, xs, a)
         new_ring += [keys, values]
     return xs, new_ring
@@ -198,7 +236,7 @@ def head(
     dep_layers = model.depformer.slices[0].transformer.layers
     past: list[list[tuple[mx.array, mx.array]]] = [[] for _ in dep_layers]
     for k, sl in enumerate(model.depformer.slices):
-        ys = sl.linear_in(out) + _lookup(sl.emb, token)
+        ys = sl.linear_in(out) + lookup(sl.emb, token)
         ys = depformer_transformer(sl.transformer, ys, past, k)
         logits = sl.linear_out(ys)
         key = None if keys is None else keys[1 + k]
@@ -207,7 +245,7 @@ def head(
     return mx.concatenate(tokens, axis=-1).reshape(-1), text_logits
 
 
-def _lookup(emb: object, tokens: mx.array) -> mx.array:
+def lookup(emb: object, tokens: mx.array) -> mx.array:
     """Embedding rows; skips ScaledEmbedding's -1 masking (4 extra ops) as we never feed -1."""
     if isinstance(emb, ScaledEmbedding) and emb.low_rank is None and not emb.demux_second_stream:
         return emb.weight[tokens]
@@ -218,7 +256,7 @@ def ring_dtype(model: Lm) -> mx.Dtype:
     """The dtype the main transformer's keys come out in, read from a lazy graph (nothing
     is evaluated): the embeddings' dtype through the first layer's norm and projection."""
     layer = model.transformer.layers[0]
-    probe = _lookup(model.text_emb, mx.zeros((1, 1), dtype=mx.int32))
+    probe = lookup(model.text_emb, mx.zeros((1, 1), dtype=mx.int32))
     return layer.self_attn.in_proj(layer.norm1(probe)).dtype
 
 
@@ -255,7 +293,7 @@ class StepGraph:
         self.ring = KVRing(model.transformer, context, ring_dtype(model))
         self._use_compile = compile
         self._checked = False  # a compiled step has run (and so compiled) successfully
-        self._functions: dict[bool, StepFunction] = {}
+        self._functions: dict[tuple[bool, int], StepFunction] = {}
         self._traced_for: tuple[mx.array, ...] = ()
 
     @property
@@ -270,7 +308,7 @@ class StepGraph:
         its outputs; nothing is evaluated. `ids`: int32 `[2 + n_q]`, the position first (see
         `make_step_function`, which takes them as a column). Returns the tokens and, if
         captured, the text logits."""
-        fn = self._function(capture_text_logits)
+        fn = self._function(capture_text_logits, span_for(int(ids[0]), self.ring.context))
         arr = mx.array(ids.reshape(-1, 1))  # the step's one host -> device transfer (and keys)
         outs = fn(self.ring.arrays, arr) if keys is None else fn(self.ring.arrays, arr, keys)
         n = 2 if capture_text_logits else 1
@@ -309,7 +347,12 @@ class StepGraph:
         self._checked = True
         return tokens, logits
 
-    def _function(self, capture: bool) -> StepFunction:
+    @property
+    def spans(self) -> tuple[int, ...]:
+        """The attention spans, shortest first (each has its own trace)."""
+        return attention_spans(self.ring.context)
+
+    def _function(self, capture: bool, span: int) -> StepFunction:
         # Parameters are captured as constants: trace again when the model's arrays changed.
         m = self.model
         sentinels = (
@@ -324,13 +367,12 @@ class StepGraph:
             self._functions.clear()
             self._traced_for = sentinels
             self._checked = False
-        fn = self._functions.get(capture)
+        fn = self._functions.get((capture, span))
         if fn is None:
             fn = make_step_function(
-                m, self.sampling, self.ring.context, capture_text_logits=capture
+                m, self.sampling, self.ring.context, capture_text_logits=capture, span=span
             )
             if self._use_compile is not False:
                 fn = mx.compile(fn)
-                self._checked = False
-            self._functions[capture] = fn
+            self._functions[capture, span] = fn
         return fn
