@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 import numpy as np
 import pytest
 from moshi_mlx import models, utils
@@ -159,6 +160,19 @@ def test_compiled_and_uncompiled_agree(model):
     plain = StreamingEngine(model, MICRO, GREEDY, compile=False)
     assert run(auto, codes) == run(plain, codes)
     assert auto.compiled and not plain.compiled
+
+
+@pytest.mark.parametrize("compile", [None, False], ids=["compiled", "plain"])
+def test_new_weights_loaded_into_the_model_are_used(compile):
+    """The compiled step captures the weights when traced: loading others must retrace."""
+    codes = user_codes(8)
+    model = make_model()
+    engine = StreamingEngine(model, MICRO, GREEDY, compile=compile)
+    first = run(engine, codes)
+    other = make_model(seed=1)
+    model.load_weights(list(tree_flatten(other.parameters())))
+    engine.reset()
+    assert run(engine, codes) == run(StreamingEngine(other, MICRO, GREEDY), codes) != first
 
 
 def test_falls_back_when_mlx_cannot_compile(model, monkeypatch):

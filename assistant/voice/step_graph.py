@@ -71,14 +71,6 @@ class KVRing:
         return [mx.zeros(self.shape, self.dtype) for _ in range(2 * self.layers)]
 
     @property
-    def keys(self) -> list[mx.array]:
-        return self.arrays[0::2]
-
-    @property
-    def values(self) -> list[mx.array]:
-        return self.arrays[1::2]
-
-    @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays)
 
