@@ -108,8 +108,12 @@ def step_times(
     gen = models.LmGen(
         model=model,
         max_steps=len(codes) + 5,
-        text_sampler=reference_sampler(sampling.text_temperature, sampling.text_top_k),
-        audio_sampler=reference_sampler(sampling.audio_temperature, sampling.audio_top_k),
+        text_sampler=reference_sampler(
+            sampling.text_temperature, sampling.text_top_k, config.text_card
+        ),
+        audio_sampler=reference_sampler(
+            sampling.audio_temperature, sampling.audio_top_k, config.card
+        ),
     )
     mx.random.seed(seed)  # the reference samples from the global MLX state
 
@@ -155,9 +159,13 @@ def _same(a: tuple[int, np.ndarray | None], b: tuple[int, np.ndarray | None]) ->
     return a[1] is None or bool((a[1] == b[1]).all())
 
 
-def reference_sampler(temperature: float, top_k: int) -> utils.Sampler:
+def reference_sampler(temperature: float, top_k: int, vocab: int) -> utils.Sampler:
+    """moshi_mlx's sampler doing what `sample_token` does (a top-k of the whole vocabulary,
+    or 0, is no truncation: moshi_mlx refuses it, and would use top-p without top_p=1)."""
     if temperature == 0:
         return utils.Sampler(temp=0.0)
+    if top_k <= 0 or top_k >= vocab:
+        return utils.Sampler(temp=temperature, top_p=1.0)
     return utils.Sampler(temp=temperature, top_k=top_k)
 
 
@@ -190,12 +198,12 @@ def print_speed(title: str, rows: list[SpeedRow], steps: int, warmup: int) -> No
         "speed-ups: median over the steps of LmGen's time / the other's in the same round"
     )
     head = ("", "LmGen", "before", "engine", "LmGen/engine", "LmGen/before", "same tokens")
-    print("{:22} {:>15} {:>15} {:>15} {:>13} {:>13} {:>12}".format(*head))
+    print("{:28} {:>15} {:>15} {:>15} {:>13} {:>13} {:>12}".format(*head))
     for r in rows:
         cells = [f"{r.p50[n]:7.2f} ({r.mean[n]:6.2f})" for n in IMPLS]
         same = ("yes" if r.identical else "NO") if "greedy" in r.label else "-"
         print(
-            f"{r.label:22} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} "
+            f"{r.label:28} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} "
             f"{r.speedup():12.2f}x {r.speedup('before'):12.2f}x {same:>12}"
         )
     if rows and not rows[0].compiled:
