@@ -103,6 +103,9 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
         rss_increase = mem["process_rss_increase_bytes"]
         assert rss_increase == mem["process_rss_peak_bytes"] - mem["process_rss_before_load_bytes"]
         assert rss_increase < mem["process_rss_peak_bytes"] / 2
+        if sys.platform == "linux":  # freed heap handed back first (malloc_trim), so the
+            # weights show whatever was measured before (the reference, measured first)
+            assert rss_increase > v["size_on_disk_bytes"] / 2
         steps = v["step_ms"]
         assert steps["count"] == STEPS and len(v["step_ms_all"]) == STEPS + WARMUP
         assert 0 < steps["p50"] <= steps["p95"] <= steps["p99"] <= steps["max"]

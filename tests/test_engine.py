@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 from moshi_mlx import models, utils
 
 from assistant.checkpoint.config import TINY, MoshiConfig

@@ -29,7 +29,7 @@ from ..voice.loader import load
 from ..voice.memory import release_freed_memory
 from .fidelity import Recording
 from .results import BenchSettings, VariantResult
-from .system import RssPeak, prepare_cold_load
+from .system import RssPeak, prepare_cold_load, return_freed_heap
 from .timing import Timing
 from .variants import Variant
 
@@ -58,6 +58,7 @@ def measure_variant(
     release_freed_memory()  # the warm load must not find the first copy still in memory
 
     status(f"{label}: warm load")
+    return_freed_heap()  # so that the resident set's increase is this variant's own
     mx.reset_peak_memory()
     mlx_before = mx.get_active_memory()
     with RssPeak() as rss:

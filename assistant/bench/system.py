@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import subprocess
@@ -125,6 +127,18 @@ def prepare_cold_load(path: Path) -> ColdLoad:
             "own cache"
         )
     return ColdLoad("model file evicted from the page cache first (posix_fadvise DONTNEED)", doubt)
+
+
+def return_freed_heap() -> None:
+    """Hand the heap pages freed so far back to the OS, so that a resident-set figure taken
+    next starts from what is in use: glibc keeps freed small blocks (a model's many small
+    tensors, the previous variant's buffers) and would let the next variant reuse them
+    unseen. A no-op where the C library has no malloc_trim (macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 class RssPeak:
