@@ -32,8 +32,8 @@ def sections(run: BenchRun) -> list[Section]:
     speed_notes = []
     if chat is not None and any(r.chat_step_ms is not None for r in results):
         speed_notes.append(
-            f"as chat: the steps timed again, free-running, sampled as `assistant chat` samples "
-            f"by default ({sampling_label(chat)})"
+            "as chat: the steps timed again, free-running, with `assistant chat`'s default "
+            f"sampling: {sampling_label(chat)}"
         )
     return [
         Section(
