@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,23 +23,24 @@ from ..audio.interface import AudioIO
 from ..audio.profiles import DEFAULT_PROFILE, LatencyProfile, latency_profile
 from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
+from ..checkpoint.validate import inspect_checkpoint, require_valid
 from ..errors import CodecError
 from ..paths import new_session_dir
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
 from ..telemetry.summary import SessionSummary
 from ..voice.codec import StreamingCodec
-from ..voice.engine import StreamingEngine
-from ..voice.loader import LoadedModel, load
-from ..voice.loader import prepare as prepare_load
-from ..voice.memory import memory_snapshot
 from ..voice.sampling import SamplingConfig
 from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
 from .loop import ConversationLoop, LoopEvents, audio_counters
 from .output_check import OutputCheck
 from .session import SessionWriter
 
-CODEC_WARMUP_FRAMES = 4  # like the reference client: first frames through Mimi are slow
+if TYPE_CHECKING:  # MLX is imported once the codec's workers are building (start-up time)
+    from ..voice.engine import StreamingEngine
+    from ..voice.loader import LoadedModel
+
+CODEC_WARMUP_FRAMES = 1  # the first call through Mimi allocates: done before a live frame
 # Each codec instance (a worker process) serves 40 s, then a successor takes over: rustymimi's
 # state grows ~25 KB a frame encoding and ~66 KB decoding, so a side never holds more than
 # ~33 MB of it. The successor starts 3.2 s ahead (Python + a build take ~1 s here); a late one
@@ -111,7 +112,7 @@ class Chat:
         self.engine: StreamingEngine | None = None
         self.codec: StreamingCodec | None = None
         # Fed by the loop's frames; the dashboard and the session's exports read it.
-        self.metrics = MetricsCollector(MetricSources(model_memory=memory_snapshot))
+        self.metrics = MetricsCollector(MetricSources(model_memory=_model_memory))
         self.muted = False
         self._mimi: Path | None = None
         self._codebooks = 0
@@ -136,16 +137,22 @@ class Chat:
         s = self.settings
         self.status("Checking the checkpoint ...")
         files = resolve(s.checkpoint, download=s.download)
-        prepared = prepare_load(files, check_memory=s.check_memory)
+        report = inspect_checkpoint(files)  # headers only, no MLX: quick
+        require_valid(report)
         if files.mimi is None:
             raise CodecError(
                 "no Mimi codec file beside the model; pass --mimi-file", path=files.model
             )
         self._mimi = files.mimi
-        config = prepared[0].model.config
+        config = report.model.config
         self._codebooks = max(config.user_codebooks, config.dep_q)
-        self._open_codec()
+        self._open_codec()  # its workers build (~1 s) while MLX is imported and the model loads
         try:
+            from ..voice.engine import StreamingEngine
+            from ..voice.loader import load
+            from ..voice.loader import prepare as prepare_load
+
+            prepared = prepare_load(files, check_memory=s.check_memory)
             self.status(f"Loading {files.label} ...")
             self.loaded = load(files, check_memory=s.check_memory, prepared=prepared)
             self.status("Warming up ...")
@@ -219,7 +226,7 @@ class Chat:
                 audio_counters=lambda: audio_counters(audio),
                 echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
                 audio_path=audio.describe,
-                model_memory=memory_snapshot,
+                model_memory=_model_memory,
             )
         )
         audio.start()
@@ -269,3 +276,9 @@ class Chat:
 
     def _summary(self, loop: ConversationLoop, codec: StreamingCodec) -> SessionSummary:
         return loop.summary(model=self.card, codec=asdict(codec.stats))
+
+
+def _model_memory() -> dict[str, int]:
+    from ..voice.memory import memory_snapshot
+
+    return memory_snapshot()
