@@ -1,12 +1,30 @@
-"""Time the streaming engine's step against moshi_mlx's LmGen on the same weights and inputs.
+"""The engine's host overhead and speed against moshi_mlx's LmGen, side by side in one run.
 
-    python scripts/bench_engine.py                       # random TINY weights (fixed seed)
-    python scripts/bench_engine.py --checkpoint FOLDER --steps 200 --warmup 20
+    python scripts/bench_engine.py                     # all parts, then the summary line
+    python scripts/bench_engine.py --parts micro,tiny --steps 300
+    python scripts/bench_engine.py --checkpoint FOLDER # also time a real checkpoint
 
-The reference is timed the way moshi_mlx's own client runs it: `LmGen.step`, then
-`text_token[0].item()`, `last_audio_tokens()` and a numpy copy of the codes. The two
-implementations alternate step by step (which goes first flips every step), on the same
-user codes, so both see the same machine state.
+Three implementations of one step, on the same weights and user codes:
+- `LmGen`: moshi_mlx's reference, timed as its client runs it (`LmGen.step`, `.item()` on the
+  text token, `last_audio_tokens()`);
+- `before`: the engine before issue 12 (main transformer built in Python each step, compiled
+  tail; rebuilt in `engine_baselines.py`);
+- `engine`: today's `StreamingEngine`, the whole step one compiled call.
+
+Parts:
+1. `full`: host work per step (`host_work.py`): on the micro config, built and evaluated for
+   real, each implementation's main-thread CPU to build a step and to dispatch it, per
+   primitive; then at full size (moshiko v0.1, q4 and q8) with nothing evaluated (the weights
+   are one-element broadcasts, see `engine_baselines.py`): the build timed, the primitives
+   counted, their dispatch estimated at the micro cost. Host ms/step = build + dispatch.
+2. `micro`: a made-up tiny architecture (dim 64, 2 layers, vocabulary 100, random weights never
+   saved) where compute is negligible: step time there is host overhead.
+3. `tiny`: the TINY config (what the tests' synthetic checkpoints use), random weights, in bf16
+   and quantized q4 / q8 as the published checkpoints are.
+The implementations alternate step by step (the order rotates), so all see the same machine.
+The default run ends with one line a script can read, `summary: host ms/step at full size
+q4 A q8 B (LmGen q4 C q8 D); micro speed-up E x; tiny speed-up F x` (speed-up: the median over
+the steps of LmGen's step time over the engine's in the same round, greedy; tiny: bf16).
 """
 
 from __future__ import annotations
@@ -15,9 +33,9 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -26,8 +44,11 @@ from moshi_mlx.models import Lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from assistant.checkpoint.config import TINY, MoshiConfig
-from assistant.checkpoint.layout import Quantization
+from engine_baselines import PreviousStep
+from host_work import IMPLS, calibrate, full_size, print_calibration, print_full_size
+
+from assistant.checkpoint.config import MOSHIKO_V0_1, TINY, MoshiConfig
+from assistant.checkpoint.layout import Q4, Q8, Quantization
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import AssistantError
 from assistant.voice.engine import StreamingEngine
@@ -35,169 +56,225 @@ from assistant.voice.loader import prepare
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
 
+# Moshi's structure (16 codebooks, 8 generated, the v0.1 delays, context 3000) at toy widths:
+# every matmul is a few thousand multiply-adds, so a step's time is the host's.
+MICRO = replace(
+    TINY,
+    dim=64,
+    num_heads=2,
+    num_layers=2,
+    hidden_scale=3.0,
+    text_card=100,
+    card=32,
+    depformer_dim=64,
+    depformer_dim_feedforward=192,
+    depformer_num_heads=2,
+    depformer_num_layers=1,
+)
 
+
+# --- parts 2 and 3: step time against LmGen -------------------------------------------------
 @dataclass
-class Checkpoint:
-    config: MoshiConfig
-    quant: Quantization | None
-    file: Path | None  # None: random weights
+class SpeedRow:
     label: str
+    p50: dict[str, float]  # impl -> ms
+    mean: dict[str, float]
+    ratio: dict[str, float]  # impl -> median over steps of LmGen's ms / the impl's, same round
+    identical: bool  # greedy: all three gave the same tokens every step
+    compiled: bool
+
+    def speedup(self, impl: str = "engine") -> float:
+        return self.ratio[impl]
 
 
-def open_checkpoint(target: str | None) -> Checkpoint:
-    """The checkpoint as the product sees it: resolved, headers inspected and validated."""
-    if target is None:
-        return Checkpoint(TINY, None, None, "RANDOM weights, TINY config (no --checkpoint given)")
+def step_times(
+    label: str,
+    config: MoshiConfig,
+    model: Lm,
+    sampling: SamplingConfig,
+    codes: np.ndarray,
+    warmup: int,
+    seed: int,
+) -> SpeedRow:
+    """Alternate the three on the same codes; ms per step after `warmup` steps."""
+    engine = StreamingEngine(model, config, sampling)
+    engine.warmup()
+    before = StreamingEngine(model, config, sampling)
+    before.graph = PreviousStep(model, sampling, config.context)  # type: ignore[assignment]
+    before.warmup()
+    model.warmup()
+    for c in model.transformer_cache:
+        c.reset()
+    gen = models.LmGen(
+        model=model,
+        max_steps=len(codes) + 5,
+        text_sampler=reference_sampler(
+            sampling.text_temperature, sampling.text_top_k, config.text_card
+        ),
+        audio_sampler=reference_sampler(
+            sampling.audio_temperature, sampling.audio_top_k, config.card
+        ),
+    )
+    mx.random.seed(seed)  # the reference samples from the global MLX state
+
+    def lmgen(frame: np.ndarray) -> tuple[int, np.ndarray | None]:
+        text = gen.step(mx.array(frame[None]))[0].item()
+        audio = gen.last_audio_tokens()
+        return text, None if audio is None else np.array(audio).astype(np.uint32).reshape(-1)
+
+    def ours(e: StreamingEngine) -> Callable[[np.ndarray], tuple[int, np.ndarray | None]]:
+        def step(frame: np.ndarray) -> tuple[int, np.ndarray | None]:
+            r = e.step(frame)
+            return r.text_token, r.audio_codes
+
+        return step
+
+    fns = {"LmGen": lmgen, "before": ours(before), "engine": ours(engine)}
+    times: dict[str, list[float]] = {name: [] for name in IMPLS}
+    same = 0
+    for i, frame in enumerate(codes):
+        order = IMPLS[i % 3 :] + IMPLS[: i % 3]
+        outs = {}
+        for name in order:
+            started = time.perf_counter()
+            outs[name] = fns[name](frame)
+            times[name].append(time.perf_counter() - started)
+        same += all(_same(outs["LmGen"], outs[name]) for name in ("before", "engine"))
+    ms = {name: [t * 1e3 for t in ts[warmup:]] for name, ts in times.items()}
+    ref = np.array(ms["LmGen"])
+    return SpeedRow(
+        label=label,
+        p50={name: statistics.median(v) for name, v in ms.items()},
+        mean={name: statistics.fmean(v) for name, v in ms.items()},
+        # Paired: a slow spell on a shared machine slows one round of all three alike.
+        ratio={name: float(np.median(ref / np.array(v))) for name, v in ms.items()},
+        identical=same == len(codes),
+        compiled=engine.compiled,
+    )
+
+
+def _same(a: tuple[int, np.ndarray | None], b: tuple[int, np.ndarray | None]) -> bool:
+    if a[0] != b[0] or (a[1] is None) != (b[1] is None):
+        return False
+    return a[1] is None or bool((a[1] == b[1]).all())
+
+
+def reference_sampler(temperature: float, top_k: int, vocab: int) -> utils.Sampler:
+    """moshi_mlx's sampler doing what `sample_token` does (a top-k of the whole vocabulary,
+    or 0, is no truncation: moshi_mlx refuses it, and would use top-p without top_p=1)."""
+    if temperature == 0:
+        return utils.Sampler(temp=0.0)
+    if top_k <= 0 or top_k >= vocab:
+        return utils.Sampler(temp=temperature, top_p=1.0)
+    return utils.Sampler(temp=temperature, top_k=top_k)
+
+
+def random_model(config: MoshiConfig, quant: Quantization | None, seed: int) -> Lm:
+    mx.random.seed(seed)
+    model = build_model(config, quant)
+    mx.eval(model.parameters())
+    return model
+
+
+def checkpoint_model(target: str) -> tuple[str, MoshiConfig, Lm]:
+    """A real checkpoint as the product loads it (headers checked first)."""
     try:
         report, _ = prepare(resolve(CheckpointSpec(target=target)), check_memory=True)
     except AssistantError as e:
         sys.exit(f"error: {e}")
     m = report.model
-    kind = (
-        "bf16" if m.quantization is None else f"{m.quant_label} (group {m.quantization.group_size})"
+    model = build_model(m.config, m.quantization)
+    try:
+        model.load_weights(str(m.path), strict=True)
+    except ValueError as e:
+        sys.exit(f"{m.path}: weights do not fit the config ({str(e).splitlines()[0][:300]})")
+    mx.eval(model.parameters())
+    return f"{m.path.name} ({m.quant_label})", m.config, model
+
+
+def print_speed(title: str, rows: list[SpeedRow], steps: int, warmup: int) -> None:
+    print(
+        f"\n{title}: {steps} timed steps after {warmup} warm-up steps, p50 (mean) ms per step;\n"
+        "speed-ups: median over the steps of LmGen's time / the other's in the same round"
     )
-    return Checkpoint(m.config, m.quantization, m.path, f"{m.path} [{kind}, {m.config_source}]")
-
-
-def load_model(ckpt: Checkpoint, seed: int) -> Lm:
-    mx.random.seed(seed)  # same seed -> the same random weights for both implementations
-    model = build_model(ckpt.config, ckpt.quant)
-    if ckpt.file is not None:
-        try:
-            model.load_weights(str(ckpt.file), strict=True)
-        except ValueError as e:  # names or shapes: wrong config for these tensors
-            first = str(e).splitlines()[0][:300]
-            sys.exit(f"{ckpt.file}: weights do not fit the config ({first}...)")
-    mx.eval(model.parameters())  # loading is lazy: the disk read happens here
-    return model
-
-
-def reference_sampler(temperature: float, top_k: int) -> utils.Sampler:
-    if temperature == 0:
-        return utils.Sampler(temp=0.0)
-    return utils.Sampler(temp=temperature, top_k=top_k)
-
-
-def run_mode(
-    name: str,
-    ckpt: Checkpoint,
-    ref_model: Lm,
-    eng_model: Lm,
-    sampling: SamplingConfig,
-    codes: np.ndarray,
-    warmup: int,
-    seed: int,
-) -> dict[str, Any]:
-    """Alternate engine and reference steps on the same codes; ms per step after warmup."""
-    engine = StreamingEngine(eng_model, ckpt.config, sampling)
-    engine.warmup()
-    ref_model.warmup()
-    for c in ref_model.transformer_cache:
-        c.reset()
-    gen = models.LmGen(
-        model=ref_model,
-        max_steps=len(codes) + 5,
-        text_sampler=reference_sampler(sampling.text_temperature, sampling.text_top_k),
-        audio_sampler=reference_sampler(sampling.audio_temperature, sampling.audio_top_k),
-    )
-    mx.random.seed(seed)  # the reference samples from the global MLX state
-
-    def ref_step(frame: np.ndarray) -> tuple[int, np.ndarray | None]:
-        data = mx.array(frame[None])  # [1, n_user], as the reference client builds it
-        text = gen.step(data)[0].item()
-        audio = gen.last_audio_tokens()
-        return text, None if audio is None else np.array(audio).astype(np.uint32)
-
-    def eng_step(frame: np.ndarray) -> tuple[int, np.ndarray | None]:
-        r = engine.step(frame)
-        return r.text_token, r.audio_codes
-
-    times: dict[str, list[float]] = {"engine": [], "reference": []}
-    same = 0
-    for i, frame in enumerate(codes):
-        order = [("reference", ref_step), ("engine", eng_step)]
-        if i % 2:
-            order.reverse()
-        outs: dict[str, tuple[int, np.ndarray | None]] = {}
-        for label, fn in order:
-            t0 = time.perf_counter()
-            outs[label] = fn(frame)
-            times[label].append(time.perf_counter() - t0)
-        (rt, ra), (et, ea) = outs["reference"], outs["engine"]
-        same += rt == et and _same_codes(ra, ea)
-    row: dict[str, Any] = {
-        "mode": name,
-        "steps": len(codes) - warmup,
-        "identical": same == len(codes),
-    }
-    for label, ts in times.items():
-        ms = [t * 1e3 for t in ts[warmup:]]
-        row[f"{label}_p50"] = statistics.median(ms)
-        row[f"{label}_mean"] = statistics.fmean(ms)
-    return row
-
-
-def _same_codes(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return bool((a.reshape(-1) == b.reshape(-1)).all())
+    head = ("", "LmGen", "before", "engine", "LmGen/engine", "LmGen/before", "same tokens")
+    print("{:28} {:>15} {:>15} {:>15} {:>13} {:>13} {:>12}".format(*head))
+    for r in rows:
+        cells = [f"{r.p50[n]:7.2f} ({r.mean[n]:6.2f})" for n in IMPLS]
+        same = ("yes" if r.identical else "NO") if "greedy" in r.label else "-"
+        print(
+            f"{r.label:28} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} "
+            f"{r.speedup():12.2f}x {r.speedup('before'):12.2f}x {same:>12}"
+        )
+    if rows and not rows[0].compiled:
+        print("  (the engine ran uncompiled: mx.compile is not available here)")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--checkpoint", help="folder holding the LM .safetensors (and config.json)")
-    p.add_argument("--steps", type=int, default=200, help="timed steps per mode")
-    p.add_argument("--warmup", type=int, default=20, help="untimed steps before timing")
-    p.add_argument("--seed", type=int, default=0, help="weights (when random), codes, sampling")
-    p.add_argument("--modes", default="greedy,sampled", help="comma-separated: greedy, sampled")
-    p.add_argument(
-        "--share-weights",
-        action="store_true",
-        help="one model for both implementations (halves memory; caches stay separate)",
-    )
+    p.add_argument("--parts", default="full,micro,tiny", help="comma-separated: full, micro, tiny")
+    p.add_argument("--checkpoint", help="also time this checkpoint folder (or preset)")
+    p.add_argument("--reps", type=int, default=20, help="full size: builds timed per row")
+    p.add_argument("--steps", type=int, default=200, help="micro: timed steps")
+    p.add_argument("--tiny-steps", type=int, default=80, help="tiny and --checkpoint: timed steps")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--seed", type=int, default=0, help="weights, codes, sampling")
+    p.add_argument("--sampled", action="store_true", help="also time sampled steps")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    unknown = parts - {"full", "micro", "tiny"}
+    if unknown:
+        sys.exit(f"unknown part(s) {', '.join(sorted(unknown))} (full, micro, tiny)")
+    modes = {"greedy": SamplingConfig.greedy()}
+    if args.sampled:
+        modes["sampled"] = SamplingConfig(seed=args.seed)
+    print(f"MLX {mx.__version__} on {mx.default_device()}")
 
-    ckpt = open_checkpoint(args.checkpoint)
-    print(f"weights: {ckpt.label}")
-    t0 = time.perf_counter()
-    ref_model = load_model(ckpt, args.seed)
-    eng_model = ref_model if args.share_weights else load_model(ckpt, args.seed)
-    print(f"models built and evaluated in {time.perf_counter() - t0:.1f} s")
-    cfg = ckpt.config
-    rng = np.random.default_rng(args.seed)
-    codes = rng.integers(0, cfg.card, size=(args.warmup + args.steps, cfg.user_codebooks))
-    codes = codes.astype(np.int32)
-    modes = {
-        "greedy": SamplingConfig.greedy(),
-        "sampled": SamplingConfig(seed=args.seed),
-    }
-    rows = []
-    for name in args.modes.split(","):
-        if name not in modes:
-            sys.exit(f"unknown mode {name!r} (greedy, sampled)")
-        rows.append(
-            run_mode(name, ckpt, ref_model, eng_model, modes[name], codes, args.warmup, args.seed)
-        )
+    full = {}
+    if "full" in parts:
+        micro_model = random_model(MICRO, None, args.seed)
+        per_node = calibrate(micro_model, MICRO, args.steps, args.warmup)
+        del micro_model
+        print_calibration(per_node, args.steps)
+        for name, quant in (("q4", Q4), ("q8", Q8)):
+            full[name] = full_size(MOSHIKO_V0_1, quant, args.reps, per_node)
+        print_full_size(full)
 
-    print(f"{args.steps} timed steps after {args.warmup} warm-up steps, ms per step:")
-    head = ("mode", "engine p50", "mean", "reference p50", "mean", "ratio p50", "mean")
-    print("{:8} {:>11} {:>8} {:>14} {:>8} {:>10} {:>6}".format(*head))
-    for r in rows:
+    def speed(label: str, config: MoshiConfig, model: Lm, steps: int) -> list[SpeedRow]:
+        rng = np.random.default_rng(args.seed)
+        codes = rng.integers(0, config.card, size=(args.warmup + steps, config.user_codebooks))
+        return [
+            step_times(
+                f"{label} {mode}", config, model, s, codes.astype(np.int32), args.warmup, args.seed
+            )
+            for mode, s in modes.items()
+        ]
+
+    micro: list[SpeedRow] = []
+    if "micro" in parts:
+        micro = speed("micro bf16", MICRO, random_model(MICRO, None, args.seed), args.steps)
+        print_speed("Micro config (compute negligible)", micro, args.steps, args.warmup)
+    tiny: list[SpeedRow] = []
+    if "tiny" in parts:
+        for name, quant in (("bf16", None), ("q4", Q4), ("q8", Q8)):
+            model = random_model(TINY, quant, args.seed)
+            tiny += speed(f"tiny {name}", TINY, model, args.tiny_steps)
+            del model
+        print_speed("TINY config, random weights", tiny, args.tiny_steps, args.warmup)
+    if args.checkpoint:
+        label, config, model = checkpoint_model(args.checkpoint)
+        rows = speed(label, config, model, args.tiny_steps)
+        print_speed(f"Checkpoint {args.checkpoint}", rows, args.tiny_steps, args.warmup)
+
+    if {"full", "micro", "tiny"} <= parts:
+        e, lm = ({q: full[q][impl].host_ms for q in full} for impl in ("engine", "LmGen"))
         print(
-            f"{r['mode']:8} {r['engine_p50']:11.2f} {r['engine_mean']:8.2f} "
-            f"{r['reference_p50']:14.2f} {r['reference_mean']:8.2f} "
-            f"{r['reference_p50'] / r['engine_p50']:10.2f} "
-            f"{r['reference_mean'] / r['engine_mean']:6.2f}"
+            f"summary: host ms/step at full size q4 {e['q4']:.2f} q8 {e['q8']:.2f} "
+            f"(LmGen q4 {lm['q4']:.2f} q8 {lm['q8']:.2f}); micro speed-up "
+            f"{micro[0].speedup():.2f} x; tiny speed-up {tiny[0].speedup():.2f} x"
         )
-    for r in rows:
-        if r["mode"] == "greedy":
-            print(f"greedy tokens identical to the reference on every step: {r['identical']}")
-            if len(codes) >= cfg.context:
-                print(f"  (expected only below the context, {cfg.context} steps: the reference")
-                print("   attends to context + 1 keys, and to the wrong ones from step 4096)")
-    print("ratio = reference / engine (above 1: the engine is faster)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,30 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
+from tests import leftovers
+
+# --- nothing the tests start outlives them (tests/leftovers.py) --------------------------------
+SESSION_MARK = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SESSION_MARK] = leftovers.mark_session()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process the tests started is still running, and end it."""
+    mark = session.config.stash.get(SESSION_MARK, None)
+    left = leftovers.leftovers(mark) if mark else []
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests were still running (ended now):"]
+    lines += [f"  {leftovers.describe(p)}" for p in left]
+    if reporter is not None:
+        reporter.write_line("\n" + "\n".join(lines), red=True, bold=True)
+    leftovers.end(left)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 @pytest.fixture(autouse=True)
 def isolated_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from assistant.audio.playout import Started
 from assistant.voice.engine import StepResult
 
 FRAME = 1920
@@ -28,7 +29,9 @@ class Played:
 @dataclass
 class FakeAudio:
     """Delivers `frames` of input, paced every `period_s` (0 = as fast as read), and plays
-    output into a buffer drained by a simulated speaker at the same pace."""
+    output through a simulated speaker at the same pace: every `period_s` it takes the next
+    queued frame (one queued before that moment), and that frame counts as heard then. With no
+    pace, frames play at once and with no clock (no delay figure)."""
 
     frames: list[np.ndarray]
     period_s: float = 0.0
@@ -36,8 +39,10 @@ class FakeAudio:
     played: list[np.ndarray] = field(default_factory=list)
     _next: int = 0
     _start: float | None = None
-    _buffer: list[np.ndarray] = field(default_factory=list)
+    _slots: int = 0  # speaker slots already passed
+    _buffer: list[tuple[np.ndarray, object, float]] = field(default_factory=list)
     _drained: list[Played] = field(default_factory=list)
+    _started: list[Started] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -57,33 +62,72 @@ class FakeAudio:
             return None
         if wait > 0:
             time.sleep(wait)
-        self._speaker_tick()
         frame = Captured(self.frames[self._next], time.monotonic())
         self._next += 1
         return frame
 
-    def _speaker_tick(self) -> None:
-        """One frame leaves the playout buffer per captured frame, as real devices pace it."""
-        with self._lock:
-            if self._buffer:
-                pcm = self._buffer.pop(0)
-                self.played.append(pcm)
-                self._drained.append(Played(pcm, time.monotonic()))
+    def pending_frames(self) -> int:
+        if self.period_s == 0 or self._start is None:
+            return 0
+        due = int((time.monotonic() - self._start) / self.period_s) + 1
+        return max(0, min(due, len(self.frames)) - self._next)
 
-    def play_frame(self, samples: np.ndarray) -> None:
+    def _advance(self) -> None:
+        """Play what the speaker's slots up to now took (called with the lock held)."""
+        if self.period_s == 0 or self._start is None:
+            return
+        now = time.monotonic()
+        while self._start + self._slots * self.period_s <= now:
+            slot_t = self._start + self._slots * self.period_s
+            self._slots += 1
+            if self._buffer and self._buffer[0][2] <= slot_t:
+                pcm, tag, _ = self._buffer.pop(0)
+                self.played.append(pcm)
+                self._drained.append(Played(pcm, slot_t))
+                if tag is not None:
+                    self._started.append(Started(tag, slot_t))
+
+    def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
+        pcm = np.asarray(samples, np.float32)
         with self._lock:
-            self._buffer.append(np.asarray(samples, np.float32))
             if self.period_s == 0:  # no real clock: the speaker keeps up instantly
-                self.played.append(self._buffer.pop(0))
+                self.played.append(pcm)
+                if tag is not None:
+                    self._started.append(Started(tag, None))
+                return
+            self._advance()
+            self._buffer.append((pcm, tag, time.monotonic()))
 
     def drain_played(self) -> list[Played]:
         with self._lock:
+            self._advance()
             out, self._drained = self._drained, []
         return out
 
-    def playout_depth(self) -> int:
+    def drain_started(self) -> list[Started]:
         with self._lock:
-            return len(self._buffer)
+            self._advance()
+            out, self._started = self._started, []
+        return out
+
+    def drain_dropped(self) -> list[object]:
+        return []
+
+    def drain_notices(self) -> list[str]:
+        return []
+
+    def describe(self) -> dict[str, object]:
+        return {"profile": "fake"}
+
+    def heard_in_s(self) -> float:
+        with self._lock:
+            self._advance()
+            return len(self._buffer) * self.period_s
+
+    def playout_depth(self) -> float:
+        with self._lock:
+            self._advance()
+            return float(len(self._buffer))
 
 
 class FakeCodec:

@@ -11,23 +11,30 @@ from importlib import resources
 from pathlib import Path
 
 from assistant.service.client import ServiceClient
-from assistant.service.info import info_file, read_info
+from assistant.service.info import read_info
 
 SPEECH = Path(str(resources.files("assistant").joinpath("data/hello.wav")))
 
 
 class ServiceProcess:
-    def __init__(self, *args: str) -> None:
-        self.log = Path(os.environ["ASSISTANT_HOME"]) / "serve.log"
+    """`assistant serve *args` on `port` (0: any free one); `close()` stops it, whatever
+    happened (quit, else kill)."""
+
+    def __init__(self, *args: str, port: int = 0) -> None:
+        self.log = Path(os.environ["ASSISTANT_HOME"]) / f"serve-{time.monotonic_ns()}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "assistant", "serve", "--port", str(port), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        self.client = self._connect()
+        try:
+            self.client = self._connect()
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self, timeout: float = 60.0) -> ServiceClient:
         deadline = time.monotonic() + timeout
@@ -41,7 +48,8 @@ class ServiceProcess:
         raise AssertionError(f"no service file after {timeout} s: {self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log.read_text()
 
     def close(self) -> None:
@@ -49,11 +57,12 @@ class ServiceProcess:
             try:
                 self.client.quit()
                 self.proc.wait(timeout=20)
-            except Exception:
+            except Exception:  # no client yet, or it did not stop: end it
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
-        assert not info_file().exists() or read_info() is None or read_info().pid != self.proc.pid
+        left = read_info()
+        assert left is None or left.pid != self.proc.pid or self.proc.returncode < 0, left
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:

@@ -1,4 +1,5 @@
-"""Frame buffers between PortAudio callbacks and the loop: exact counts, never a raise."""
+"""The capture buffer and stream clocks between PortAudio callbacks and the loop: exact counts,
+never a raise. (The speaker's jitter buffer: test_audio_playout.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from assistant.audio.buffers import (
     AudioCounters,
     CaptureBuffer,
-    PlayoutBuffer,
+    OutputTiming,
     StreamClock,
     capture_time,
     playback_time,
@@ -86,85 +87,6 @@ def test_capture_time_uses_adc_time_but_never_less_than_a_block() -> None:
     assert playback_time(10.0, times(0.0, dac=0.0)) == 10.0
 
 
-# --- playout ---------------------------------------------------------------------------------
-
-
-def test_playout_waits_for_two_frames_then_plays_exactly_what_was_pushed() -> None:
-    buf = PlayoutBuffer(playout_frames=2)
-    assert not buf.pull(N, 0.0).any()  # nothing yet: silence, an underrun
-    assert buf.counters.underruns == 1
-    buf.push(ramp(N))
-    assert not buf.pull(N, 0.08).any()  # one frame is not enough to start
-    assert buf.counters.underruns == 2
-    buf.push(ramp(N, N))
-    out = np.concatenate([buf.pull(n, 0.16) for n in (1000, 920, 1920)])
-    np.testing.assert_array_equal(out, ramp(2 * N))
-    assert buf.counters.underruns == 2
-    assert buf.counters.gaps == 0  # nothing had played yet: silence, but no audible gap
-    assert buf.counters.frames_played == 2
-
-
-def test_playout_underrun_pads_with_silence_and_reprimes() -> None:
-    buf = PlayoutBuffer(playout_frames=2)
-    buf.push(ramp(2 * N))
-    buf.pull(N, 0.0)
-    buf.pull(1000, 0.0)
-    tail = buf.pull(N, 0.0)  # 920 left: the rest is silence, counted
-    np.testing.assert_array_equal(tail[:920], ramp(2 * N)[-920:])
-    assert not tail[920:].any()
-    assert buf.counters.underruns == 1 and buf.counters.gaps == 1
-    buf.push(ramp(N))  # one frame after running dry: wait for the second again
-    assert not buf.pull(N, 0.0).any()
-    assert buf.counters.underruns == 2 and buf.counters.gaps == 2
-
-
-def test_playout_drops_oldest_beyond_max_and_counts_exactly() -> None:
-    buf = PlayoutBuffer(playout_frames=2, max_frames=4)
-    for k in range(10):
-        buf.push(np.full(N, k, np.float32))
-    assert buf.counters.playout_drops == 6
-    assert buf.buffered_frames() == 4
-    out = buf.pull(4 * N, 0.0)
-    assert [out[i * N] for i in range(4)] == [6, 7, 8, 9]
-
-
-def test_playout_records_what_was_played_silence_included() -> None:
-    buf = PlayoutBuffer(playout_frames=1, max_played=3)
-    buf.push(ramp(N))
-    buf.pull(N, 1.0)
-    buf.pull(N, 1.08)
-    chunks = buf.drain_played()
-    assert [c.t_play for c in chunks] == [1.0, 1.08]
-    np.testing.assert_array_equal(chunks[0].samples, ramp(N))
-    assert not chunks[1].samples.any()
-    assert buf.drain_played() == []
-    for k in range(5):
-        buf.pull(10, float(k))
-    assert len(buf.drain_played()) == 3
-    assert buf.counters.played_drops == 2
-
-
-def test_playout_callback_fills_every_channel_and_never_raises() -> None:
-    buf = PlayoutBuffer(playout_frames=1)
-    buf.push(ramp(N))
-    out = np.full((N, 2), 9.0, np.float32)
-    buf.callback(out, N, times(1.0, dac=1.1), None)
-    np.testing.assert_array_equal(out[:, 0], ramp(N))
-    np.testing.assert_array_equal(out[:, 1], ramp(N))
-    for outdata in [None, "speaker", np.zeros((3, 1))]:
-        buf.callback(outdata, N, None, "output underflow")  # wrong shapes, not even arrays
-    assert buf.counters.callback_errors == 3
-    assert buf.counters.output_flags == 3
-
-
-def test_push_copies_and_cleans_its_input() -> None:
-    buf = PlayoutBuffer(playout_frames=1)
-    frame = np.full(N, np.nan, np.float32)
-    buf.push(frame)
-    frame[:] = 1.0  # the caller reuses its array: what was pushed must not change
-    assert not buf.pull(N, 0.0).any()
-
-
 def test_counters_snapshot_is_a_copy() -> None:
     counters = AudioCounters()
     snap = counters.snapshot()
@@ -187,16 +109,23 @@ def test_stream_clock_ignores_late_callbacks() -> None:
     assert np.diff(stamps[60:]) == pytest.approx(0.08, abs=0.003)
 
 
-def test_output_clock_ignores_priming_bursts() -> None:
-    clock = StreamClock(24000, skip_bursts=True)
-    # three callbacks at once to fill the buffer ahead, then one per block
-    estimates = [10.0, 10.0, 10.0] + [10.16 + k * 0.08 for k in range(1, 60)]
-    stamps = [clock.stamp(t, N) for t in estimates]
-    assert stamps[-1] == pytest.approx(10.0 + 61 * 0.08, abs=0.003)
+def test_output_timing_follows_each_callbacks_dac_time_not_a_priming_burst() -> None:
+    """PulseAudio primes an output stream with a burst of callbacks, then may stall it: the
+    play time of each block is its callback's time plus PortAudio's own DAC delay for it."""
+    timing = OutputTiming()
+    for k in range(5):  # the priming burst: all at t=10, the buffer filling up
+        assert timing.stamp(10.0, times(0.0, dac=0.01 * k)) == pytest.approx(
+            10.0 + 0.01 * k, abs=0.02
+        )
+    stamps = [timing.stamp(11.5 + k * 0.02, times(5.0, dac=5.04)) for k in range(20)]
+    assert stamps[-1] == pytest.approx(11.5 + 19 * 0.02 + 0.04)
+    # One absurd report (and one with no timing at all) moves nothing.
+    assert timing.stamp(12.0, times(5.0, dac=6.5)) == pytest.approx(12.04)
+    assert timing.stamp(12.02, None) == pytest.approx(12.06)
 
 
 def test_stream_clock_reanchors_after_a_real_jump() -> None:
-    clock = StreamClock(24000, jumps=3)
+    clock = StreamClock(24000, late_s=0.2)
     for k in range(10):
         clock.stamp(k * 0.08, N)
     # the stream lost a second: estimates are now consistently 1 s later

@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from assistant.audio.sound_files import read_audio, write_wav
 from assistant.bench import runner as bench_runner
-from assistant.bench.results import BenchSettings
+from assistant.bench.results import BenchSettings, same_sampling
 from assistant.bench.runner import run_bench
+from assistant.bench.system import SMALL_FILE_BYTES, prepare_cold_load
+from assistant.bench.tables import sections
 from assistant.bench.variants import requests_for
 from assistant.checkpoint.config import TINY
 from assistant.checkpoint.layout import Q4, Q8
@@ -31,6 +33,7 @@ from assistant.errors import (
     UsageError,
 )
 from assistant.frames import SAMPLE_RATE
+from assistant.voice.sampling import SamplingConfig
 from tests.helpers import save_tiny_model
 
 _register()
@@ -67,6 +70,7 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
     labels = [f.name for f in folders]
     titles = ("Size, load (cold/warm) and memory", "Speed in ms", f"Fidelity against {labels[2]}")
     assert all(title in result.output for title in titles)
+    assert "as chat" in result.output and "* cold load unreliable" in result.output
     assert f"{labels[2]} (ref)" in result.output and str(out) in result.output
 
     data = json.loads((out / "report.json").read_text())
@@ -76,6 +80,7 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
     assert data["input"]["frames"] == 13 and data["input"]["looped"] is True
     assert data["machine"]["mlx_version"] == mx.__version__
     assert data["settings"]["sampling"]["greedy"] is True
+    assert data["settings"]["also_timed_sampled_as_chat"] is True
     variants = {v["label"]: v for v in data["variants"]}
     assert list(variants) == labels  # rows in the order asked for
     q4, q8, bf16 = (variants[label] for label in labels)
@@ -86,13 +91,29 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
         assert Path(v["model_file"]).parent == folder
         assert v["load"]["cold_s"] > 0 and v["load"]["warm_s"] > 0
         assert v["load"]["cold_kind"]
+        # A tiny file can come from the drive's cache whatever the OS does: marked unreliable.
+        assert v["load"]["cold_reliable"] is False and "small enough" in v["load"]["cold_doubt"]
         mem = v["memory"]
         assert 0 < mem["mlx_active_after_load_bytes"] <= mem["mlx_peak_bytes"]
         assert mem["process_rss_peak_bytes"] >= mem["process_rss_before_load_bytes"] > 0
+        # The variant's own increase: its weights at least, far below the whole process.
+        weights = mem["mlx_active_after_load_bytes"] - mem["mlx_before_load_bytes"]
+        assert mem["mlx_increase_bytes"] == mem["mlx_peak_bytes"] - mem["mlx_before_load_bytes"]
+        assert mem["mlx_increase_bytes"] >= weights > 0
+        rss_increase = mem["process_rss_increase_bytes"]
+        assert rss_increase == mem["process_rss_peak_bytes"] - mem["process_rss_before_load_bytes"]
+        assert rss_increase < mem["process_rss_peak_bytes"] / 2
+        if sys.platform == "linux":  # freed heap handed back first (malloc_trim), so the
+            # weights show whatever was measured before (the reference, measured first)
+            assert rss_increase > v["size_on_disk_bytes"] / 2
         steps = v["step_ms"]
         assert steps["count"] == STEPS and len(v["step_ms_all"]) == STEPS + WARMUP
         assert 0 < steps["p50"] <= steps["p95"] <= steps["p99"] <= steps["max"]
         assert v["real_time_factor"] == pytest.approx(steps["mean"] / 80, rel=1e-3)
+        # Greedy for fidelity, so the steps were timed again as a chat samples them.
+        chat = v["step_ms_sampled_as_chat"]
+        assert chat["count"] == STEPS and len(v["step_ms_sampled_as_chat_all"]) == STEPS + WARMUP
+        assert 0 < chat["p50"] <= chat["max"]
         assert v["mimi_decode_ms_per_frame"]["count"] == STEPS + WARMUP - max(TINY.delays)
         assert (out / v["audio_file"]).stat().st_size > 0
         f = v["fidelity"]
@@ -118,6 +139,7 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
 
     md = (out / "report.md").read_text()
     assert "## Fidelity against" in md and "| variant |" in md and "teacher-forced" in md
+    assert "| as chat |" in md and "* cold load unreliable" in md
     assert "Partial report" not in md and "## Errors" not in md
     for name in ("latency.png", "step_times.png"):
         assert f"]({name})" in md
@@ -152,6 +174,43 @@ def test_fidelity_follows_precision_and_a_copy_of_the_reference_matches_it(
         assert (f.text_agreement, f.audio_agreement, f.kl_mean) == (100.0, 100.0, 0.0)
     # Quantized from those weights: 8 bits stay closer to them than 4 bits.
     assert 0 < fq8.kl_mean < fq4.kl_mean
+
+
+def test_a_run_sampled_as_a_chat_times_its_steps_once(
+    tiny_checkpoint, speech: Path, tmp_path: Path
+) -> None:
+    settings = BenchSettings(steps=4, warmup=1, sampling=SamplingConfig(seed=3))
+    assert settings.chat_sampling is None
+    requests = requests_for(voice="moshiko", quants=[], checkpoints=[str(tiny_checkpoint("bf16"))])
+    run = run_bench(requests, read_audio(speech), "test speech", settings, out=tmp_path).run
+    [result] = run.ordered
+    assert result.chat_step_ms is None and len(result.step_ms) == 5
+    assert [row[1] for row in sections(run)[1].rows] == ["sampled"]
+
+
+def test_chat_sampling_is_timed_only_when_the_run_samples_otherwise() -> None:
+    chat = SamplingConfig(seed=5)
+    assert BenchSettings(sampling=replace(SamplingConfig.greedy(), seed=5)).chat_sampling == chat
+    assert BenchSettings(sampling=SamplingConfig(0.7, 25, 0.8, 250, 9)).chat_sampling is None
+    assert BenchSettings(sampling=SamplingConfig(0.7, 50, 0.8, 250, 5)).chat_sampling == chat
+    greedy_other_k = SamplingConfig(0.0, 1, 0.0, 1, None)
+    assert same_sampling(greedy_other_k, SamplingConfig.greedy())
+
+
+def test_cold_loads_are_marked_unreliable_when_a_cache_may_have_served_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = tmp_path / "small.safetensors"
+    small.write_bytes(b"x" * 4096)
+    big = tmp_path / "big.safetensors"
+    with big.open("wb") as f:  # sparse: no disk used
+        f.truncate(SMALL_FILE_BYTES + 1)
+    if hasattr(os, "posix_fadvise"):
+        assert prepare_cold_load(big).doubt is None
+        assert "drive's own cache" in (prepare_cold_load(small).doubt or "")
+    monkeypatch.delattr(os, "posix_fadvise", raising=False)  # as on macOS
+    cold = prepare_cold_load(big)
+    assert "first load this run" in cold.kind and "cannot evict" in (cold.doubt or "")
 
 
 def test_different_architectures_are_refused_naming_both(

@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 from moshi_mlx import models, utils
 
 from assistant.checkpoint.config import TINY, MoshiConfig
@@ -20,9 +21,9 @@ from assistant.errors import (
     TokenizerError,
 )
 from assistant.voice.engine import StepResult, StreamingEngine
-from assistant.voice.kv_cache import RingKVCache
 from assistant.voice.model import build_model
 from assistant.voice.sampling import KeyStream, SamplingConfig, sample_token
+from assistant.voice.step_graph import attention_spans, span_for
 
 # Moshi's structure (16 codebooks, 8 generated, v0.1 delays) at toy widths: steps take ~3 ms.
 # Hidden sizes are 128 so q4 (group 32) and q8 (group 64) both quantize.
@@ -105,6 +106,43 @@ def test_matches_lmgen_token_for_token_with_greedy_sampling(quant, compile):
     assert len(texts) > 1  # not a degenerate constant stream
 
 
+def test_matches_lmgen_across_attention_spans():
+    """Before the ring fills, the step attends to its first 256 slots, then to all of them:
+    still the reference's tokens on both sides of the switch."""
+    config = replace(MICRO, context=300)
+    steps = 260
+    model = make_model(config)
+    greedy = utils.Sampler(temp=0.0)
+    gen = models.LmGen(model=model, max_steps=steps, text_sampler=greedy, audio_sampler=greedy)
+    engine = StreamingEngine(model, config, GREEDY)
+    assert engine.graph.spans == (256, 300)
+    for s, frame in enumerate(user_codes(steps, config)):
+        ref_text = gen.step(mx.array(frame[None]))[0].item()
+        ref_audio = gen.last_audio_tokens()
+        r = engine.step(frame)
+        assert r.text_token == ref_text, f"text differs at step {s}"
+        if ref_audio is not None:
+            np.testing.assert_array_equal(r.audio_codes, np.array(ref_audio)[0], f"step {s}")
+
+
+def test_attention_spans():
+    assert attention_spans(3000) == (256, 1024, 3000)
+    assert attention_spans(300) == (256, 300)
+    assert attention_spans(256) == (256,) and attention_spans(64) == (64,)
+    expected = {0: 256, 255: 256, 256: 1024, 1023: 1024, 1024: 3000, 2999: 3000, 10**6: 3000}
+    assert {p: span_for(p, 3000) for p in expected} == expected
+    assert span_for(0, 64) == span_for(5000, 64) == 64
+
+
+def test_warmup_traces_every_span_and_leaves_no_trace_to_make():
+    config = replace(MICRO, context=300)
+    engine = StreamingEngine(make_model(config), config, GREEDY)
+    engine.warmup()
+    assert engine.steps_taken == 0 and engine.compiled
+    traced = set(engine.graph._functions)
+    assert traced == {(False, 256), (False, 300)}
+
+
 def mlx_can_compile() -> bool:
     """MLX's CPU backend compiles fused kernels with a C++ compiler found at run time."""
     try:
@@ -122,6 +160,19 @@ def test_compiled_and_uncompiled_agree(model):
     plain = StreamingEngine(model, MICRO, GREEDY, compile=False)
     assert run(auto, codes) == run(plain, codes)
     assert auto.compiled and not plain.compiled
+
+
+@pytest.mark.parametrize("compile", [None, False], ids=["compiled", "plain"])
+def test_new_weights_loaded_into_the_model_are_used(compile):
+    """The compiled step captures the weights when traced: loading others must retrace."""
+    codes = user_codes(8)
+    model = make_model()
+    engine = StreamingEngine(model, MICRO, GREEDY, compile=compile)
+    first = run(engine, codes)
+    other = make_model(seed=1)
+    model.load_weights(list(tree_flatten(other.parameters())))
+    engine.reset()
+    assert run(engine, codes) == run(StreamingEngine(other, MICRO, GREEDY), codes) != first
 
 
 def test_falls_back_when_mlx_cannot_compile(model, monkeypatch):
@@ -148,9 +199,28 @@ def test_uses_a_ring_of_exactly_context_slots():
     config = replace(MICRO, context=5)
     engine = StreamingEngine(make_model(config), config, GREEDY)
     run(engine, user_codes(12))
-    for c in engine._cache:
-        assert isinstance(c.self_attn, RingKVCache)
-        assert c.self_attn.context == 5 and c.self_attn.keys.shape[2] == 5
+    ring = engine.graph.ring
+    head_dim = config.dim // config.num_heads
+    assert ring.context == 5 and len(ring.arrays) == 2 * config.num_layers
+    assert all(a.shape == (1, config.num_heads, 5, head_dim) for a in ring.arrays)
+
+
+@pytest.mark.parametrize("compile", [None, False], ids=["compiled", "plain"])
+def test_the_ring_is_updated_in_place(compile):
+    """A step writes one slot of each buffer; copying a buffer instead would show in MLX's
+    peak memory (each is 512 kB here, the step's other temporaries ~50 kB)."""
+    config = replace(MICRO, context=4096)
+    engine = StreamingEngine(make_model(config), config, GREEDY, compile=compile)
+    codes = user_codes(8, config)
+    for frame in codes[:4]:
+        engine.step(frame)
+    buffer = engine.graph.ring.nbytes // len(engine.graph.ring.arrays)
+    mx.clear_cache()
+    for frame in codes[4:]:
+        before = mx.get_active_memory()
+        mx.reset_peak_memory()
+        engine.step(frame)
+        assert mx.get_peak_memory() - before < buffer // 2
 
 
 # --- (c) reset, (d) determinism ------------------------------------------------------------------
@@ -265,8 +335,8 @@ def test_memory_stays_flat_for_thousands_of_steps_after_the_context_fills():
     codes = user_codes(64, config)
     for i in range(200):  # fill the ring (16) and settle the allocator
         engine.step(codes[i % 64])
-    rings = [c.self_attn for c in engine._cache]
-    shapes = [(r.keys.shape, r.values.shape) for r in rings]
+    ring = engine.graph.ring
+    shapes = [a.shape for a in ring.arrays]
     mx.clear_cache()
     before = mx.get_active_memory()
     for i in range(2000):
@@ -274,8 +344,7 @@ def test_memory_stays_flat_for_thousands_of_steps_after_the_context_fills():
     mx.clear_cache()
     after = mx.get_active_memory()
     assert engine.steps_taken == 2200  # no max_steps
-    assert all(isinstance(r, RingKVCache) and r.offset == 2200 for r in rings)
-    assert [(r.keys.shape, r.values.shape) for r in rings] == shapes
+    assert [a.shape for a in ring.arrays] == shapes
     assert after - before < 64 * 1024, f"active memory grew by {after - before} bytes"
 
 

@@ -16,6 +16,7 @@ from moshi_mlx.modules.transformer import LayerCache, Transformer, TransformerCo
 from assistant.errors import AssistantError, PrefillNotSupportedError
 from assistant.voice.kv_cache import RingKVCache, make_ring_cache
 from assistant.voice.lm_config import transformer_config
+from assistant.voice.step_graph import KVRing, ring_transformer, span_for
 
 D_MODEL, HEADS, LAYERS = 16, 2, 2
 HEAD_DIM = D_MODEL // HEADS
@@ -64,7 +65,7 @@ def windowed_reference(t: Transformer, xs: mx.array, window: int, chunk: int = 5
     return np.array(x[0])
 
 
-KEEP = {*CHECK_STEPS, 0, 1, 15, 16, 17, 100}
+KEEP = {*CHECK_STEPS, 0, 1, 15, 16, 17, 100, 255, 256, 1023, 1024, 2999, 3000}
 
 
 class AttendedSpy:
@@ -134,6 +135,43 @@ def test_ring_cache_attends_to_exactly_the_last_context_steps(context, inputs, r
         assert isinstance(ring, RingKVCache)
         assert ring.offset == TOTAL
         assert ring.keys.shape == (1, HEADS, context, HEAD_DIM)
+
+
+def stream_fixed_shape(
+    t: Transformer, context: int, xs: mx.array, steps: int
+) -> dict[int, np.ndarray]:
+    """The engine's compiled main transformer: fixed shapes (one per attention span), the
+    position an input array."""
+
+    def step(ring: list[mx.array], x: mx.array, pos: mx.array, span: int) -> list[mx.array]:
+        y, new_ring = ring_transformer(t, x, ring, pos, context, span)
+        return [y, *new_ring]
+
+    fn = mx.compile(step)
+    ring = KVRing(t, context, mx.float32).arrays
+    out: dict[int, np.ndarray] = {}
+    for s in range(steps):
+        span = span_for(s, context)
+        y, *ring = fn(ring, xs[s : s + 1][None], mx.array(s, dtype=mx.int32), span)
+        mx.eval(y, ring)
+        if s in KEEP:
+            out[s] = np.array(y[0, 0])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", [16, 3000])
+def test_engine_step_attends_to_exactly_the_last_context_steps(context, inputs, references):
+    t = make_transformer(context)
+    got = stream_fixed_shape(t, context, inputs, TOTAL)
+    assert sorted(got) == sorted(KEEP)
+    for s, y in got.items():
+        np.testing.assert_allclose(y, references[context][s], atol=TOL, rtol=TOL, err_msg=f"s {s}")
+    # One slot fewer or more is visibly different at every checked step past the context.
+    for w in (context - 1, context + 1):
+        if w in references:
+            for s in CHECK_STEPS:
+                assert np.abs(got[s] - references[w][s]).max() > DIFF, f"step {s}, window {w}"
 
 
 @pytest.mark.slow

@@ -81,3 +81,35 @@ def test_loop_survives_real_codec_rollovers(mimi_file: Path) -> None:
     assert stats.encode.rollovers >= 2 and stats.decode.rollovers >= 2
     played = np.concatenate(audio.played)
     assert np.isfinite(played).all()
+
+
+def test_a_codec_worker_killed_mid_conversation_is_restarted_transparently(
+    mimi_file: Path,
+) -> None:
+    """Kill the decoder's worker process while the loop talks: the next frame restarts it (a
+    counted glitch), the conversation carries on and ends normally."""
+    import os
+    import signal
+    import threading
+
+    codec = StreamingCodec(mimi_file)
+    audio = FakeAudio(speech_like(40))
+    loop = ConversationLoop(audio, codec, micro_engine())
+    victim = codec.stats.decode.pid
+
+    def kill_once_frames_flow() -> None:
+        while loop.counters.frames_played < 10 and not audio.finished:
+            threading.Event().wait(0.02)
+        os.kill(victim, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_once_frames_flow, daemon=True)
+    killer.start()
+    try:
+        loop.run(duration_s=120)
+    finally:
+        codec.close()
+    killer.join(5)
+    stats = codec.stats
+    assert loop.counters.errors == []
+    assert stats.decode.restarts == 1 and stats.decode.pid != victim
+    assert loop.counters.frames_played == 40

@@ -34,7 +34,7 @@ def scripted(index: int, *, encode: float, step: float | None, decode: float, de
         r.dropped = True
     else:
         r.queued_for_playout = r.decode_end
-        r.heard = t + delay * MS
+        r.played, r.heard = True, t + delay * MS
     return r
 
 

@@ -75,7 +75,7 @@ def test_without_a_ceiling_the_same_slow_model_would_lag(monkeypatch) -> None:
     policy = LagPolicy(max_delay_ms=400)
     monkeypatch.setattr(LagPolicy, "max_model_backlog", property(lambda self: 10_000))
     for rule in ("_stale", "_too_late", "_late_for_speaker"):
-        monkeypatch.setattr(ConversationLoop, rule, lambda self, record: False)
+        monkeypatch.setattr(ConversationLoop, rule, lambda self, record, *more: False)
     loop = make_loop(audio, engine=ScriptedEngine(step_s=0.2), policy=policy)
     loop.run(duration_s=20)
     assert loop.counters.dropped_input == 0
@@ -164,12 +164,13 @@ def test_dropping_frames_is_announced_once() -> None:
 
 
 def test_lag_policy_rules() -> None:
-    p = LagPolicy(max_delay_ms=400, playout_frames=2)
-    assert p.max_model_backlog == 2 and p.max_playout_backlog == 3
+    p = LagPolicy(max_delay_ms=400)
+    assert p.max_model_backlog == 3  # 5 frames of budget less the one captured and answered
     assert not p.stale(400) and p.stale(401)
     assert not p.too_late_for_model(100, 300) and p.too_late_for_model(101, 300)
-    assert not p.late_for_speaker(999, 0, 0)  # nothing queued: dropping would leave a gap
-    assert p.late_for_speaker(0, 4, 0)  # more than the playout cushion allows
-    assert not p.late_for_speaker(100, 2, 100) and p.late_for_speaker(141, 2, 100)
-    with pytest.raises(ValueError):
-        LagPolicy(max_delay_ms=100)
+    # Nothing queued: dropping would leave silence and save no delay, however late.
+    assert not p.late_for_speaker(999, 0, 0)
+    assert not p.late_for_speaker(300, 100, 1.5) and p.late_for_speaker(301, 100, 1.5)
+    for bad in (100, -5, float("nan"), float("inf"), 1e9):
+        with pytest.raises(ValueError, match="--max-delay-ms"):
+            LagPolicy(max_delay_ms=bad)

@@ -10,12 +10,16 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import requests
 
+from assistant.audio.sound_files import read_audio, write_wav
+from assistant.checkpoint.config import MoshiConfig
 from assistant.errors import ServiceRefusedError
 from tests.service_harness import SPEECH, ServiceProcess, wait_for
 
@@ -87,11 +91,21 @@ def test_full_control_cycle(service: ServiceProcess, tiny_checkpoint) -> None:
     assert "Service stopped." in service.output()
 
 
+@pytest.fixture
+def long_talk(tiny_checkpoint, tmp_path: Path):
+    """A service whose conversation lasts 30 s of speech: long enough, on a loaded machine,
+    for the steps of a test to happen while it talks (hello.wav ends after 5 s)."""
+    speech = write_wav(tmp_path / "long.wav", np.tile(read_audio(SPEECH), 6))
+    svc = ServiceProcess("--checkpoint", str(tiny_checkpoint("bf16")), "--input", str(speech))
+    yield svc
+    svc.close()
+
+
 @pytest.mark.slow
 def test_switch_while_talking_restarts_and_bad_switch_harms_nothing(
-    service: ServiceProcess, tiny_checkpoint, tmp_path: Path
+    long_talk: ServiceProcess, tiny_checkpoint, tmp_path: Path
 ) -> None:
-    c = service.client
+    c = long_talk.client
     wait_for(lambda: c.status()["model"], what="model")
     c.start()
     wait_for(lambda: frames(c) > 3, what="frames")
@@ -120,6 +134,57 @@ def test_switch_while_talking_restarts_and_bad_switch_harms_nothing(
         what="the restart on q4",
     )
     c.stop()
+
+
+def test_a_switch_to_what_cannot_load_is_refused_before_the_model_is_touched(
+    service: ServiceProcess, tiny_checkpoint, tmp_path: Path
+) -> None:
+    """Each kind of unusable checkpoint: refused (422, the reason) by the loader's own header
+    and memory checks, while the running model stays loaded and the service healthy."""
+    c = service.client
+    loaded = wait_for(lambda: c.status()["model"], what="the preloaded model")
+    good = tiny_checkpoint("q8")
+    model = next(good.glob("model*.safetensors"))
+    config = MoshiConfig.from_file(good / "config.json")
+    truncated = linked_copy(good, tmp_path / "truncated", skip={model.name})
+    (truncated / model.name).write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    other = linked_copy(good, tmp_path / "other-architecture", skip={"config.json"})
+    replace(config, num_layers=config.num_layers + 1).write(other / "config.json")
+    # A KV cache (keys and values at full context) twice this machine's memory.
+    context = 2 * psutil.virtual_memory().total // (4 * config.num_layers * config.dim)
+    huge = linked_copy(good, tmp_path / "too-big", skip={"config.json"})
+    replace(config, context=context).write(huge / "config.json")
+    codec_less = linked_copy(good, tmp_path / "no-codec", only={model.name, "config.json"})
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "/etc/passwd": "not a safetensors file",
+        str(tmp_path / "empty"): "no Moshi model file here",
+        str(truncated): "truncated",
+        str(other): "weights do not match the architecture",
+        str(huge): "GiB of which about",
+        str(codec_less): "no Mimi codec file beside the model",
+    }
+    for target, reason in cases.items():
+        with pytest.raises(ServiceRefusedError) as refused:
+            c.switch(checkpoint=target)
+        assert refused.value.status == 422 and reason in str(refused.value), target
+        status = c.status()
+        assert status["model"] == loaded, target  # the same model, not reloaded
+        assert status["state"] == "idle" and status["error"] is None, target
+    # And a good one still switches.
+    c.switch(checkpoint=str(good))
+    wait_for(lambda: (m := c.status()["model"]) and m["quantization"] == "q8", what="q8")
+
+
+def linked_copy(
+    source: Path, folder: Path, *, skip: set[str] = frozenset(), only: set[str] | None = None
+) -> Path:
+    """A checkpoint folder of links to `source`'s files (costs no disk)."""
+    folder.mkdir()
+    for f in source.iterdir():
+        if f.name not in skip and (only is None or f.name in only):
+            (folder / f.name).symlink_to(f)
+    return folder
 
 
 @pytest.mark.slow
@@ -246,7 +311,7 @@ def test_api_rejects_malformed_and_foreign_requests(service: ServiceProcess) -> 
     r = post("/api/switch", headers=auth, json=[1, 2])
     assert r.status_code == 400
     r = post("/api/start", headers=auth, data=b"x" * 20_000)
-    assert r.status_code == 400 and "body over" in r.json()["error"]
+    assert r.status_code == 413 and "body over" in r.json()["error"]
     assert post("/api/reboot", headers=auth).status_code == 404
     # DNS rebinding (a foreign Host) and cross-site requests (a foreign Origin) are refused.
     r = requests.get(info.url + "/api/status", headers={**auth, "Host": "evil.example"}, timeout=5)

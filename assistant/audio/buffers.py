@@ -1,4 +1,5 @@
-"""Frame buffers between PortAudio's callbacks and the conversation loop.
+"""The microphone's side between PortAudio's callbacks and the conversation loop, and the
+stream timing both sides share (the speaker's side is `playout.py`).
 
 The callbacks run on PortAudio's real-time thread: they only copy samples under a short lock,
 never wait for the model, and never raise (an exception there would stop the stream); errors are
@@ -7,7 +8,7 @@ counted instead. All times are `time.monotonic()` seconds.
 
 from __future__ import annotations
 
-import contextlib
+import statistics
 import threading
 import time
 from collections import deque
@@ -23,10 +24,11 @@ from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 class AudioCounters:
     frames_captured: int = 0  # complete 80 ms frames handed to the capture queue
     frames_played: int = 0  # 80 ms frames' worth of pushed audio sent to the speaker
-    underruns: int = 0  # output callbacks that had to play (some) silence for lack of audio
+    underruns: int = 0  # times playback ran dry mid-stream (the cushion grows after each)
     gaps: int = 0  # those of them after audio first played: the ones a listener hears
     overruns: int = 0  # captured frames dropped because the loop did not read them in time
-    playout_drops: int = 0  # pushed frames dropped because the playout queue was full
+    playout_drops: int = 0  # times queued audio was dropped (above the cushion's maximum)
+    dropped_ms: int = 0  # how much audio those drops removed
     played_drops: int = 0  # played chunks dropped because nobody drained the record
     input_flags: int = 0  # callbacks where PortAudio reported an input overflow/underflow
     output_flags: int = 0  # callbacks where PortAudio reported an output underflow/overflow
@@ -67,86 +69,111 @@ def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> f
 
 def playback_time(now: float, time_info: Any) -> float:
     """When the first sample of an output block will be heard, per PortAudio's DAC time."""
+    lead = output_lead(time_info)
+    return now if lead is None else now + lead
+
+
+def output_lead(time_info: Any) -> float | None:
+    """How far ahead of this callback its first sample is heard (outputBufferDacTime -
+    currentTime), or None where PortAudio gives nothing plausible."""
     try:
-        delay = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
-        if 0.0 <= delay < 2.0 and float(time_info.outputBufferDacTime) > 0.0:
-            return now + delay
+        lead = float(time_info.outputBufferDacTime) - float(time_info.currentTime)
+        if 0.0 <= lead < 2.0 and float(time_info.outputBufferDacTime) > 0.0:
+            return lead
     except Exception:
         pass
-    return now
+    return None
+
+
+class OutputTiming:
+    """When the first sample of an output block is heard: the callback's own time plus the
+    device's delay as PortAudio measured it for this very callback, the median of the last
+    few reports (one odd report moves nothing; a real change shows within a few blocks).
+
+    No sample-count anchor: PulseAudio primes an output stream with a burst of callbacks and
+    may stall it for a second after; an anchor fitted across that was seconds off."""
+
+    def __init__(self, window: int = 9) -> None:
+        self._leads: deque[float] = deque(maxlen=window)
+
+    def stamp(self, now: float, time_info: Any) -> float:
+        lead = output_lead(time_info)
+        if lead is not None:
+            self._leads.append(lead)
+        return now + (statistics.median(self._leads) if self._leads else 0.0)
 
 
 class StreamClock:
-    """Steady times for the samples of a continuous stream, from per-callback estimates.
+    """Steady times for the samples of a continuous input stream, from per-callback estimates.
 
     A sample's time is its count since the start plus an anchor. Callbacks jitter by up to a
     block (PulseAudio delivers some in pairs) and a late callback makes its estimate late,
     never early, so the anchor targets the smallest (estimate - count) offset of the last
-    `window` callbacks. For the first `warmup` callbacks it follows that target (start-up is
-    erratic: through PulseAudio, estimates 0.1-0.25 s off for up to 2 s); after that it moves
-    by at most `slew_s` per callback, enough for clock drift but not for outliers to make
-    times wobble. It jumps when `jumps` callbacks in a row run later than `jump_s` or the
-    target falls that much earlier (the stream lost or gained time).
-    With `skip_bursts` (output streams), a callback coming less than half a block after the
-    previous one is PortAudio filling its buffer ahead (priming): its samples play later than
-    its estimate says, so it is not used as evidence. (An input burst is a backlog being
-    delivered: late estimates, which the minimum ignores anyway.)"""
+    `window_s` of audio. For the first `warmup_s` it follows that target (start-up is erratic:
+    through PulseAudio, estimates 0.1-0.25 s off for up to 2 s); after that it moves by at
+    most `slew` seconds per second of audio, enough for clock drift but not for outliers to
+    make times wobble. It jumps when estimates run later than `jump_s` for `late_s` of audio
+    in a row, or the target falls that much earlier (the stream lost or gained time). All in
+    seconds of audio, so any block size behaves the same."""
 
     def __init__(
         self,
         sample_rate: int,
         *,
-        skip_bursts: bool = False,
-        window: int = 25,
-        warmup: int = 60,
-        slew_s: float = 0.00005,
+        window_s: float = 0.5,
+        warmup_s: float = 2.0,
+        slew: float = 0.0025,
         jump_s: float = 0.12,
-        jumps: int = 10,
+        late_s: float = 0.25,
     ) -> None:
         self.sample_rate = sample_rate
-        self.skip_bursts = skip_bursts
-        self.warmup = warmup
-        self.slew_s = slew_s
+        self.window = round(window_s * sample_rate)
+        self.warmup = round(warmup_s * sample_rate)
+        self.slew = slew
         self.jump_s = jump_s
-        self.jumps = jumps
-        self._offsets: deque[float] = deque(maxlen=window)
+        self.late = round(late_s * sample_rate)
+        self._offsets: deque[tuple[int, float]] = deque()  # (sample count, offset)
         self._anchor = 0.0
-        self._seen = 0  # estimates used since the last (re-)anchoring
+        self._since_anchor = 0  # samples observed since the last (re-)anchoring
         self._count = 0
-        self._late = 0
-        self._previous: tuple[float, int] | None = None  # (estimate, samples) of last callback
+        self._late_run = 0  # samples of late estimates in a row
         self.reanchors = 0
 
     def stamp(self, t_estimate: float, n: int) -> float:
         """The time of the first of the next `n` samples, given a noisy estimate of it."""
         start = self._count
         self._count += n
-        previous, self._previous = self._previous, (t_estimate, n)
-        burst = previous and t_estimate - previous[0] < 0.5 * previous[1] / self.sample_rate
-        if not (burst and self.skip_bursts and self._offsets):
-            self._observe(t_estimate - start / self.sample_rate)
+        self._observe(start, n, t_estimate - start / self.sample_rate)
         return self._anchor + start / self.sample_rate
 
-    def _observe(self, offset: float) -> None:
-        if self._offsets and offset - min(self._offsets) > self.jump_s:
-            self._late += 1
-            if self._late < self.jumps:
+    def _observe(self, start: int, n: int, offset: float) -> None:
+        if self._offsets and offset - self._target() > self.jump_s:
+            self._late_run += n
+            if self._late_run < self.late:
                 return
-            self._offsets.clear()
-            self.reanchors += 1
-        self._late = 0
+            self._reanchor()
+        self._late_run = 0
         if self._offsets and offset < self._anchor - self.jump_s:
-            self._offsets.clear()
-            self.reanchors += 1
-        if not self._offsets:
-            self._seen = 0
-        self._offsets.append(offset)
-        self._seen += 1
-        target = min(self._offsets)
-        if self._seen <= self.warmup:
+            self._reanchor()
+        self._offsets.append((start, offset))
+        while self._offsets and self._offsets[0][0] < start - self.window:
+            self._offsets.popleft()
+        first = self._since_anchor == 0
+        self._since_anchor += n
+        target = self._target()
+        if first or self._since_anchor <= self.warmup:
             self._anchor = target
         else:
-            self._anchor += max(-self.slew_s, min(self.slew_s, target - self._anchor))
+            step = self.slew * n / self.sample_rate
+            self._anchor += max(-step, min(step, target - self._anchor))
+
+    def _target(self) -> float:
+        return min(offset for _, offset in self._offsets)
+
+    def _reanchor(self) -> None:
+        self._offsets.clear()
+        self._since_anchor = 0
+        self.reanchors += 1
 
 
 class _Counted:
@@ -260,122 +287,3 @@ class CaptureBuffer(_Counted):
     def __len__(self) -> int:
         with self._cond:
             return len(self._frames)
-
-
-class PlayoutBuffer(_Counted):
-    """Output side: the loop pushes frames; callbacks pull exactly what the device asks for.
-
-    Playback starts (and restarts after running dry) only once `playout_frames` frames are
-    queued: one frame of slack was not enough to absorb callback jitter through PortAudio. Beyond
-    `max_frames` queued the oldest are dropped (`playout_drops`): an output stream that starts
-    late or runs slow must not add its delay to every later answer. What was actually written
-    to the device, silence included, is recorded as PlayedChunks (with their position in the
-    output stream) for the echo canceller and the recording; the record is bounded
-    (`max_played` chunks, drops counted)."""
-
-    def __init__(
-        self,
-        *,
-        playout_frames: int = 2,
-        max_frames: int = 8,
-        max_played: int = 500,
-        frame_samples: int = FRAME_SAMPLES,
-        sample_rate: int = SAMPLE_RATE,
-        counters: AudioCounters | None = None,
-    ) -> None:
-        super().__init__(counters)
-        if playout_frames < 0 or max_frames < max(1, playout_frames):
-            raise ValueError("need 0 <= playout_frames <= max_frames and max_frames >= 1")
-        self.playout_frames = playout_frames
-        self.max_frames = max_frames
-        self.max_played = max_played
-        self.frame_samples = frame_samples
-        self.sample_rate = sample_rate
-        self._chunks: deque[np.ndarray] = deque()
-        self._offset = 0  # samples of _chunks[0] already played
-        self._buffered = 0  # samples queued, net of _offset
-        self._playing = False
-        self._started = False  # has any pushed audio been played yet
-        self._samples_played = 0  # pushed audio sent out
-        self._pulled = 0  # everything sent out, silence included: the output stream's index
-        self._played: deque[PlayedChunk] = deque()
-        self.clock = StreamClock(sample_rate, skip_bursts=True)
-
-    def push(self, samples: np.ndarray) -> None:
-        """Queue audio to play (any length; normally one 1920-sample frame). Never blocks."""
-        data = np.array(samples, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse
-        if not len(data):
-            return
-        np.nan_to_num(data, copy=False)
-        with self._cond:
-            self._chunks.append(data)
-            self._buffered += len(data)
-            limit = self.max_frames * self.frame_samples
-            while self._buffered > limit and len(self._chunks) > 1:
-                dropped = self._chunks.popleft()
-                self._buffered -= len(dropped) - self._offset
-                self._offset = 0
-                self.counters.playout_drops += 1
-
-    def buffered_frames(self) -> float:
-        """Frames queued and not yet played."""
-        with self._cond:
-            return self._buffered / self.frame_samples
-
-    def callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        """sounddevice OutputStream callback (device at `sample_rate`). Never raises."""
-        try:
-            if status:
-                self.count_status("output")
-            t_play = self.clock.stamp(playback_time(time.monotonic(), time_info), frames)
-            block = self.pull(frames, t_play)
-            outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
-        except Exception as e:
-            with contextlib.suppress(Exception):
-                outdata.fill(0)
-            self.count_error(e)
-
-    def pull(self, n: int, t_play: float) -> np.ndarray:
-        """Exactly `n` samples for the device, silence where there is no audio (an underrun)."""
-        out = np.zeros(n, dtype=np.float32)
-        with self._cond:
-            if not self._playing and self._buffered >= self.playout_frames * self.frame_samples:
-                self._playing = self._buffered > 0
-            got = 0
-            while self._playing and got < n and self._chunks:
-                head = self._chunks[0]
-                take = min(n - got, len(head) - self._offset)
-                out[got : got + take] = head[self._offset : self._offset + take]
-                got += take
-                self._offset += take
-                self._buffered -= take
-                if self._offset == len(head):
-                    self._chunks.popleft()
-                    self._offset = 0
-            if got < n:
-                self.counters.underruns += 1
-                self.counters.gaps += self._started
-                self._playing = False  # ran dry: wait for `playout_frames` again
-            self._started = self._started or got > 0
-            self._samples_played += got
-            self.counters.frames_played = self._samples_played // self.frame_samples
-            self._played.append(PlayedChunk(t_play, out, self._pulled))
-            self._pulled += n
-            while len(self._played) > self.max_played:
-                self._played.popleft()
-                self.counters.played_drops += 1
-        return out
-
-    def drain_played(self) -> list[PlayedChunk]:
-        """Everything played since the last drain, oldest first."""
-        with self._cond:
-            chunks = list(self._played)
-            self._played.clear()
-        return chunks
-
-    def clear(self) -> None:
-        """Forget queued audio (e.g. when the assistant is interrupted)."""
-        with self._cond:
-            self._chunks.clear()
-            self._offset = self._buffered = 0
-            self._playing = False

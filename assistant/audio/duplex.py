@@ -15,47 +15,50 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioError
-from ..frames import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from .buffers import (
     AudioCounters,
     CaptureBuffer,
     CapturedFrame,
+    OutputTiming,
     PlayedChunk,
-    PlayoutBuffer,
     StreamClock,
     capture_time,
-    playback_time,
 )
 from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
 from .interface import AudioIO, StreamLatency
+from .playout import PlayoutBuffer, Started
+from .profiles import DEFAULT_PROFILE, PROFILES, LatencyProfile
+from .pulse_watch import SinkWatch, pulse_available
 
 __all__ = ["AudioIO", "DuplexAudio", "StreamLatency"]
 
 
 class DuplexAudio:
     """Separate input and output PortAudio streams (so the devices may differ), mono float32
-    at 24 kHz in 1920-sample blocks; a device that can't do 24 kHz is opened at its default
-    rate and resampled with soxr. `read_frame` raises AudioError once a stream has died
-    (device unplugged, sound server gone) or gone silent for `stall_timeout_s`.
+    at 24 kHz in the latency profile's small blocks (10-40 ms; the 80 ms Mimi frames are
+    assembled from them); a device that can't do 24 kHz is opened at its default rate and
+    resampled with soxr, one that refuses the block size gets the next larger one (noted in
+    `notices`). `read_frame` raises AudioError once a stream has died (device unplugged, sound
+    server gone) or gone silent for `stall_timeout_s`.
 
-    `latency` is PortAudio's suggested latency. "high" by default: through PulseAudio, "low"
-    glitched the output now and then (audio missing from what was recorded as played), which
-    cost the echo canceller 20-30 dB; the 80 ms blocks dominate the latency anyway."""
+    `latency` is PortAudio's suggested latency; "low" asks for the smallest buffer the block
+    size allows (PortAudio's ALSA backend then keeps two blocks)."""
 
     def __init__(
         self,
         input_device: str | int | None = None,
         output_device: str | int | None = None,
         *,
-        playout_frames: int = 2,
-        max_playout_frames: int = 8,
+        profile: LatencyProfile | None = None,
         capture_frames: int = 25,
-        latency: str | float = "high",
+        latency: str | float = "low",
         device_rate: int | None = None,
         stall_timeout_s: float = 2.0,
         start_timeout_s: float = 5.0,
     ) -> None:
         self._specs = (input_device, output_device)
+        self.profile = profile or PROFILES[DEFAULT_PROFILE]
         self._latency_setting = latency
         self._device_rate = device_rate  # force a device rate (tests; devices that misreport)
         self.stall_timeout_s = stall_timeout_s
@@ -63,9 +66,11 @@ class DuplexAudio:
         self._flowing = {"input": threading.Event(), "output": threading.Event()}
         self._counters = AudioCounters()
         self.capture = CaptureBuffer(max_frames=capture_frames, counters=self._counters)
-        self.playout = PlayoutBuffer(
-            playout_frames=playout_frames, max_frames=max_playout_frames, counters=self._counters
-        )
+        self.playout = PlayoutBuffer(self.profile.jitter, counters=self._counters)
+        self.blocks = {"input": self.profile.block, "output": self.profile.block}
+        self._notices: list[str] = []  # things the user should know (a larger block, ...)
+        self._notices_lock = threading.Lock()
+        self._watch: SinkWatch | None = None
         self.input_device: DeviceInfo | None = None
         self.output_device: DeviceInfo | None = None
         self.input_rate = self.output_rate = SAMPLE_RATE
@@ -92,21 +97,7 @@ class DuplexAudio:
             ("input", self.input_device, self.input_rate, in_cb, sd.InputStream),
             ("output", self.output_device, self.output_rate, out_cb, sd.OutputStream),
         ):
-            try:
-                stream = cls(
-                    device=device.index,
-                    samplerate=rate,
-                    channels=1,
-                    dtype="float32",
-                    blocksize=round(FRAME_SAMPLES * rate / SAMPLE_RATE),
-                    latency=self._latency_setting,
-                    callback=cb,
-                    finished_callback=self._finished_callback(kind),
-                )
-            except Exception as e:
-                self._close_streams()
-                raise audio_error(e, f"{kind} device {device.label}") from None
-            self._streams.append(stream)
+            self._streams.append(self._open(cls, kind, device, rate, cb))
         now = time.monotonic()
         self._last_callback = {"input": now, "output": now}
         try:
@@ -118,7 +109,49 @@ class DuplexAudio:
         self._wait_flowing()
         self.capture.clear()  # whatever came during start-up is stale
         self._started = True
+        if pulse_available():
+            self._watch = SinkWatch(self._note).start()
         return self
+
+    def _note(self, message: str) -> None:
+        with self._notices_lock:
+            self._notices.append(message)
+
+    def drain_notices(self) -> list[str]:
+        """What the user should be told since the last call (a larger block size, a speaker
+        that went away ...)."""
+        with self._notices_lock:
+            out, self._notices = self._notices, []
+        return out
+
+    def _open(self, cls: Any, kind: str, device: DeviceInfo, rate: int, callback: Any) -> Any:
+        """A stream at the profile's block size, or the next larger one the device accepts."""
+        block = self.profile.block
+        while True:
+            try:
+                stream = cls(
+                    device=device.index,
+                    samplerate=rate,
+                    channels=1,
+                    dtype="float32",
+                    blocksize=round(block * rate / SAMPLE_RATE),
+                    latency=self._latency_setting,
+                    callback=callback,
+                    finished_callback=self._finished_callback(kind),
+                )
+            except Exception as e:
+                if block < FRAME_SAMPLES:
+                    block = min(2 * block, FRAME_SAMPLES)
+                    continue
+                self._close_streams()
+                raise audio_error(e, f"{kind} device {device.label}") from None
+            if block != self.profile.block:
+                self._note(
+                    f"the {kind} device {device.label} refused "
+                    f"{self.profile.block_ms:.0f} ms blocks; using {block * 1000 // SAMPLE_RATE} ms"
+                )
+            self.blocks[kind] = block
+            return stream
 
     def _wait_flowing(self) -> None:
         """Return once input arrives and output is consumed in real time (through PulseAudio
@@ -143,6 +176,8 @@ class DuplexAudio:
     def stop(self) -> None:
         """Stop and close both streams (idempotent); later reads return None."""
         self._stopping = True
+        if self._watch is not None:
+            self._watch.stop()
         self._close_streams()
         self.capture.wake()
 
@@ -179,7 +214,7 @@ class DuplexAudio:
     def latency(self) -> StreamLatency:
         lat = [float(getattr(s, "latency", 0.0) or 0.0) for s in self._streams]
         lat += [0.0] * (2 - len(lat))
-        return StreamLatency(lat[0], lat[1], self.playout.playout_frames * FRAME_SECONDS)
+        return StreamLatency(lat[0], lat[1], self.playout.target_ms / 1000.0)
 
     def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None:
         """The next 80 ms of microphone audio, or None on timeout or after `stop`."""
@@ -191,13 +226,38 @@ class DuplexAudio:
             self._check()
         return frame
 
-    def play_frame(self, samples: np.ndarray) -> None:
-        """Queue audio for the speaker (normally one 1920-sample frame). Never blocks."""
-        self.playout.push(samples)
+    def pending_frames(self) -> int:
+        return len(self.capture)
 
-    def playout_depth(self) -> int:
-        """Whole frames queued for the speaker, not yet played."""
-        return int(self.playout.buffered_frames())
+    def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
+        """Queue audio for the speaker (normally one 1920-sample frame). Never blocks. The
+        tag comes back from `drain_started` once its first sample is heard."""
+        self.playout.push(samples, tag)
+
+    def playout_depth(self) -> float:
+        """Frames queued for the speaker, not yet played."""
+        return self.playout.buffered_frames()
+
+    def describe(self) -> dict[str, object]:
+        """How the audio runs now: the latency profile, block sizes, the speaker's cushion
+        and the device's own output latency (ms)."""
+        return {
+            "profile": self.profile.name,
+            "block_ms": self.blocks["output"] * 1000 / SAMPLE_RATE,
+            "cushion_ms": round(self.playout.target_ms, 1),
+            "device_output_ms": round(self.playout.output_lead_s * 1000, 1),
+        }
+
+    def heard_in_s(self) -> float:
+        """How long from now until audio queued now reaches the listener: the cushion and
+        what is queued, plus the device's own latency (from PortAudio's DAC times)."""
+        return self.playout.ahead_s() + self.playout.output_lead_s
+
+    def drain_started(self) -> list[Started]:
+        return self.playout.drain_started()
+
+    def drain_dropped(self) -> list[object]:
+        return self.playout.drain_dropped()
 
     def drain_played(self) -> list[PlayedChunk]:
         return self.playout.drain_played()
@@ -277,12 +337,13 @@ class DuplexAudio:
 
             return direct
         resampler = _Resampler(SAMPLE_RATE, rate)
-        clock = StreamClock(rate, skip_bursts=True)
+        timing = OutputTiming()
         ratio = SAMPLE_RATE / rate
-        block = round(FRAME_SAMPLES / ratio)
-        # soxr releases output in bursts, up to half a block late: start with a block of
-        # silence in hand, then feed it exactly what the device consumes, on average.
-        fifo: np.ndarray = np.zeros(block, dtype=np.float32)
+        block = round(self.profile.block / ratio)
+        # soxr's low-quality streaming mode releases output a block at a time, one or two
+        # blocks behind: start with two blocks of silence in hand, then feed it exactly what
+        # the device consumes, on average.
+        fifo: np.ndarray = np.zeros(2 * block, dtype=np.float32)
         owed = 0.0  # fractional 24 kHz samples not yet pulled
 
         def resampled(outdata: Any, n: int, time_info: Any, status: Any) -> None:
@@ -290,14 +351,15 @@ class DuplexAudio:
             try:
                 now = self._beat("output", n, rate)
                 if status:
-                    playout.count_status("output")
-                t_block = clock.stamp(playback_time(now, time_info), n)
+                    playout.count_status()
+                t_block = timing.stamp(now, time_info)
                 owed += n * ratio
                 take = int(owed)
                 owed -= take
                 # The pulled audio plays after the fifo and what soxr still holds.
                 t_play = t_block + len(fifo) / rate + resampler.backlog_s
-                fifo = np.concatenate([fifo, resampler.process(playout.pull(take, t_play))])
+                pulled = playout.pull(take, t_play, now)
+                fifo = np.concatenate([fifo, resampler.process(pulled)])
                 out, fifo = fifo[:n], fifo[n:]
                 outdata[: len(out)] = out.reshape(-1, 1)
                 outdata[len(out) :] = 0  # not expected after the head start
@@ -315,7 +377,9 @@ class _Resampler:
     def __init__(self, rate_in: int, rate_out: int) -> None:
         import soxr
 
-        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        # "LQ" (16-bit precision: plenty for speech) releases output in bursts of about one
+        # input block; "HQ" held back ~35 ms at a time, which small blocks cannot absorb.
+        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="LQ")
         self.rate_in, self.rate_out = rate_in, rate_out
         self._in = self._out = 0
 

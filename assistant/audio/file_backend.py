@@ -14,6 +14,7 @@ from ..errors import AudioError
 from ..frames import FRAME_SAMPLES, FRAME_SECONDS
 from .buffers import AudioCounters, CapturedFrame, PlayedChunk
 from .interface import StreamLatency
+from .playout import Started
 from .sound_files import frames, read_audio
 from .wav_writer import StreamingWavWriter
 
@@ -21,7 +22,9 @@ from .wav_writer import StreamingWavWriter
 class FileAudio:
     """`AudioIO` over files: the user's side comes from an audio file (or an array at 24 kHz),
     followed by `tail_s` of silence; what the loop plays is written to `output` (a WAV) if given.
-    `realtime=True` releases one frame every 80 ms; `realtime=False` as fast as it is read."""
+    `realtime=True` releases one frame every 80 ms, and a frame counts as heard when the loop
+    plays it (a mic-to-speaker figure on the file's clock); `realtime=False` delivers frames as
+    fast as they are read, so there is no clock and no mic-to-speaker figure."""
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class FileAudio:
         self._writer: StreamingWavWriter | None = None
         self._started = False
         self._stopped = False
+        self._heard: list[Started] = []
 
     def start(self) -> FileAudio:
         if self._started:
@@ -100,18 +104,45 @@ class FileAudio:
         self._counters.frames_captured += 1
         return CapturedFrame(self._frames[i], t_capture, i * FRAME_SAMPLES)
 
-    def play_frame(self, samples: np.ndarray) -> None:
+    def pending_frames(self) -> int:
+        """Frames already due (real-time pace) but not read yet."""
+        if not (self.realtime and self._started) or self.finished:
+            return 0
+        due = int((time.monotonic() - self._t0) / FRAME_SECONDS)
+        return max(0, min(due, len(self._frames)) - self._next)
+
+    def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
         """Record what the loop plays; an unwritable output raises AudioError once."""
         data = np.array(samples, dtype=np.float32).reshape(-1)
+        now = time.monotonic()
         with self._lock:
-            self._played.append(PlayedChunk(time.monotonic(), data, self._played_samples))
+            self._played.append(PlayedChunk(now, data, self._played_samples))
             self._played_samples += len(data)
             self._counters.frames_played += 1
+            if tag is not None:
+                self._heard.append(Started(tag, now if self.realtime else None))
         if self._writer is not None:
             self._writer.write(data)
 
-    def playout_depth(self) -> int:
-        return 0  # a file never makes the loop wait
+    def playout_depth(self) -> float:
+        return 0.0  # a file never makes the loop wait
+
+    def drain_notices(self) -> list[str]:
+        return []
+
+    def describe(self) -> dict[str, object]:
+        return {"profile": "file (real-time pace)" if self.realtime else "file"}
+
+    def heard_in_s(self) -> float:
+        return 0.0  # written at once
+
+    def drain_started(self) -> list[Started]:
+        with self._lock:
+            out, self._heard = self._heard, []
+        return out
+
+    def drain_dropped(self) -> list[object]:
+        return []  # nothing is ever dropped on the way to a file
 
     def drain_played(self) -> list[PlayedChunk]:
         with self._lock:

@@ -8,13 +8,14 @@ from typing import Protocol
 import numpy as np
 
 from .buffers import AudioCounters, CapturedFrame, PlayedChunk
+from .playout import Started
 
 
 @dataclass(frozen=True)
 class StreamLatency:
     input_s: float  # as reported by PortAudio for the opened streams
     output_s: float
-    playout_s: float  # the playout buffer's priming depth, on top of output_s
+    playout_s: float  # the playout buffer's cushion now, on top of output_s
 
     @property
     def round_trip_s(self) -> float:
@@ -36,9 +37,35 @@ class AudioIO(Protocol):
 
     @property
     def finished(self) -> bool: ...
+    def drain_notices(self) -> list[str]:
+        """What the user should be told since the last call (a fallback block size, a
+        speaker that went away ...)."""
+        ...
+
     def start(self) -> AudioIO: ...
     def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None: ...
-    def play_frame(self, samples: np.ndarray) -> None: ...
-    def playout_depth(self) -> int: ...
+    def pending_frames(self) -> int:
+        """Captured frames waiting to be read (a backlog: the loop is behind)."""
+        ...
+
+    def play_frame(self, samples: np.ndarray, tag: object = None) -> None:
+        """Queue audio; `tag` comes back from `drain_started` when its first sample is heard,
+        or from `drain_dropped` if it never is."""
+        ...
+
+    def playout_depth(self) -> float:
+        """Frames queued for the speaker, not yet played."""
+        ...
+
+    def heard_in_s(self) -> float:
+        """From now until audio queued now is heard (None-free: 0 when unknown)."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """How the audio runs (profile, block, cushion ...), for dashboards and summaries."""
+        ...
+
+    def drain_started(self) -> list[Started]: ...
+    def drain_dropped(self) -> list[object]: ...
     def drain_played(self) -> list[PlayedChunk]: ...
     def stop(self) -> None: ...

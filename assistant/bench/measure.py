@@ -2,9 +2,14 @@
 what it said with Mimi (after every model is measured, so Mimi's memory never sits in a
 model's memory figures).
 
-The step loop is the product's own engine on the same user codes for every variant. With a
-reference recording the variant is teacher-forced (see `fidelity`): forcing is a host-side
-write of a few integers, made after the step's timer stops.
+The step loop is the product's own engine on the same user codes for every variant, warmed up
+as a chat warms it up. With a reference recording the variant is teacher-forced (see
+`fidelity`): forcing is a host-side write of a few integers, made after the step's timer stops.
+When the run's sampling is not the one a chat uses (greedy, by default, for the fidelity
+comparison), the steps are timed again, free-running, sampled as a chat samples them.
+
+Memory is the variant's own: MLX's peak and the process's resident set above where they
+stood when the variant's warm load began.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..voice.loader import load
 from ..voice.memory import release_freed_memory
 from .fidelity import Recording
 from .results import BenchSettings, VariantResult
-from .system import RssPeak, evict_from_page_cache
+from .system import RssPeak, prepare_cold_load, return_freed_heap
 from .timing import Timing
 from .variants import Variant
 
@@ -46,32 +51,44 @@ def measure_variant(
     """Load twice, then stream `codes` (one row per step) on the second copy."""
     label = variant.label
     status(f"{label}: cold load")
-    cold_kind = evict_from_page_cache(variant.files.model)
+    cold = prepare_cold_load(variant.files.model)
     loaded = load(variant.files, check_memory=settings.check_memory)
     cold_s = loaded.load_seconds
     del loaded
     release_freed_memory()  # the warm load must not find the first copy still in memory
 
     status(f"{label}: warm load")
+    return_freed_heap()  # so that the resident set's increase is this variant's own
     mx.reset_peak_memory()
+    mlx_before = mx.get_active_memory()
     with RssPeak() as rss:
         loaded = load(variant.files, check_memory=settings.check_memory)
         warm_s = loaded.load_seconds
         active = mx.get_active_memory()
-        engine = StreamingEngine(
-            loaded.model, loaded.config, settings.sampling, capture_text_logits=True
-        )
+        model, config = loaded.model, loaded.config
         del loaded
+        engine = StreamingEngine(model, config, settings.sampling, capture_text_logits=True)
+        engine.warmup()
         step_ms, recording = _stream(engine, codes, reference, label, status)
+        del engine  # one engine (and one ring) at a time, as in a chat
+        chat_ms = None
+        chat = settings.chat_sampling
+        if chat is not None:
+            engine = StreamingEngine(model, config, chat)
+            engine.warmup()
+            chat_ms = _time_steps(engine, codes, f"{label} (sampled as a chat)", status)
+            del engine
         peak = mx.get_peak_memory()
-        del engine
+        del model
     release_freed_memory()
     return VariantResult(
         label=label,
         model=variant.model,
         cold_load_s=cold_s,
-        cold_load_kind=cold_kind,
+        cold_load_kind=cold.kind,
+        cold_load_doubt=cold.doubt,
         warm_load_s=warm_s,
+        mlx_before=mlx_before,
         mlx_active_after_load=active,
         mlx_peak=peak,
         rss_peak=rss.peak,
@@ -79,6 +96,7 @@ def measure_variant(
         step_ms=step_ms,
         warmup=settings.warmup,
         recording=recording,
+        chat_step_ms=chat_ms,
     )
 
 
@@ -105,6 +123,20 @@ def _stream(
         if i % 10 == 9 or i == total - 1:
             status(f"{label}: step {i + 1}/{total}")
     return step_ms, Recording(np.stack(tokens), np.stack(logits))
+
+
+def _time_steps(
+    engine: StreamingEngine, codes: np.ndarray, label: str, status: Status
+) -> list[float]:
+    """Free-running steps, each timed as `_stream` times them."""
+    step_ms = []
+    for i, frame in enumerate(codes):
+        started = time.perf_counter()
+        engine.step(frame)
+        step_ms.append((time.perf_counter() - started) * 1000)
+        if i % 10 == 9 or i == len(codes) - 1:
+            status(f"{label}: step {i + 1}/{len(codes)}")
+    return step_ms
 
 
 def own_audio_codes(tokens: np.ndarray, config: MoshiConfig) -> np.ndarray:

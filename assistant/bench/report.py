@@ -19,13 +19,19 @@ METHOD = {
     "(looped when the conversation is longer than the speech), the same sampling and seed.",
     "load": "Seconds to read and evaluate the weights (MLX loads lazily, so the load is forced). "
     "Cold: after evicting the model file from the OS page cache where the OS allows it (Linux), "
-    "else the first load this run. Warm: loaded again right after, the file now cached.",
-    "memory": "MLX peak: MLX's own peak over the warm load and the whole conversation. RSS "
-    "peak: the process's resident memory over the same span, sampled every 10 ms; it includes "
-    "Python and the Mimi codec.",
+    "else the first load this run; marked * (unreliable) when the OS could not evict it, or when "
+    "the file is small enough (under 512 MiB) to come from the drive's own cache. Warm: loaded "
+    "again right after, the file now cached.",
+    "memory": "Each variant's own increase, over the warm load and the whole conversation: MLX "
+    "+peak is MLX's peak above what MLX held when the warm load began (the weights, the KV "
+    "ring, working buffers); RSS +peak is the process's resident memory (sampled every 10 ms) "
+    "above what it was then. The absolute figures are in report.json.",
     "steps": "Wall time of each engine step (one 80 ms frame: main transformer, depformer, "
-    "sampling, the tokens and text logits read back), after the warm-up steps. Real-time "
-    f"factor: mean step / {FRAME_MS:.0f} ms (below 1 keeps up with speech, the model alone).",
+    "sampling, the tokens and text logits read back), after the engine's own warm-up (as a chat "
+    "does it) and the bench's warm-up steps. When the run's sampling is not a chat's (greedy, "
+    "by default, for fidelity), the steps are timed again sampled as a chat: both rows are shown. "
+    f"Real-time factor: mean step / {FRAME_MS:.0f} ms (below 1 keeps up with speech, the model "
+    "alone).",
     "codec": "Mimi encode: the user's speech, per frame. Mimi decode: each variant's own audio "
     "codes, per frame, with a fresh decoder, after all models are measured; the audio is saved "
     "as moshi-<variant>.wav.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import subprocess
@@ -82,14 +84,29 @@ def _device() -> str:
     return name
 
 
-def evict_from_page_cache(path: Path) -> str:
-    """Drop the file's pages from the OS cache so the next read comes from the disk.
+# Below this size a file can sit whole in a drive's own cache (SSDs carry about 1 GB of DRAM
+# per TB) even when the OS's is emptied: its "cold" load says little about the disk.
+SMALL_FILE_BYTES = 512 * 1024**2
 
-    Returns how the cold load should be described. Linux has posix_fadvise(DONTNEED), which
-    drops clean pages of one file without root; macOS has no per-file equivalent.
+
+@dataclass(frozen=True)
+class ColdLoad:
+    kind: str  # how the cold load was prepared
+    doubt: str | None  # why it may still have come from a cache; None when it cannot have
+
+
+def prepare_cold_load(path: Path) -> ColdLoad:
+    """Drop the file's pages from the OS cache so the next read comes from the disk, and say
+    how far the next load's time can be trusted as a cold one.
+
+    Linux has posix_fadvise(DONTNEED), which drops clean pages of one file without root;
+    macOS has no per-file equivalent.
     """
     if not hasattr(os, "posix_fadvise"):
-        return "first load this run (this OS cannot evict one file from its cache)"
+        return ColdLoad(
+            "first load this run (this OS cannot evict one file from its cache)",
+            "may have come from the OS cache (this OS cannot evict one file from it)",
+        )
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -97,8 +114,31 @@ def evict_from_page_cache(path: Path) -> str:
         finally:
             os.close(fd)
     except OSError as e:
-        return f"first load this run (page cache not evicted: {e.strerror or e})"
-    return "model file evicted from the page cache first (posix_fadvise DONTNEED)"
+        reason = e.strerror or str(e)
+        return ColdLoad(
+            f"first load this run (page cache not evicted: {reason})",
+            f"may have come from the OS cache (not evicted: {reason})",
+        )
+    size = path.stat().st_size
+    doubt = None
+    if size < SMALL_FILE_BYTES:
+        doubt = (
+            f"the file ({size / 1024**2:.0f} MiB) is small enough to come from the drive's "
+            "own cache"
+        )
+    return ColdLoad("model file evicted from the page cache first (posix_fadvise DONTNEED)", doubt)
+
+
+def return_freed_heap() -> None:
+    """Hand the heap pages freed so far back to the OS, so that a resident-set figure taken
+    next starts from what is in use: glibc keeps freed small blocks (a model's many small
+    tensors, the previous variant's buffers) and would let the next variant reuse them
+    unseen. A no-op where the C library has no malloc_trim (macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 class RssPeak:

@@ -8,7 +8,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .results import BenchRun, VariantResult
+from ..frames import FRAME_MS
+from ..voice.sampling import SamplingConfig
+from .results import BenchRun, VariantResult, sampling_label
+from .timing import Timing
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,7 @@ class Section:
     title: str
     headers: tuple[str, ...]
     rows: list[tuple[str, ...]]
+    notes: tuple[str, ...] = ()  # shown under the table
 
 
 def sections(run: BenchRun) -> list[Section]:
@@ -23,16 +27,26 @@ def sections(run: BenchRun) -> list[Section]:
     if not results:
         return []
     ref = run.reference
+    doubts = [f"{r.label}: {r.cold_load_doubt}" for r in results if r.cold_load_doubt]
+    chat = run.settings.chat_sampling
+    speed_notes = []
+    if chat is not None and any(r.chat_step_ms is not None for r in results):
+        speed_notes.append(
+            "as chat: the steps timed again, free-running, with `assistant chat`'s default "
+            f"sampling: {sampling_label(chat)}"
+        )
     return [
         Section(
-            "Size, load (cold/warm) and memory",
-            ("variant", "quant", "bits/w", "size", "load s", "MLX peak", "RSS peak"),
+            "Size, load (cold/warm) and memory (each variant's own increase)",
+            ("variant", "quant", "bits/w", "size", "load s", "MLX +peak", "RSS +peak"),
             [_load_row(r, ref) for r in results],
+            tuple(f"* cold load unreliable, {d}" for d in doubts),
         ),
         Section(
             "Speed in ms (RTF: mean step / 80 ms frame)",
-            ("variant", "step p50", "p95", "p99", "mean", "RTF", "decode/frame"),
-            [_speed_row(r, ref) for r in results],
+            ("variant", "sampling", "step p50", "p95", "p99", "mean", "RTF", "decode/frame"),
+            [row for r in results for row in _speed_rows(r, ref, run.settings.sampling)],
+            tuple(speed_notes),
         ),
         Section(
             f"Fidelity against {ref} (teacher-forced)",
@@ -75,27 +89,37 @@ def _name(r: VariantResult, reference: str | None) -> str:
 def _load_row(r: VariantResult, ref: str | None) -> tuple[str, ...]:
     m, q = r.model, r.model.quantization
     quant = f"{m.quant_label} g{q.group_size}" if q else "bf16"
+    doubt = "*" if r.cold_load_doubt else ""
     return (
         _name(r, ref),
         quant,
         f"{m.bits_per_weight:.2f}",
         size(m.file_size),
-        f"{r.cold_load_s:.2f}/{r.warm_load_s:.2f}",
-        memory(r.mlx_peak),
-        memory(r.rss_peak),
+        f"{r.cold_load_s:.2f}{doubt}/{r.warm_load_s:.2f}",
+        memory(r.mlx_increase),
+        memory(r.rss_increase),
     )
 
 
-def _speed_row(r: VariantResult, ref: str | None) -> tuple[str, ...]:
-    t = r.steps
+def _speed_rows(
+    r: VariantResult, ref: str | None, sampling: SamplingConfig
+) -> list[tuple[str, ...]]:
+    decode = f"{r.decode.mean:.1f}" if r.decode else "-"
+    rows = [_speed_row(_name(r, ref), "greedy" if sampling.is_greedy else "sampled", r.steps)]
+    if r.chat_steps is not None:
+        rows.append(_speed_row("", "as chat", r.chat_steps))
+    return [(*row, decode if i == 0 else "") for i, row in enumerate(rows)]
+
+
+def _speed_row(name: str, sampling: str, t: Timing) -> tuple[str, ...]:
     return (
-        _name(r, ref),
+        name,
+        sampling,
         f"{t.p50:.1f}",
         f"{t.p95:.1f}",
         f"{t.p99:.1f}",
         f"{t.mean:.1f}",
-        f"{r.real_time_factor:.2f}",
-        f"{r.decode.mean:.1f}" if r.decode else "-",
+        f"{t.mean / FRAME_MS:.2f}",
     )
 
 
@@ -119,6 +143,8 @@ def render(run: BenchRun, console: Console) -> None:
         for row in s.rows:
             table.add_row(*row)
         console.print(table)
+        for note in s.notes:
+            console.print(note, soft_wrap=True, markup=False)
 
 
 def markdown(s: Section) -> str:
@@ -127,6 +153,8 @@ def markdown(s: Section) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(s.headers) - 1)) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in s.rows]
+    if s.notes:
+        lines += [""] + [f"{note}  " for note in s.notes]
     return "\n".join(lines)
 
 

@@ -37,9 +37,20 @@ log = logging.getLogger(__name__)
 
 def _register() -> None:
     # Imported here so `assistant --help` stays fast and each module registers its commands.
-    from . import bench, chat, checkpoints, demo, devices, make_checkpoint, menubar, serve
+    from . import (
+        bench,
+        chat,
+        checkpoints,
+        demo,
+        devices,
+        latency,
+        make_checkpoint,
+        menubar,
+        serve,
+    )
 
-    for module in (checkpoints, make_checkpoint, chat, devices, demo, bench, serve, menubar):
+    modules = (checkpoints, make_checkpoint, chat, devices, latency, demo, bench, serve, menubar)
+    for module in modules:
         module.register(app)
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..audio.profiles import DEFAULT_PROFILE
 from ..audio.sound_files import read_audio
 from ..console import console, err_console
 from ..conversation.chat import Chat, ChatOutcome, ChatSettings
@@ -24,6 +25,7 @@ from ..voice.sampling import SamplingConfig
 from .options import (
     CheckpointTarget,
     InputDevice,
+    Latency,
     MimiFile,
     NoAec,
     OutputDevice,
@@ -50,6 +52,7 @@ def chat(
     input_device: InputDevice = None,
     output_device: OutputDevice = None,
     no_aec: NoAec = False,
+    latency: Latency = DEFAULT_PROFILE,
     input_wav: Annotated[
         Path | None, typer.Option("--input", help="Use this audio file as the microphone.")
     ] = None,
@@ -89,6 +92,7 @@ def chat(
         output_file=output_wav,
         realtime_files=realtime,
         echo_cancellation=not no_aec,
+        latency=latency,
         sampling=SamplingConfig(text_temperature, text_top_k, audio_temperature, audio_top_k, seed),
         max_delay_ms=max_delay_ms,
         duration_s=duration,
@@ -181,6 +185,10 @@ def print_summary(outcome: ChatOutcome) -> None:
         for stage in ("encode", "step", "decode", "delay"):
             h = s.stage(stage)
             label = "mic-to-speaker delay" if stage == "delay" else f"{stage} time"
+            if stage == "delay" and not h.count:
+                why = "file input runs as fast as it can" if s.counters.frames_played else ""
+                table.add_row(label, f"not measured ({why or 'nothing was heard'})")
+                continue
             table.add_row(label, f"p50 {h.p50:.1f} ms, p95 {h.p95:.1f}, max {h.max:.1f}")
         c = s.counters
         table.add_row(

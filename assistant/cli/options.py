@@ -76,3 +76,13 @@ def parse_device(spec: str | None) -> str | int | None:
     if spec is None:
         return None
     return int(spec) if spec.strip().isdigit() else spec
+
+
+Latency = Annotated[
+    str,
+    typer.Option(
+        "--latency",
+        help="Audio latency profile: low (10 ms blocks), balanced (20 ms) or safe (40 ms); "
+        "smaller is quicker but glitches sooner on a busy machine.",
+    ),
+]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from ..audio.profiles import DEFAULT_PROFILE
 from ..console import console
 from ..conversation.chat import ChatSettings
 from ..conversation.lag import DEFAULT_MAX_DELAY_MS
@@ -18,6 +19,7 @@ from ..service.info import DEFAULT_PORT
 from .options import (
     CheckpointTarget,
     InputDevice,
+    Latency,
     MimiFile,
     NoAec,
     OutputDevice,
@@ -51,6 +53,7 @@ def serve(
     input_device: InputDevice = None,
     output_device: OutputDevice = None,
     no_aec: NoAec = False,
+    latency: Latency = DEFAULT_PROFILE,
     input_wav: Annotated[
         Path | None,
         typer.Option("--input", help="Use this audio file as the microphone (real-time pace)."),
@@ -85,6 +88,7 @@ def serve(
         input_file=input_wav,
         realtime_files=True,
         echo_cancellation=not no_aec,
+        latency=latency,
         max_delay_ms=max_delay_ms,
         check_memory=not skip_memory_check,
         session_kind="service",
@@ -176,8 +180,12 @@ def open_dashboard() -> None:
 @ctl.command("quit")
 def quit_service() -> None:
     """Stop the conversation and the service."""
-    _client().quit()
-    console.print("The service is stopping.")
+    client = _client()
+    client.quit()
+    if client.wait_stopped():
+        console.print("The service stopped.")
+    else:
+        console.print(f"The service is stopping (pid {client.info.pid} is still running).")
 
 
 def _print_status(s: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,30 +20,35 @@ from ..audio.aec import EchoCanceller
 from ..audio.duplex import DuplexAudio
 from ..audio.file_backend import FileAudio
 from ..audio.interface import AudioIO
+from ..audio.profiles import DEFAULT_PROFILE, LatencyProfile, latency_profile
 from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
+from ..checkpoint.validate import inspect_checkpoint, require_valid
 from ..errors import CodecError
-from ..frames import FRAME_SAMPLES
 from ..paths import new_session_dir, require_writable_sessions
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
 from ..telemetry.summary import SessionSummary
 from ..voice.codec import StreamingCodec
-from ..voice.engine import StreamingEngine
-from ..voice.loader import LoadedModel, load
-from ..voice.memory import memory_snapshot
 from ..voice.sampling import SamplingConfig
 from .checks import check_settings
 from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
 from .loop import ConversationLoop, LoopEvents, audio_counters
+from .output_check import OutputCheck
 from .session import SessionWriter
 
-CODEC_WARMUP_FRAMES = 4  # like the reference client: first frames through Mimi are slow
-# rustymimi's 4096-frame limit is a constructor default. Creating a replacement instance holds
-# the GIL for 0.2-0.4 s, so each instance is built to last an hour (about 41 MB more each)
-# and rolls over once an hour instead of every 5.3 minutes.
-CODEC_FRAME_LIMIT = 45_000
-CODEC_ROLLOVER_AFTER = CODEC_FRAME_LIMIT - 125
+if TYPE_CHECKING:  # MLX is imported once the codec's workers are building (start-up time)
+    from ..voice.engine import StreamingEngine
+    from ..voice.loader import LoadedModel
+
+CODEC_WARMUP_FRAMES = 1  # the first call through Mimi allocates: done before a live frame
+# Each codec instance (a worker process) serves 40 s, then a successor takes over: rustymimi's
+# state grows ~25 KB a frame encoding and ~66 KB decoding, so a side never holds more than
+# ~33 MB of it. The successor starts 3.2 s ahead (Python + a build take ~1 s here); a late one
+# delays the hand-over, by up to 10 s before the frame limit (rustymimi's max_seq_len) nears.
+CODEC_ROLLOVER_AFTER = 500
+CODEC_FRAME_LIMIT = CODEC_ROLLOVER_AFTER + 140
+CODEC_LEAD_FRAMES = 40
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class ChatSettings:
     output_file: Path | None = None  # also write Moshi's side here (files mode)
     realtime_files: bool = False  # pace file input at 80 ms frames instead of max speed
     echo_cancellation: bool = True
+    latency: str = DEFAULT_PROFILE  # the audio's latency profile: low, balanced or safe
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_delay_ms: float = DEFAULT_MAX_DELAY_MS
     duration_s: float | None = None
@@ -65,7 +71,12 @@ class ChatSettings:
     def __post_init__(self) -> None:
         # Refused here, when the settings are made: before any file is read or device opened.
         self.lag_policy  # noqa: B018  (validates max_delay_ms)
+        self.latency_profile  # noqa: B018
         check_settings(self)
+
+    @property
+    def latency_profile(self) -> LatencyProfile:
+        return latency_profile(self.latency)
 
     @property
     def lag_policy(self) -> LagPolicy:
@@ -103,9 +114,10 @@ class Chat:
         self.engine: StreamingEngine | None = None
         self.codec: StreamingCodec | None = None
         # Fed by the loop's frames; the dashboard and the session's exports read it.
-        self.metrics = MetricsCollector(MetricSources(model_memory=memory_snapshot))
+        self.metrics = MetricsCollector(MetricSources(model_memory=_model_memory))
         self.muted = False
         self._mimi: Path | None = None
+        self._codebooks = 0
         self._loop: ConversationLoop | None = None
         self._stop_requested = False
 
@@ -122,40 +134,61 @@ class Chat:
         return ModelCard.from_report(loaded.report, loaded.load_seconds, loaded.memory.total)
 
     def prepare(self) -> LoadedModel:
+        """Check the files, start the codec's workers (they build while the model loads),
+        load and warm up the model, then wait for the codec."""
         s = self.settings
         require_writable_sessions()  # found now, not after a model load
         self.status("Checking the checkpoint ...")
         files = resolve(s.checkpoint, download=s.download)
-        self.status(f"Loading {files.label} ...")
-        self.loaded = load(files, check_memory=s.check_memory)
+        report = inspect_checkpoint(files)  # headers only, no MLX: quick
+        require_valid(report)
         if files.mimi is None:
             raise CodecError(
                 "no Mimi codec file beside the model; pass --mimi-file", path=files.model
             )
-        self.status("Warming up ...")
-        self.engine = StreamingEngine(
-            self.loaded.model, self.loaded.config, s.sampling, self.loaded.text_tokenizer
-        )
-        self.engine.warmup()
         self._mimi = files.mimi
-        self._open_codec()
+        config = report.model.config
+        self._codebooks = max(config.user_codebooks, config.dep_q)
+        self._open_codec()  # its workers build (~1 s) while MLX is imported and the model loads
+        try:
+            from ..voice.engine import StreamingEngine
+            from ..voice.loader import load
+            from ..voice.loader import prepare as prepare_load
+
+            prepared = prepare_load(files, check_memory=s.check_memory)
+            self.status(f"Loading {files.label} ...")
+            self.loaded = load(files, check_memory=s.check_memory, prepared=prepared)
+            self.status("Warming up ...")
+            self.engine = StreamingEngine(
+                self.loaded.model, self.loaded.config, s.sampling, self.loaded.text_tokenizer
+            )
+            self.engine.warmup()
+            assert self.codec is not None
+            self.codec.wait_ready()
+        except BaseException:
+            self._close_codec()
+            raise
         return self.loaded
 
     def _open_codec(self) -> None:
-        """A warmed-up codec for one conversation (each run closes its own)."""
-        assert self.loaded is not None and self._mimi is not None
-        codebooks = max(self.loaded.config.user_codebooks, self.loaded.config.dep_q)
+        """A codec for one conversation (each run closes its own); its workers start now and
+        warm themselves up."""
+        assert self._mimi is not None
         self.codec = StreamingCodec(
             self._mimi,
-            codebooks=codebooks,
+            codebooks=self._codebooks,
             rollover_after=CODEC_ROLLOVER_AFTER,
             frame_limit=CODEC_FRAME_LIMIT,
+            lead_frames=CODEC_LEAD_FRAMES,
+            start_warmup=CODEC_WARMUP_FRAMES,
+            stagger=True,
+            wait=False,
         )
-        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-        for _ in range(CODEC_WARMUP_FRAMES):
-            codes = self.codec.encode(silence)
-            if codes is not None:
-                self.codec.decode(codes)
+
+    def _close_codec(self) -> None:
+        codec, self.codec = self.codec, None
+        if codec is not None:
+            codec.close()
 
     def stop(self) -> None:
         """End the running conversation (from any thread); `run()` then returns as usual."""
@@ -177,8 +210,9 @@ class Chat:
             self.prepare()
         if self.codec is None:  # a second conversation on the same model
             self._open_codec()
-            assert self.engine is not None
+            assert self.engine is not None and self.codec is not None
             self.engine.reset()
+            self.codec.wait_ready()
         assert self.loaded is not None and self.engine is not None and self.codec is not None
         s, codec = self.settings, self.codec
         audio: AudioIO
@@ -186,7 +220,7 @@ class Chat:
             assert s.input_file is not None
             audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
         else:
-            audio = DuplexAudio(s.input_device, s.output_device)
+            audio = DuplexAudio(s.input_device, s.output_device, profile=s.latency_profile)
         echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
         silence = None if self.files_mode else SilenceDetector().feed
         t0 = time.monotonic()
@@ -194,7 +228,8 @@ class Chat:
             MetricSources(
                 audio_counters=lambda: audio_counters(audio),
                 echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
-                model_memory=memory_snapshot,
+                audio_path=audio.describe,
+                model_memory=_model_memory,
             )
         )
         audio.start()
@@ -209,7 +244,7 @@ class Chat:
             policy=s.lag_policy,
             events=self.events,
             silence_check=silence,
-            output_latency_s=audio.latency.output_s,
+            output_check=OutputCheck(str(self._mimi)).feed,
             metrics=self.metrics,
         )
         session = SessionWriter(
@@ -244,3 +279,9 @@ class Chat:
 
     def _summary(self, loop: ConversationLoop, codec: StreamingCodec) -> SessionSummary:
         return loop.summary(model=self.card, codec=asdict(codec.stats))
+
+
+def _model_memory() -> dict[str, int]:
+    from ..voice.memory import memory_snapshot
+
+    return memory_snapshot()

@@ -1,9 +1,11 @@
 """Bounded lag: when the model falls behind real time, drop frames instead of queueing them.
 
-The microphone-to-speaker delay is roughly: frames waiting for the model + the model step +
-decoding + frames waiting in the playout buffer, times 80 ms each. The reference client lets
-its queue grow without limit (it only prints [LAG]); here every queue has a ceiling derived
-from `max_delay_ms`, and what overflows is dropped and counted.
+The microphone-to-speaker delay is: the frame's own 80 ms and the device's input latency, the
+frames waiting for the model, the model step, decoding, and the speaker's cushion plus the
+device's output latency. The reference client lets its queue grow without limit (it only
+prints [LAG]); here every queue has a ceiling derived from `max_delay_ms`, and what overflows
+is dropped and counted. Decisions use the delay as it will be heard (the playout buffer says
+how long until audio queued now is played, from PortAudio's DAC times), not a frame count.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ MAX_MAX_DELAY_MS = 60_000.0  # beyond a minute nothing is a conversation any mor
 @dataclass(frozen=True)
 class LagPolicy:
     max_delay_ms: float = DEFAULT_MAX_DELAY_MS
-    playout_frames: int = 2  # the playout buffer's jitter cushion (two frames of slack)
 
     def __post_init__(self) -> None:
         low = 2 * FRAME_MS
@@ -33,15 +34,9 @@ class LagPolicy:
 
     @property
     def max_model_backlog(self) -> int:
-        """Frames allowed to wait for the model: the delay budget left after one frame in
-        flight and the playout cushion."""
-        budget = int(self.max_delay_ms // FRAME_MS) - 1 - self.playout_frames
-        return max(budget, 1)
-
-    @property
-    def max_playout_backlog(self) -> int:
-        """Frames allowed in the playout buffer before the oldest are dropped."""
-        return self.playout_frames + 1
+        """Frames allowed to wait for the model: the budget less the frame being captured and
+        the one being answered."""
+        return max(int(self.max_delay_ms // FRAME_MS) - 2, 1)
 
     # --- the three places a frame can be dropped (ages and costs in ms) ---------------------
     def stale(self, age_ms: float) -> bool:
@@ -49,15 +44,14 @@ class LagPolicy:
         return age_ms > self.max_delay_ms
 
     def too_late_for_model(self, age_ms: float, still_to_come_ms: float) -> bool:
-        """Could no longer be answered in time: its age plus the step, decode, playout
-        cushion and output latency still ahead of it exceed the budget."""
+        """Could no longer be answered in time: its age plus the step, decoding and the wait
+        for the speaker still ahead of it exceed the budget."""
         return age_ms + still_to_come_ms > self.max_delay_ms
 
-    def late_for_speaker(self, age_ms: float, playout_depth: int, output_latency_ms: float) -> bool:
-        """Decoded audio that would be heard too late, or would overfill the playout buffer.
-        Only with audio already queued: dropping into an empty buffer would leave a gap."""
-        if playout_depth > self.max_playout_backlog:
-            return True
-        if playout_depth == 0:
+    def late_for_speaker(self, age_ms: float, heard_in_ms: float, queued_frames: float) -> bool:
+        """Decoded audio that would be heard too late. Only with audio already queued ahead of
+        it: dropping into an empty buffer leaves silence and saves no delay (under overload the
+        listener then hears Moshi with gaps, never nothing)."""
+        if queued_frames <= 0:
             return False
-        return age_ms + playout_depth * FRAME_MS + output_latency_ms > self.max_delay_ms
+        return age_ms + heard_in_ms > self.max_delay_ms

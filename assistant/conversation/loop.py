@@ -10,6 +10,11 @@ Audio callbacks live in the audio layer and never wait on any of this. Queues be
 are bounded by the lag policy: when the model falls behind, the oldest user frames are dropped
 (and counted) instead of letting the delay grow. A worker that fails stops the loop and its
 error is raised from `run()` after everything recorded so far is saved.
+
+Each frame's delay is measured, not estimated: from the capture time of its first sample
+(PortAudio's ADC time) to the moment the first sample of Moshi's audio for it is heard (the
+speaker's DAC time, reported by the playout buffer when that sample actually plays). A frame
+is handed on to the metrics and the session once that is known.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ class ConversationLoop:
         policy: LagPolicy | None = None,
         events: LoopEvents | None = None,
         silence_check: Callable[[np.ndarray], str | None] | None = None,
-        output_latency_s: float = 0.0,
+        output_check: Callable[[np.ndarray], str | None] | None = None,
         metrics: MetricsCollector | None = None,
     ) -> None:
         self.audio, self.codec, self.engine = audio, codec, engine
@@ -81,7 +86,7 @@ class ConversationLoop:
         self.policy = policy or LagPolicy()
         self.events = events or LoopEvents()
         self.silence_check = silence_check
-        self.output_latency_s = output_latency_s
+        self.output_check = output_check
         self.counters = LoopCounters()
         # Muted: the microphone's frames are replaced by silence before anything sees them
         # (recording included); Moshi keeps talking and listening to silence.
@@ -99,6 +104,8 @@ class ConversationLoop:
         self._error: BaseException | None = None
         self._timeline = ReferenceTimeline()  # what the speaker played, by time: the echo
         self._threads: list[threading.Thread] = []
+        self._on_speaker: dict[int, FrameRecord] = {}  # queued for the speaker, not yet heard
+        self._speaker_lock = threading.Lock()
 
     # --- control -------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
@@ -118,6 +125,7 @@ class ConversationLoop:
                     break
                 if self._stop.wait(0.05):
                     break
+                self._collect_heard()
                 if self.session is not None:
                     self.session.maybe_flush()
                 self._report_once()
@@ -140,6 +148,7 @@ class ConversationLoop:
             q.put(_END)
         for t in self._threads:
             t.join(timeout=5.0)
+        self._collect_heard(final=True)
         if self.session is not None:
             self.session.close()
 
@@ -268,27 +277,63 @@ class ConversationLoop:
             # Decode every frame, even one about to be dropped: the codec's state is streaming.
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
-            record.playout_depth = self.audio.playout_depth()
-            if self._late_for_speaker(record):
+            check = self.output_check if codes is not None else None
+            if check is not None and (warning := check(pcm)):
+                self._warn(warning)
+            record.playout_depth = round(self.audio.playout_depth(), 2)
+            heard_in = self.audio.heard_in_s()
+            if self._late_for_speaker(record, heard_in):
                 record.dropped = True
                 self.counters.dropped_output += 1
-            else:
-                self.audio.play_frame(pcm)
-                self.counters.frames_played += 1
-                if self.session is not None:
-                    self.session.moshi_audio(pcm)
+                self._emit_frame(record)
+                continue
             record.queued_for_playout = time.monotonic()
-            if not record.dropped:
-                waiting = record.playout_depth * FRAME_MS / 1000.0 + self.output_latency_s
-                record.heard = record.queued_for_playout + waiting
-            self._emit_frame(record)
+            record.heard_expected = record.queued_for_playout + heard_in
+            with self._speaker_lock:
+                self._on_speaker[id(record)] = record
+            self.audio.play_frame(pcm, tag=record)
+            if self.session is not None:
+                self.session.moshi_audio(pcm)
+            self._collect_heard()
+
+    def _collect_heard(self, final: bool = False) -> None:
+        """Frames whose first sample the speaker played (or dropped) since the last look go
+        on to the metrics and the session; at the end, those still queued go too, unheard."""
+        with self._speaker_lock:
+            done: list[FrameRecord] = []
+            for started in self.audio.drain_started():
+                record = self._on_speaker.pop(id(started.tag), None)
+                if record is not None:
+                    record.played, record.heard = True, started.t
+                    self.counters.frames_played += 1
+                    done.append(record)
+            for tag in self.audio.drain_dropped():
+                record = self._on_speaker.pop(id(tag), None)
+                if record is not None:
+                    record.dropped = True
+                    self.counters.dropped_output += 1
+                    done.append(record)
+            if final:
+                done += self._on_speaker.values()
+                self._on_speaker.clear()
+            for record in sorted(done, key=lambda r: r.index):
+                self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
     def _stale(self, record: FrameRecord) -> bool:
-        """Audio captured while the loop was starting, or during a stall, only adds delay."""
+        """Drop a frame read from the microphone that could not be heard in time: older than
+        the whole budget (captured during a stall), or, while a fresher frame is already
+        waiting, predicted to arrive late once encoded, stepped, decoded and queued (skipping
+        it also saves the codec's time, so the loop catches up)."""
         if not self._realtime:
             return False
-        return self.policy.stale(_age_ms(record)) and self._drop_input(record)
+        age = _age_ms(record)
+        if self.policy.stale(age):
+            return self._drop_input(record)
+        if self.audio.pending_frames() == 0:
+            return False  # the newest frame: always answered, as soon as it can be
+        late = self.policy.too_late_for_model(age, self._still_to_come("encode", "step", "decode"))
+        return late and self._drop_input(record)
 
     def _too_late(self, record: FrameRecord) -> bool:
         """Counting queued frames is not enough when each step is slow, so the frame's age is
@@ -296,14 +341,16 @@ class ConversationLoop:
         still answers, as often as it can."""
         if not self._realtime or self._model_q.qsize() == 0:
             return False
-        still_to_come = (
-            self.timings["step"].mean
-            + self.timings["decode"].mean
-            + self.policy.playout_frames * FRAME_MS
-            + self.output_latency_s * 1000.0
+        late = self.policy.too_late_for_model(
+            _age_ms(record), self._still_to_come("step", "decode")
         )
-        late = self.policy.too_late_for_model(_age_ms(record), still_to_come)
         return late and self._drop_input(record)
+
+    def _still_to_come(self, *stages: str) -> float:
+        """Milliseconds ahead of a frame: recent time of the stages it still has to go
+        through, then the wait until the speaker plays it."""
+        ahead = sum(self.metrics.recent_mean(stage) for stage in stages)
+        return ahead + self.audio.heard_in_s() * 1000.0
 
     def _next(self, q: queue.Queue) -> Any:
         """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""
@@ -321,15 +368,18 @@ class ConversationLoop:
         self._emit_frame(record)
         return True
 
-    def _late_for_speaker(self, record: FrameRecord) -> bool:
+    def _late_for_speaker(self, record: FrameRecord, heard_in_s: float) -> bool:
         if not self._realtime:
-            return record.playout_depth > self.policy.max_playout_backlog
+            return False  # no clock: nothing is late
         return self.policy.late_for_speaker(
-            _age_ms(record), record.playout_depth, self.output_latency_s * 1000.0
+            _age_ms(record), heard_in_s * 1000.0, record.playout_depth
         )
 
     def _report_once(self) -> None:
-        """Tell the user, once each, about drops and a recording that stopped."""
+        """Tell the user, once each, about drops and a recording that stopped; and whatever
+        the audio layer says (a larger block size, a speaker that went away)."""
+        for notice in self.audio.drain_notices():
+            self._warn(notice)
         c = self.counters
         if not self._warned_drops and c.dropped_input + c.dropped_output > 0:
             self._warned_drops = True

@@ -54,7 +54,7 @@ def render(
         _latency_table(snap, max_delay_ms),
         title=f"latency (ms), last {snap.stages['step'].window.count / FRAME_RATE:.0f} s",
         title_align="left",
-        subtitle=f"budget {FRAME_MS:.0f} ms a frame, {max_delay_ms:.0f} ms mic→speaker",
+        subtitle=_budget_line(snap, max_delay_ms),
         subtitle_align="right",
         height=7,
     )
@@ -67,6 +67,16 @@ def render(
         height=rows,
     )
     return Group(header, latency, health, words)
+
+
+def _budget_line(snap: Snapshot, max_delay_ms: float) -> str:
+    line = f"budget {FRAME_MS:.0f} ms/frame, {max_delay_ms:.0f} ms mic→speaker"
+    path = snap.audio_path
+    if "cushion_ms" in path:
+        line += f" · {path['profile']}, cushion {path['cushion_ms']:.0f} ms"
+    elif path.get("profile") == "file":
+        line += " · file: no real-time delay"
+    return line
 
 
 def sparkline(values: list[float], width: int, ceiling: float) -> str:

@@ -23,7 +23,8 @@ from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..conversation.chat import Chat, ChatSettings
 from ..conversation.loop import LoopEvents
 from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
-from ..errors import AssistantError, ServiceRefusedError
+from ..errors import AssistantError, CodecError, ServiceRefusedError
+from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,8 @@ class Controller:
     def switch(self, voice: str | None, quant: str | None, checkpoint: str | None) -> None:
         """Load another voice or quantization; a running conversation restarts on it.
 
-        The new checkpoint is checked first (files present, header valid); if it is not
-        usable the request is refused and nothing changes."""
+        The new checkpoint is checked first (`_refuse_unloadable`); if it is not usable the
+        request is refused and nothing changes."""
         choice = Choice(
             voice=voice or self.choice.voice,
             quant=quant or self.choice.quant,
@@ -114,10 +115,7 @@ class Controller:
             raise ServiceRefusedError(f"unknown voice {choice.voice!r}; use {VOICES}", status=400)
         if choice.quant is not None and choice.quant not in QUANTS:
             raise ServiceRefusedError(f"unknown quantization {choice.quant!r}", status=400)
-        try:
-            resolve(choice.spec(self.base.checkpoint), download=False)
-        except AssistantError as e:
-            raise ServiceRefusedError(f"cannot switch: {e}", status=422) from None
+        self._refuse_unloadable(choice)
         with self._lock:
             if self._loading:
                 raise ServiceRefusedError("a model is loading; try again when it is done")
@@ -131,6 +129,18 @@ class Controller:
                 self._unload()
                 self.error = None
                 self._spawn(self._load_only)
+
+    def _refuse_unloadable(self, choice: Choice) -> None:
+        """Refuse a choice that could not load, before the running model is touched: the
+        loader's own header checks (every file there, readable, of one architecture) and its
+        memory verdict, with the files already on disk (a switch never downloads)."""
+        try:
+            files = resolve(choice.spec(self.base.checkpoint), download=False)
+            prepare(files, check_memory=self.base.check_memory)
+            if files.mimi is None:
+                raise CodecError("no Mimi codec file beside the model", path=files.model)
+        except (AssistantError, OSError) as e:  # OSError: unreadable (permissions, a lost disk)
+            raise ServiceRefusedError(f"cannot switch: {e}", status=422) from None
 
     def load(self) -> None:
         """Load the chosen model in the background (at service start)."""

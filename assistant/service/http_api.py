@@ -1,11 +1,7 @@
-"""The control API and the web dashboard, over HTTP on the loopback interface only.
+"""The control API and the web dashboard, on aiohttp, on the loopback interface only.
 
-Who may call it: a process of the local user. The server binds 127.0.0.1 and refuses any
-other peer address; every /api request must carry the random token from the service file,
-which only the user can read (mode 0600). The Host header must name the loopback address,
-so a web page elsewhere cannot reach it by DNS rebinding, and a browser request from another
-origin is refused (CSRF). The dashboard page itself holds no secret: it gets the token from
-its URL's fragment (never sent over the wire) and sends it with each request.
+Who may call it and what a request may carry: http_policy.py. How many connections, for how
+long: connections.py.
 
     GET  /api/status              state, model, mute, last error
     GET  /api/live                status + metrics snapshot + transcript (the dashboard's feed)
@@ -13,211 +9,194 @@ its URL's fragment (never sent over the wire) and sends it with each request.
     POST /api/start | /api/stop
     POST /api/mute                {"muted": true|false}
     POST /api/switch              {"voice": "moshika", "quant": "q8"} or {"checkpoint": "..."}
-    POST /api/quit                stop the conversation and the service
+    POST /api/quit                answer, then stop the conversation and the service
+
+The controller is synchronous and thread-based; handlers call it on worker threads so the
+event loop never waits on it: reads on two threads, actions one at a time on a third.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+import asyncio
+import contextlib
 import json
-import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import ServiceRefusedError
+from aiohttp import web
+
+from .connections import ConnectionGuard, Limits
 from .controller import Controller
+from .http_policy import (
+    BODY,
+    MAX_BODY,
+    NO_STORE,
+    bearer_token,
+    in_flight,
+    json_errors,
+    json_response,
+    local_only,
+    read_body,
+    refusal,
+)
 
-MAX_BODY = 16 * 1024
 STREAM_PERIOD_S = 0.5
-STATIC = {
+LIVE_MAX_AGE_S = 0.2  # callers within this long share one snapshot (dashboards, streams)
+PAGES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-ALLOWED_FIELDS = {
+# Everything the page needs is served from here: nothing from the internet.
+PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'"
+FIELDS = {
     "/api/start": set(),
     "/api/stop": set(),
     "/api/mute": {"muted"},
     "/api/switch": {"voice", "quant", "checkpoint"},
     "/api/quit": set(),
 }
+MAX_PATH = 4096
+
+T = TypeVar("T")
 
 
-class BadRequest(Exception):
-    pass
-
-
-class ServiceServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = False  # a port in use must be an error, not shared
-
-    def __init__(self, port: int, controller: Controller, token: str) -> None:
+class Api:
+    def __init__(
+        self, controller: Controller, guard: ConnectionGuard, stopping: asyncio.Event
+    ) -> None:
         self.controller = controller
-        self.token = token
-        self.stopping = threading.Event()
-        super().__init__(("127.0.0.1", port), Handler)
+        self.guard = guard
+        self.limits: Limits = guard.limits
+        self.stopping = stopping  # set: the service is shutting down (by `quit` or a signal)
+        self._reads = ThreadPoolExecutor(2, thread_name_prefix="service-read")
+        self._actions = ThreadPoolExecutor(1, thread_name_prefix="service-action")
+        self._live_lock = asyncio.Lock()
+        self._live: tuple[float, dict[str, Any]] | None = None
+        self._streams = 0
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def origins(self) -> set[str]:
-        return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: ServiceServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints state
-        pass
-
-    # --- routing ------------------------------------------------------------------------------
-    def do_GET(self) -> None:
-        if not self._allowed():
-            return
-        path = self.path.split("?", 1)[0]
-        if path in STATIC:
-            self._static(*STATIC[path])
-            return
-        if not self._authorised():
-            return
-        c = self.server.controller
-        if path == "/api/status":
-            self._json(HTTPStatus.OK, c.status())
-        elif path == "/api/live":
-            self._json(HTTPStatus.OK, c.live())
-        elif path == "/api/stream":
-            self._stream()
-        else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
-
-    def do_POST(self) -> None:
-        if not self._allowed() or not self._authorised():
-            return
-        path = self.path.split("?", 1)[0]
-        if path not in ALLOWED_FIELDS:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
-            return
-        try:
-            body = self._body(ALLOWED_FIELDS[path])
-            self._act(path, body)
-        except BadRequest as e:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
-            return
-        except ServiceRefusedError as e:
-            self._json(e.status, {"error": str(e)})
-            return
-        self._json(HTTPStatus.OK, self.server.controller.status())
-
-    def _act(self, path: str, body: dict[str, Any]) -> None:
-        c = self.server.controller
-        if path == "/api/start":
-            c.start()
-        elif path == "/api/stop":
-            c.stop()
-        elif path == "/api/mute":
-            if not isinstance(body.get("muted"), bool):
-                raise BadRequest('"muted" must be true or false')
-            c.set_muted(body["muted"])
-        elif path == "/api/quit":
-            # serve_forever cannot be shut down from its own request thread's caller: detach.
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
-        elif path == "/api/switch":
-            for key, value in body.items():
-                if not isinstance(value, str) or not value or len(value) > 4096:
-                    raise BadRequest(f'"{key}" must be a non-empty string')
-            if not body:
-                raise BadRequest('give "voice", "quant" or "checkpoint"')
-            c.switch(body.get("voice"), body.get("quant"), body.get("checkpoint"))
-
-    # --- checks -------------------------------------------------------------------------------
-    def _allowed(self) -> bool:
-        """Loopback peer, a loopback Host header, and no foreign browser origin."""
-        peer = ipaddress.ip_address(self.client_address[0])
-        if not peer.is_loopback:
-            self._json(HTTPStatus.FORBIDDEN, {"error": "only local connections are served"})
-            return False
-        port = self.server.port
-        host = self.headers.get("Host", "")
-        if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
-            self._json(HTTPStatus.FORBIDDEN, {"error": f"unexpected Host header {host!r}"})
-            return False
-        origin = self.headers.get("Origin")
-        if origin is not None and origin not in self.server.origins:
-            self._json(HTTPStatus.FORBIDDEN, {"error": f"requests from {origin} are refused"})
-            return False
-        return True
-
-    def _authorised(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme == "Bearer" and hmac.compare_digest(token.strip(), self.server.token):
-            return True
-        self._json(
-            HTTPStatus.UNAUTHORIZED,
-            {"error": "missing or wrong token (it is in the service file, readable by its user)"},
+    def app(self, token: str, port: int) -> web.Application:
+        app = web.Application(
+            client_max_size=MAX_BODY,
+            middlewares=[
+                json_errors,
+                local_only(port),
+                bearer_token(token, public=set(PAGES)),
+                read_body(FIELDS, self.limits.body_timeout_s),
+                in_flight(self.guard),
+            ],
         )
-        return False
+        pages = {path: self._page(name, kind) for path, (name, kind) in PAGES.items()}
+        app.add_routes([web.get(path, handler) for path, handler in pages.items()])
+        app.add_routes(
+            [
+                web.get("/api/status", self.status),
+                web.get("/api/live", self.live),
+                web.get("/api/stream", self.stream),
+                web.post("/api/start", self.start),
+                web.post("/api/stop", self.stop),
+                web.post("/api/mute", self.mute),
+                web.post("/api/switch", self.switch),
+                web.post("/api/quit", self.quit),
+            ]
+        )
+        return app
 
-    def _body(self, allowed: set[str]) -> dict[str, Any]:
+    # --- reads --------------------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(await self._read(self.controller.status))
+
+    async def live(self, request: web.Request) -> web.Response:
+        return json_response(await self._snapshot())
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        if self._streams >= self.limits.max_streams:
+            raise refusal(503, f"{self._streams} live feeds are open already; close one")
+        self._streams += 1
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise BadRequest("bad Content-Length") from None
-        if length > MAX_BODY:
-            raise BadRequest(f"body over {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length else b"{}"
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **NO_STORE})
+            await response.prepare(request)
+            while not self.stopping.is_set():
+                event = json.dumps(await self._snapshot())
+                await response.write(f"data: {event}\n\n".encode())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), STREAM_PERIOD_S)
+            await response.write_eof()
+            return response
+        except ConnectionResetError:  # the watcher went away
+            return response
+        finally:
+            self._streams -= 1
+
+    # --- actions ------------------------------------------------------------------------------
+    async def start(self, request: web.Request) -> web.Response:
+        return await self._act(self.controller.start)
+
+    async def stop(self, request: web.Request) -> web.Response:
+        return await self._act(self.controller.stop)
+
+    async def mute(self, request: web.Request) -> web.Response:
+        muted = request[BODY].get("muted")
+        if not isinstance(muted, bool):
+            raise refusal(400, '"muted" must be true or false')
+        return await self._act(lambda: self.controller.set_muted(muted))
+
+    async def switch(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = request[BODY]
+        if not body:
+            raise refusal(400, 'give "voice", "quant" or "checkpoint"')
+        for key, value in body.items():
+            if not isinstance(value, str) or not value or len(value) > MAX_PATH:
+                raise refusal(400, f'"{key}" must be a non-empty string')
+        # The controller refuses (4xx, with the reason) anything that could not load before
+        # it touches the running model.
+        voice, quant, checkpoint = body.get("voice"), body.get("quant"), body.get("checkpoint")
+        return await self._act(lambda: self.controller.switch(voice, quant, checkpoint))
+
+    async def quit(self, request: web.Request) -> web.StreamResponse:
+        """Answer in full first; only then stop (the caller must not see a cut reply)."""
+        response = json_response(await self._read(self.controller.status) | {"stopping": True})
+        response.force_close()
         try:
-            body = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"body is not JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        unknown = set(body) - allowed
-        if unknown:
-            raise BadRequest(f"unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return body
+            await response.prepare(request)
+            await response.write_eof()
+        finally:
+            self.stopping.set()  # even if the caller left without its answer
+        return response
 
-    # --- responses ----------------------------------------------------------------------------
-    def _json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _static(self, name: str, content_type: str) -> None:
+    # --- internals ----------------------------------------------------------------------------
+    def _page(self, name: str, content_type: str) -> Callable[[web.Request], Any]:
         data = resources.files("assistant.service.web").joinpath(name).read_bytes()
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        # Everything the page needs is served from here: nothing from the internet.
-        self.send_header(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'"
-        )
-        self.end_headers()
-        self.wfile.write(data)
+        headers = {"Content-Type": content_type, "Content-Security-Policy": PAGE_POLICY}
 
-    def _stream(self) -> None:
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        try:
-            while not self.server.stopping.is_set():
-                event = json.dumps(self.server.controller.live())
-                self.wfile.write(f"data: {event}\n\n".encode())
-                self.wfile.flush()
-                self.server.stopping.wait(STREAM_PERIOD_S)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the watcher went away
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(body=data, headers=headers)
+
+        return page
+
+    async def _read(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, call)
+
+    async def _act(self, action: Callable[[], None]) -> web.Response:
+        await asyncio.get_running_loop().run_in_executor(self._actions, action)
+        self._live = None  # the next snapshot shows what the action did
+        return json_response(await self._read(self.controller.status))
+
+    async def _snapshot(self) -> dict[str, Any]:
+        """`controller.live()`, computed at most once per LIVE_MAX_AGE_S however many ask."""
+        async with self._live_lock:
+            cached = self._live
+            if cached is not None and time.monotonic() - cached[0] < LIVE_MAX_AGE_S:
+                return cached[1]
+            live = await self._read(self.controller.live)
+            self._live = (time.monotonic(), live)
+            return live
+
+    def close(self) -> None:
+        """After the server stopped: no more calls into the controller."""
+        self._reads.shutdown(wait=False, cancel_futures=True)
+        self._actions.shutdown(wait=False, cancel_futures=True)

@@ -67,7 +67,7 @@ class MemoryStats:
     mlx_active: int = 0
     mlx_peak: int = 0
     mlx_cache: int = 0
-    rss: int = 0
+    rss: int = 0  # this process and its children (the codec's worker processes)
     rss_peak: int = 0  # the highest RSS seen by a snapshot
 
 
@@ -81,8 +81,9 @@ class Snapshot:
     bottleneck: str  # the slowest of encode, step, decode over the window
     model_queue: int  # frames that were waiting for the model (last frame)
     model_queue_max: int  # the most over the window
-    playout_queue: int  # frames buffered for the speaker (last frame)
+    playout_queue: float  # frames buffered for the speaker (last frame)
     audio: dict[str, int]
+    audio_path: dict[str, Any]  # latency profile, block and cushion ms; {} for files
     memory: MemoryStats
     echo_reduction_db: float | None
     history: dict[str, list[float]]  # recent values per stage, oldest first
@@ -109,6 +110,8 @@ class MetricSources:
 
     audio_counters: Callable[[], Mapping[str, Any]] = dict
     echo_reduction_db: Callable[[], float | None] = lambda: None
+    # How the audio runs: latency profile, block and cushion (ms); {} for files.
+    audio_path: Callable[[], Mapping[str, Any]] = dict
     # MLX's active, peak and cache bytes (the runtime passes `voice.memory.memory_snapshot`).
     model_memory: Callable[[], Mapping[str, int]] = _no_model_memory
 
@@ -127,6 +130,10 @@ class _Window:
     def values(self) -> list[float]:
         with self._lock:
             return list(self._values)
+
+    def mean(self) -> float:
+        with self._lock:
+            return sum(self._values) / len(self._values) if self._values else 0.0
 
 
 @dataclass
@@ -149,7 +156,7 @@ class MetricsCollector:
         self.started = clock()
         self._stages = {s: _Stage(window=_Window(window_frames)) for s in STAGES}
         self._model_queue = _Window(window_frames)
-        self._playout_queue = 0
+        self._playout_queue = 0.0
         self._counts = dict.fromkeys(("finished", "answered", "played", "din", "dout"), 0)
         self._lock = threading.Lock()
         self._process = psutil.Process()
@@ -175,7 +182,7 @@ class MetricsCollector:
             c = self._counts
             c["finished"] += 1
             c["answered"] += answered
-            c["played"] += record.heard is not None
+            c["played"] += record.played
             c["din"] += record.dropped and not answered
             c["dout"] += record.dropped and answered
             if not record.dropped and answered:
@@ -208,6 +215,7 @@ class MetricsCollector:
             model_queue_max=int(max(queue)) if queue else 0,
             playout_queue=playout,
             audio=_audio_figures(self.sources.audio_counters()),
+            audio_path=dict(self.sources.audio_path()),
             memory=self._memory(),
             echo_reduction_db=self.sources.echo_reduction_db(),
             history=history,
@@ -217,15 +225,17 @@ class MetricsCollector:
         cost = (frames_ns + self._snapshot_ns) / 1000.0 / max(c["finished"], 1)
         return replace(snap, collection_us_per_frame=cost)
 
+    def recent_mean(self, stage: str) -> float:
+        """The stage's mean over the recent window (ms; 0 before any frame): cheap, for the
+        lag control, which must follow a machine whose load changes."""
+        return self._stages[stage].window.mean()
+
     def session_histograms(self) -> dict[str, Histogram]:
         """Each stage's histogram over the whole session (live objects: read, don't write)."""
         return {name: stage.session for name, stage in self._stages.items()}
 
     def _memory(self) -> MemoryStats:
-        try:
-            rss = self._process.memory_info().rss
-        except psutil.Error:  # a sandbox that hides /proc: report what MLX knows
-            rss = 0
+        rss = tree_rss(self._process)
         self._rss_peak = max(self._rss_peak, rss)
         mlx = self.sources.model_memory()
         return MemoryStats(
@@ -235,6 +245,21 @@ class MetricsCollector:
             rss=rss,
             rss_peak=self._rss_peak,
         )
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its children (0 where /proc is hidden)."""
+    total = 0
+    try:
+        family = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for member in family:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # exited meanwhile
+            continue
+    return total
 
 
 def _percentiles(values: list[float]) -> Percentiles:

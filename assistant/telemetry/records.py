@@ -21,13 +21,16 @@ class FrameRecord:
     decode_start: float | None = None
     decode_end: float | None = None
     queued_for_playout: float | None = None
-    # When the frame's first sample reaches the listener: queued + the playout buffer ahead of
-    # it + the output device's latency. None for a frame that was not played.
+    # When the first sample of Moshi's audio for this frame reached the listener: the DAC time
+    # PortAudio gave for it as it played. None if not played, or played with no clock (a file
+    # read as fast as possible).
     heard: float | None = None
+    heard_expected: float | None = None  # the loop's prediction when it queued the audio
     model_step: int | None = None  # engine step index, None if the frame was dropped
+    played: bool = False
     dropped: bool = False
     model_queue_depth: int = 0  # frames waiting for the model when this one arrived
-    playout_depth: int = 0  # frames buffered for the speaker when this one was queued
+    playout_depth: float = 0.0  # frames buffered for the speaker when this one was queued
     text: str | None = None
 
     @property
@@ -44,7 +47,8 @@ class FrameRecord:
 
     @property
     def delay_ms(self) -> float | None:
-        """Microphone to speaker: captured until heard."""
+        """Microphone to speaker: the first sample captured until its answer's first sample
+        is heard."""
         return _ms(self.captured, self.heard)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class SessionSummary:
     model_queue_max: int
     max_delay_ms: float
     audio: dict[str, Any]  # the audio backend's counters (underruns, overruns ...)
+    audio_path: dict[str, Any]  # latency profile, block and cushion (ms)
     memory: MemoryStats
     echo_reduction_db: float | None
     collection_us_per_frame: float
@@ -50,6 +51,7 @@ class SessionSummary:
             "stages_ms": {k: _rounded(asdict(v)) for k, v in self.stages_ms.items()},
             "echo_reduction_db": self.echo_reduction_db,
             "audio": dict(self.audio),
+            "audio_path": dict(self.audio_path),
             "errors": list(c.errors),
             "frames": {**asdict(self.frames), "dropped": self.frames.dropped},
             "bottleneck": self.bottleneck,
@@ -84,6 +86,7 @@ def summarize(
         model_queue_max=snap.model_queue_max,
         max_delay_ms=max_delay_ms,
         audio=audio,
+        audio_path=snap.audio_path,
         memory=snap.memory,
         echo_reduction_db=snap.echo_reduction_db,
         collection_us_per_frame=snap.collection_us_per_frame,

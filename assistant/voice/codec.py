@@ -1,28 +1,28 @@
 """The streaming Mimi codec of the live loop: encode the user's frames, decode Moshi's.
 
-We call rustymimi's synchronous `Tokenizer` from our own threads, never its `StreamTokenizer`:
-the latter prints errors from its Rust threads and drops the frame, so a poller waits forever.
-Here every rustymimi failure becomes a `CodecError` naming the Mimi file and the operation.
+Each side (encoder, decoder) runs rustymimi in a worker process of its own (`codec_process`),
+so the two sides work in parallel, a build never holds this process's GIL, and memory goes
+back to the system when an instance retires. Every failure becomes a `CodecError` naming the
+Mimi file and the operation; a worker that dies or hangs is replaced (and counted) or, when
+it keeps dying, ends the conversation with that error: never a hang. Each side must be
+called from a single thread.
 
-Each side (encoder, decoder) owns its own `Tokenizer`s, so the loop may call `encode` from one
-thread and `decode` from another (one instance used from two threads at once raises
-`RuntimeError: Already borrowed`). Each side must be called from a single thread.
-
-rustymimi 0.4.1 has a hard limit: its RoPE table holds 8192 transformer steps at 25 Hz, so the
-call for frame 4096 (327.68 s) of an instance raises `ValueError: narrow invalid args`, and
-every later call too. `reset()` clears the streaming buffers but not the position counter, so it
-does not help. Hence roll-over: before the limit, a replacement instance is built in the
-background, fed the last `warmup_frames` inputs alongside the old one (on a helper thread, in
-parallel), then takes over. The decoder crossfades old and new outputs over `fade_frames`.
+Roll-over: rustymimi never trims its attention state (memory grows every frame) and fails at
+its `max_seq_len`, so an instance serves `rollover_after` frames and is then replaced. The
+successor's process is spawned `lead_frames` ahead, fed the last `warmup_frames` inputs
+alongside the old instance (in parallel: another process), then takes over; the decoder
+crossfades old into new output over `fade_frames`. With `stagger`, the decoder's first
+hand-over comes half a period early, so the two sides never hold a spare at the same time.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import logging
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,10 +30,13 @@ from ..checkpoint.mimi_layout import MIMI_CODEBOOK_SIZE
 from ..errors import CodecError
 from ..files import require_regular
 from ..frames import FRAME_SAMPLES
+from .codec_process import CodecProcess, WorkerDied
+
+log = logging.getLogger(__name__)
 
 FRAME_LIMIT = 4096  # frames one rustymimi 0.4.1 instance can stream (max_seq_len 8192 at 25 Hz)
-
 MAX_CODEBOOKS = 32  # the published Mimi has 32; rustymimi panics on 0
+START_TIMEOUT_S = 60.0  # starting Python and building an instance: ~1 s here, far more if swapping
 
 
 @dataclass
@@ -42,11 +45,14 @@ class SideStats:
 
     frames: int = 0
     rollovers: int = 0
+    restarts: int = 0  # workers that died or hung and were replaced mid-conversation
+    spare_failures: int = 0  # successors that failed to start or to warm up (rebuilt)
     last_s: float = 0.0
     total_s: float = 0.0
     max_s: float = 0.0
     last_switch_s: float = 0.0  # the call that switched to a replacement instance
-    last_build_s: float = 0.0  # creating the latest replacement (background thread)
+    last_build_s: float = 0.0  # building the latest instance (in its own process)
+    pid: int = 0  # the worker serving now
 
     @property
     def mean_s(self) -> float:
@@ -59,154 +65,116 @@ class CodecStats:
     decode: SideStats
 
 
-def _first_line(e: BaseException) -> str:
-    # RUST_BACKTRACE=1 appends a long candle backtrace to the message: keep the headline.
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _is_rust_error(e: BaseException) -> bool:
-    # A Rust panic arrives as pyo3's PanicException, a BaseException: catch it, not Ctrl-C.
-    return isinstance(e, Exception) or type(e).__name__ == "PanicException"
-
-
-def open_tokenizer(mimi_path: Path, codebooks: int, frame_limit: int = FRAME_LIMIT) -> Any:
-    """A fresh rustymimi Tokenizer, or CodecError naming the file."""
-    import rustymimi
-
+def check_mimi_file(mimi_path: Path, codebooks: int) -> None:
+    """What can be refused before a worker starts: codebooks out of range, no such file."""
     if not 1 <= codebooks <= MAX_CODEBOOKS:
         raise CodecError(f"codebooks must be 1..{MAX_CODEBOOKS}, not {codebooks}", path=mimi_path)
     require_regular(mimi_path, CodecError, what="Mimi codec file")  # rustymimi opens it itself
-    # rustymimi counts transformer steps at 25 Hz: two per 80 ms frame.
-    max_seq_len = None if frame_limit == FRAME_LIMIT else 2 * frame_limit
-    try:
-        return rustymimi.Tokenizer(str(mimi_path), num_codebooks=codebooks, max_seq_len=max_seq_len)
-    except BaseException as e:
-        if not _is_rust_error(e):
-            raise
-        raise CodecError(
-            f"rustymimi cannot load this Mimi file ({_first_line(e)})", path=mimi_path
-        ) from None
 
 
 class _Side:
-    """One direction of the codec with its roll-over schedule. Not thread-safe by design:
-    one caller thread, plus one helper thread for builds and for the spare instance's steps."""
+    """One direction of the codec: its worker processes and their roll-over schedule."""
 
-    op = ""
-
-    def __init__(self, codec: StreamingCodec, first: Any) -> None:
-        self.c = codec
-        self.stats = SideStats()
-        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mimi-{self.op}")
+    def __init__(self, codec: StreamingCodec, op: str, first: CodecProcess, steps: int) -> None:
+        self.c, self.op = codec, op
+        self.stats = SideStats(pid=first.pid)
         self._cur = first
-        self._steps = 0  # calls made on self._cur, warm-up included: it dies at frame_limit
-        self._build: cf.Future | None = None
-        self._next: Any = None  # the replacement, being warmed up
+        self._steps = steps  # rustymimi steps of self._cur (warm-up included): its limit counts
+        self._next: CodecProcess | None = None  # the successor: building, then warming up
         self._next_steps = 0
-        self._old: Any = None  # the replaced decoder, still running during the crossfade
+        self._old: CodecProcess | None = None  # the replaced decoder, during the crossfade
         self._fade_done = 0
+        self._history: deque[bytes] = deque(maxlen=codec.warmup_frames)  # for restarts
         c = codec
         self._shadow_from = c.rollover_after - c.warmup_frames
         self._build_from = max(0, self._shadow_from - c.lead_frames)
-        # The last moment to start warming up a replacement and still switch (and fade) in time.
+        # The last moment to start warming up a successor and still switch (and fade) in time.
         self._deadline = c.frame_limit - 1 - c.fade_frames - c.warmup_frames
 
-    # -- the rustymimi call, wrapped ------------------------------------------------------------
-    def _raw(self, tok: Any, x: np.ndarray) -> Any:
-        raise NotImplementedError
+    def _spawn(self) -> CodecProcess:
+        c = self.c
+        return CodecProcess(self.op, c.path, c.codebooks, c.max_seq_len)
 
-    def _call(self, tok: Any, x: np.ndarray) -> Any:
+    # --- the schedule -----------------------------------------------------------------------
+    def _successor_ready(self, wait: bool) -> bool:
+        """Whether the successor is built. A failed build is counted and retried at the next
+        call; it raises only when waited for (no time left) or after `max_failures`."""
+        nxt = self._next
+        if nxt is None:
+            return False
         try:
-            return self._raw(tok, x)
-        except BaseException as e:
-            if not _is_rust_error(e):
-                raise
-            raise CodecError(
-                f"Mimi {self.op} failed ({_first_line(e)})", path=self.c.path
-            ) from None
-
-    def _build_replacement(self) -> Any:
-        t0 = time.perf_counter()
-        tok = open_tokenizer(self.c.path, self.c.codebooks, self.c.frame_limit)
-        self.stats.last_build_s = time.perf_counter() - t0
-        return tok
-
-    def _collect(self, timeout: float | None) -> None:
-        fut, self._build = self._build, None
-        assert fut is not None
-        try:
-            self._next = fut.result(timeout=timeout)
-        except cf.TimeoutError:
-            self._build = fut  # still running: keep it, but don't block past the timeout
-            raise CodecError(
-                f"Mimi {self.op}: no replacement instance after {timeout:g} s, "
-                f"{self.c.frame_limit - self._steps} frames before rustymimi's limit",
-                path=self.c.path,
-            ) from None
+            if wait:
+                nxt.wait_ready(self.c.replace_timeout_s)
+            elif not nxt.poll_ready():
+                return False
         except CodecError as e:
-            raise CodecError(
-                f"Mimi {self.op}: replacement failed: {e.message}", path=self.c.path
-            ) from None
-        except Exception as e:
-            raise CodecError(
-                f"Mimi {self.op}: replacement failed ({_first_line(e)})", path=self.c.path
-            ) from None
-        self._next_steps = 0
+            nxt.kill()
+            self._next = None
+            self.stats.spare_failures += 1
+            log.warning("Mimi %s: a successor failed to start: %s", self.op, e.message)
+            if wait or self.stats.spare_failures >= self.c.max_failures:
+                raise CodecError(
+                    f"Mimi {self.op}: replacement failed: {e.message}", path=self.c.path
+                ) from None
+            return False
+        self.stats.last_build_s = nxt.build_s
+        return True
 
     def _schedule(self) -> bool:
-        """Advance the roll-over state before a call; True when this call switches."""
-        if self._build is not None and self._build.done():
-            self._collect(timeout=None)  # a failed build surfaces here, on the next call
-        idle = self._next is None and self._build is None and self._old is None
-        if idle and self._steps >= self._build_from:
-            self._build = self._pool.submit(self._build_replacement)
-        if self._next is None and self._steps >= self._deadline:
-            if self._build is None:
-                self._build = self._pool.submit(self._build_replacement)
-            self._collect(timeout=self.c.replace_timeout_s)
-        ready = self._next is not None and self._next_steps >= self.c.warmup_frames
-        if ready and self._steps >= self.c.rollover_after:
-            self._old, self._cur, self._next = self._cur, self._next, None
+        """Advance the roll-over before a call; True when this call switches."""
+        if self._next is None and self._old is None and self._steps >= self._build_from:
+            self._next, self._next_steps = self._spawn(), 0
+        if self._next is not None and self._next_steps == 0 and self._steps >= self._deadline:
+            self._successor_ready(wait=True)  # no time left: wait for it, or fail
+        warmed = self._next is not None and self._next_steps >= self.c.warmup_frames
+        if warmed and self._steps >= self.c.rollover_after:
+            assert self._next is not None
+            retired, self._cur, self._next = self._cur, self._next, None
             self._steps, self._fade_done = self._next_steps, 0
             self.stats.rollovers += 1
-            if self.c.fade_frames == 0 or self.op == "encode":
-                self._old = None  # codes are discrete: nothing to crossfade
+            self.stats.pid = self._cur.pid
+            if self.c.fade_frames and self.op == "decode":
+                self._old = retired  # its output fades out over the next frames
+            else:
+                retired.close()  # codes are discrete: nothing to crossfade
             return True
         return False
 
-    def process(self, x: np.ndarray) -> Any:
-        """Run one frame through the current instance (and the spare one, if any)."""
+    # --- one frame --------------------------------------------------------------------------
+    def process(self, payload: bytes) -> bytes:
         if self.c.closed:
             raise CodecError(f"Mimi {self.op} after close()", path=self.c.path)
         t0 = time.perf_counter()
         switched = self._schedule()
-        warming = self._next is not None and self._steps >= self._shadow_from
+        warming = False
+        if self._next is not None and self._steps >= self._shadow_from:
+            warming = self._successor_ready(wait=self.c.punctual)
         aux = self._next if warming else self._old
-        # The spare runs on the helper thread while the caller runs the current one: rustymimi
-        # releases the GIL and one call uses one core, so this costs little wall time.
-        fut = self._pool.submit(self._call, aux, x) if aux is not None else None
-        aux_out, aux_error = None, None
-        try:
-            out = self._call(self._cur, x)
-        finally:
-            if fut is not None:  # always wait: the spare must never run twice at once
-                try:
-                    aux_out = fut.result()
-                except CodecError as e:
-                    aux_error = e
+        # The spare runs in its own process while the current one works: in parallel.
+        if aux is not None:
+            try:
+                aux.send(payload)
+            except WorkerDied:
+                self._drop_aux(aux)
+                aux = None
+        out = self._call_current(payload)
+        aux_out = None
+        if aux is not None:
+            try:
+                aux_out = aux.receive(self.c.call_timeout_s)
+            except CodecError as e:
+                log.warning("Mimi %s: spare instance failed: %s", self.op, e.message)
+                self._drop_aux(aux)
+                aux = None
         self._steps += 1
-        if aux_error is not None:
-            # The spare is unusable: drop it (a new one gets built) and say so now.
-            self._next = self._old = None
-            raise CodecError(f"{aux_error.message} in the spare instance", path=self.c.path)
-        if warming:
+        self._history.append(payload)
+        if aux is not None and aux is self._next:
             self._next_steps += 1  # warm-up output is discarded
-        elif aux is not None:
-            out = self._combine(out, aux_out, self._fade_done)
+        elif aux is not None and aux_out is not None:
+            out = self.c.combine(out, aux_out, self._fade_done)
             self._fade_done += 1
             if self._fade_done >= self.c.fade_frames:
-                self._old = None
+                self._retire_old()
         dt = time.perf_counter() - t0
         s = self.stats
         s.frames += 1
@@ -215,47 +183,80 @@ class _Side:
             s.last_switch_s = dt
         return out
 
-    def _combine(self, new: Any, old: Any, fade_index: int) -> Any:
-        return new
+    def _call_current(self, payload: bytes) -> bytes:
+        """The current worker's answer. A worker that died or hung is replaced, warmed with
+        the last inputs and asked again, each time counted as a restart."""
+        restart = False
+        while True:
+            try:
+                if restart:
+                    self._restart()
+                self._cur.send(payload)
+                return self._cur.receive(self.c.call_timeout_s)
+            except WorkerDied as e:
+                self.stats.restarts += 1
+                log.warning("Mimi %s: %s; restarting it", self.op, e.message)
+                if self.stats.restarts > self.c.max_failures:
+                    raise CodecError(
+                        f"{e.message}; the Mimi {self.op} worker keeps failing "
+                        f"({self.stats.restarts} restarts)",
+                        path=self.c.path,
+                    ) from None
+                restart = True
+
+    def _restart(self) -> None:
+        self._cur.kill()
+        fresh = self._next if self._next is not None and self._next_steps == 0 else None
+        if fresh is not None:
+            self._next = None
+        else:
+            fresh = self._spawn()
+        fresh.wait_ready(self.c.replace_timeout_s)
+        for past in self._history:  # the state a continuing instance would have had
+            fresh.send(past)
+            fresh.receive(self.c.call_timeout_s)
+        self._cur, self._steps = fresh, len(self._history)
+        self.stats.pid = fresh.pid
+        self.stats.last_build_s = fresh.build_s
+
+    def _drop_aux(self, aux: CodecProcess) -> None:
+        aux.kill()
+        if aux is self._next:
+            self._next = None
+            self.stats.spare_failures += 1
+        else:
+            self._old = None
+
+    def _retire_old(self) -> None:
+        if self._old is not None:
+            self._old.close()
+            self._old = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._cur = self._next = self._old = self._build = None
-
-
-class _Encoder(_Side):
-    op = "encode"
-
-    def _raw(self, tok: Any, x: np.ndarray) -> Any:
-        return tok.encode_step(x)
-
-
-class _Decoder(_Side):
-    op = "decode"
-
-    def _raw(self, tok: Any, x: np.ndarray) -> Any:
-        return tok.decode_step(x)
-
-    def _combine(self, new: Any, old: Any, fade_index: int) -> Any:
-        if new is None or old is None:
-            return new
-        # Old and new renderings of the same codes are ~99% correlated after warm-up, so a
-        # linear fade keeps the level; an equal-power one would bulge by up to 3 dB.
-        n = self.c.fade_frames * FRAME_SAMPLES
-        w = (np.arange(FRAME_SAMPLES, dtype=np.float32) + 1 + fade_index * FRAME_SAMPLES) / n
-        return (1.0 - w) * old + w * new
+        for worker in (self._cur, self._next, self._old):
+            if worker is not None:
+                worker.close()
+        self._next = self._old = None
 
 
 class StreamingCodec:
     """Mimi for the live loop: `encode` (one thread) and `decode` (another), with roll-over.
 
-    rollover_after: frames an instance serves before its replacement takes over (< frame_limit).
+    rollover_after: frames an instance serves before its successor takes over (< frame_limit).
     frame_limit: frames a rustymimi instance can stream; 4096 is rustymimi's own. Other values
-        set its `max_seq_len` (about 0.5 KB of RoPE table per frame): tests use small ones.
-    warmup_frames: inputs a replacement sees, alongside the old instance, before it takes over.
+        set its `max_seq_len` (about 0.5 KB of RoPE table per frame).
+    warmup_frames: inputs a successor sees, alongside the old instance, before it takes over.
     fade_frames: frames over which the decoder crossfades (linearly) old into new output.
-    lead_frames: how long before warming up the replacement is built (~0.2-0.6 s to create).
-    replace_timeout_s: how long a call near the limit waits for a late replacement.
+    lead_frames: how long before warming up the successor's process is started (it takes
+        ~0.3 s to start Python and 0.2-0.6 s to build an instance).
+    start_warmup: frames of silence each first instance runs before serving (slow first calls).
+    stagger: the decoder's first hand-over comes half a period early (one spare at a time).
+    punctual: hand over exactly on schedule, waiting for a successor that is late to start
+        (deterministic, for tests); by default a late successor only delays the hand-over.
+    replace_timeout_s: how long a call near the limit (or a restart) waits for a new instance.
+    call_timeout_s: a worker silent this long on one frame is taken as hung, killed, replaced.
+    max_failures: restarts (and failed successors) tolerated per side before giving up.
+    wait: block until both first instances are ready (else the first call waits).
     """
 
     def __init__(
@@ -268,7 +269,13 @@ class StreamingCodec:
         warmup_frames: int = 8,
         fade_frames: int = 2,
         lead_frames: int = 125,
-        replace_timeout_s: float = 10.0,
+        start_warmup: int = 0,
+        stagger: bool = False,
+        punctual: bool = False,
+        replace_timeout_s: float = 20.0,
+        call_timeout_s: float = 10.0,
+        max_failures: int = 3,
+        wait: bool = True,
     ) -> None:
         self.path = Path(mimi_path)
         self.codebooks = codebooks
@@ -278,10 +285,13 @@ class StreamingCodec:
         self.fade_frames = fade_frames
         self.lead_frames = lead_frames
         self.replace_timeout_s = replace_timeout_s
+        self.call_timeout_s = call_timeout_s
+        self.max_failures = max_failures
+        self.punctual = punctual
         self.closed = False
-        if warmup_frames < 0 or fade_frames < 0 or lead_frames < 0:
-            raise CodecError("warmup, fade and lead frames must be >= 0", path=self.path)
-        # A replacement starts at `warmup_frames` steps; it must serve some frames, and the old
+        if warmup_frames < 0 or fade_frames < 0 or lead_frames < 0 or start_warmup < 0:
+            raise CodecError("warm-up, fade and lead frames must be >= 0", path=self.path)
+        # A successor starts at `warmup_frames` steps; it must serve some frames, and the old
         # one must finish its crossfade before the limit.
         if not warmup_frames + fade_frames < rollover_after < frame_limit - fade_frames:
             raise CodecError(
@@ -289,37 +299,94 @@ class StreamingCodec:
                 f"{frame_limit - fade_frames}), not {rollover_after}",
                 path=self.path,
             )
-        # Build both instances at once: creation holds the GIL most of the time, yet this was
-        # still ~15-30% faster than one after the other.
-        with cf.ThreadPoolExecutor(max_workers=1) as pool:
-            dec = pool.submit(open_tokenizer, self.path, codebooks, frame_limit)
-            enc = open_tokenizer(self.path, codebooks, frame_limit)
-            dec_tok = dec.result()
-        self._enc = _Encoder(self, enc)
-        self._dec = _Decoder(self, dec_tok)
+        check_mimi_file(self.path, codebooks)
+        # rustymimi counts transformer steps at 25 Hz: two per 80 ms frame.
+        self.max_seq_len = None if frame_limit == FRAME_LIMIT else 2 * frame_limit
+        # Both first instances build at once, each in its own process.
+        enc = CodecProcess("encode", self.path, codebooks, self.max_seq_len, warmup=start_warmup)
+        try:
+            dec = CodecProcess(
+                "decode", self.path, codebooks, self.max_seq_len, warmup=start_warmup
+            )
+        except BaseException:
+            enc.kill()
+            raise
+        self._enc = _Side(self, "encode", enc, start_warmup)
+        self._dec = _Side(self, "decode", dec, start_warmup)
+        if stagger:
+            self._dec._steps += rollover_after // 2  # counted as older: it retires earlier
+        self._started = False
+        self._start_lock = threading.Lock()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until both first instances are built (CodecError if one fails)."""
+        if self._started:
+            return
+        limit = START_TIMEOUT_S if timeout is None else timeout
+        with self._start_lock:  # the encoder's and decoder's threads may both get here
+            if self._started:
+                return
+            try:
+                for side in (self._enc, self._dec):
+                    side._cur.wait_ready(limit)
+                    side.stats.last_build_s = side._cur.build_s
+            except BaseException:
+                self.close()
+                raise
+            self._started = True
 
     def encode(self, frame: np.ndarray) -> np.ndarray | None:
         """One 80 ms frame (float[1920]) -> uint32[codebooks] codes; None only if rustymimi
         still buffers, which whole frames never made it do."""
-        codes = self._enc.process(self._pcm_input(frame))
-        if codes is None:
+        payload = self._pcm_input(frame)
+        self.wait_ready()
+        out = self._enc.process(payload)
+        if not out:
             return None
-        return np.ascontiguousarray(codes[0, :, 0], dtype=np.uint32)
+        return np.frombuffer(out, dtype=np.uint32).copy()
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """uint32[codebooks] codes -> one 80 ms frame, float32[1920]."""
-        pcm = self._dec.process(self._codes_input(codes))
-        if pcm is None:
-            raise CodecError("Mimi decode returned no audio for a whole frame", path=self.path)
-        return np.ascontiguousarray(pcm[0, 0], dtype=np.float32)
+        payload = self._codes_input(codes)
+        self.wait_ready()
+        pcm = np.frombuffer(self._dec.process(payload), dtype=np.float32)
+        if pcm.shape != (FRAME_SAMPLES,):
+            raise CodecError(
+                f"Mimi decode returned {pcm.size} samples for a frame of {FRAME_SAMPLES}",
+                path=self.path,
+            )
+        return pcm.copy()
+
+    def combine(self, new: bytes, old: bytes, fade_index: int) -> bytes:
+        """The decoder's crossfade: old and new renderings of the same codes are ~99%
+        correlated after warm-up, so a linear fade keeps the level (an equal-power one would
+        bulge by up to 3 dB)."""
+        a = np.frombuffer(new, dtype=np.float32)
+        b = np.frombuffer(old, dtype=np.float32)
+        if a.shape != b.shape:
+            return new
+        n = self.fade_frames * FRAME_SAMPLES
+        w = (np.arange(len(a), dtype=np.float32) + 1 + fade_index * FRAME_SAMPLES) / n
+        return ((1.0 - w) * b + w * a).astype(np.float32).tobytes()
 
     @property
     def stats(self) -> CodecStats:
         """Copies of both sides' counters: cheap, and fine to read from any thread."""
         return CodecStats(encode=replace(self._enc.stats), decode=replace(self._dec.stats))
 
+    def worker_pids(self) -> list[int]:
+        """Every codec worker process alive now (current, successors, fading)."""
+        pids = []
+        for side in (self._enc, self._dec):
+            for w in (side._cur, side._next, side._old):
+                if w is not None and w.alive:
+                    pids.append(w.pid)
+        return pids
+
     def close(self) -> None:
-        """Join the helper threads and drop the instances (~350 MB each)."""
+        """Stop every worker process (each frees its instance, ~365 MB, as it exits)."""
         self.closed = True
         self._enc.close()
         self._dec.close()
@@ -330,8 +397,8 @@ class StreamingCodec:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- input checks: cheap next to a ~30-50 ms codec call -------------------------------------
-    def _pcm_input(self, frame: np.ndarray) -> np.ndarray:
+    # -- input checks: cheap next to a ~30-70 ms codec call -------------------------------------
+    def _pcm_input(self, frame: np.ndarray) -> bytes:
         a = np.asarray(frame)
         if a.shape != (FRAME_SAMPLES,):
             raise CodecError(
@@ -342,9 +409,9 @@ class StreamingCodec:
         a = np.ascontiguousarray(a, dtype=np.float32)
         if not np.isfinite(a).all():
             raise CodecError("encode got NaN or infinite samples", path=self.path)
-        return a.reshape(1, 1, FRAME_SAMPLES)
+        return a.tobytes()
 
-    def _codes_input(self, codes: np.ndarray) -> np.ndarray:
+    def _codes_input(self, codes: np.ndarray) -> bytes:
         a = np.asarray(codes)
         if a.shape != (self.codebooks,):
             raise CodecError(
@@ -357,4 +424,4 @@ class StreamingCodec:
                 f"decode expects codes in 0..{MIMI_CODEBOOK_SIZE - 1}, got {a.tolist()}",
                 path=self.path,
             )
-        return np.ascontiguousarray(a, dtype=np.uint32).reshape(1, self.codebooks, 1)
+        return np.ascontiguousarray(a, dtype=np.uint32).tobytes()

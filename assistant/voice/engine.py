@@ -4,13 +4,15 @@ It runs moshi_mlx's own modules (same weights, same ops as `LmGen`, token for to
 greedy sampling) but fixes the reference runtime's long-conversation faults:
 
 - no `max_steps`: only the last `max_delay + 1` steps of tokens are kept (a host-side ring);
-- a correct attention window: a `RingKVCache` of exactly `context` slots per layer, so each
+- a correct attention window: a ring of exactly `context` key/value slots per layer, so each
   step attends to the last `context` steps, itself included, at any hour of the talk;
-- flat memory: the ring is allocated once; the depformer reuses one cache of `dep_q` slots.
+- flat memory: the ring is allocated once and updated in place.
 
-Per step the whole graph (main transformer, text sampling, the depformer's `dep_q` slices
-with their sampling) is built lazily and evaluated once; the text token and audio codes
-come back in a single transfer. The reference syncs with the device ~20 times per step.
+The whole step (main transformer, text sampling, the depformer's `dep_q` slices with their
+sampling) is one fixed-shape function, traced once by `mx.compile` (see `step_graph`): per
+step the host uploads one small array of ids (and the sampling keys), replays the trace and
+reads the text token and audio codes back in a single transfer. The reference builds the
+whole graph in Python every step and syncs with the device ~20 times.
 
 For comparisons (`assistant bench`) the engine can also return each step's text logits
 (`capture_text_logits`, one more transfer) and be teacher-forced: `force_tokens` replaces
@@ -19,27 +21,21 @@ the step just taken with another run's tokens, so the next step sees that run's 
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 import mlx.core as mx
 import numpy as np
 from moshi_mlx.models import Lm
-from moshi_mlx.models.lm import ScaledEmbedding
-from moshi_mlx.modules.transformer import LayerCache
 
 from ..checkpoint.config import MoshiConfig
 from ..errors import EngineConfigError, InvalidCodesError, TokenizerError, UsageError
-from .kv_cache import RingKVCache, make_ring_cache
-from .sampling import KeyStream, SamplingConfig, sample_token
+from .sampling import KeyStream, SamplingConfig
+from .step_graph import StepGraph
 
 # Output text id 0 ends a padding run; `config.existing_text_padding_id` (3) is padding.
 _END_OF_PADDING_ID = 0
-
-# A step's graph outputs: the sampled tokens, plus the text logits when they are captured.
-_Outputs: TypeAlias = "mx.array | tuple[mx.array, mx.array]"
 
 
 class TextTokenizer(Protocol):
@@ -75,12 +71,11 @@ class StepResult:
 class StreamingEngine:
     """Full-duplex Moshi inference with no step limit and a correct attention window.
 
-    `compile`: run the step's fixed-shape tail (text head, sampling, depformer) through
-    `mx.compile`; None tries it and falls back to plain MLX if this machine cannot compile
-    (MLX's CPU backend needs a C++ compiler at run time). The main transformer is never
-    compiled: its key length grows with every step until the context is full.
-    Weights are captured when the tail is first traced; `load_weights` on the model later
-    is noticed (the tail is traced again), partial in-place edits are not.
+    `compile`: run the whole fixed-shape step through `mx.compile`; None tries it and falls
+    back to the same step run plain if this machine cannot compile (MLX's CPU backend needs
+    a C++ compiler at run time); True raises instead. Weights are captured when the step is
+    traced; `load_weights` on the model later is noticed (the step is traced again), partial
+    in-place edits are not.
     `capture_text_logits`: also return each step's text logits (for fidelity measurements).
     """
 
@@ -111,14 +106,9 @@ class StreamingEngine:
         self.max_delay = max(self.delays)
         self._padding_ids = {_END_OF_PADDING_ID, config.existing_text_padding_id}
 
-        self._cache: list[LayerCache] = make_ring_cache(model.transformer, config.context)
-        self._dep_cache = self._new_dep_cache()  # reused every step, never reallocated
+        self.graph = StepGraph(model, self.sampling, config.context, compile=compile)
         self._keys = KeyStream(self.sampling.seed)
-        self._use_compile = compile
         self.capture_text_logits = capture_text_logits
-        self._compiled: Callable[..., _Outputs] | None = None
-        self._compiled_for: tuple[mx.array, ...] = ()
-        self._compile_checked = False
         # Token history, time-indexed modulo `max_delay + 1`: row 0 text, rows 1..n_q audio
         # (Moshi's dep_q codebooks first, then the user's), exactly LmGen's gen_sequence.
         self._hist_len = self.max_delay + 1
@@ -132,21 +122,25 @@ class StreamingEngine:
 
     @property
     def compiled(self) -> bool:
-        """Whether the step's tail runs compiled (known after the first step)."""
-        return self._use_compile is not False and self._compile_checked
+        """Whether the step runs compiled (known after the first step)."""
+        return self.graph.compiled
 
     def reset(self) -> None:
-        """Start a new conversation on the same weights (equal to a fresh engine)."""
-        for c in self._cache:
-            c.reset()
+        """Start a new conversation on the same weights (equal to a fresh engine).
+
+        The ring keeps its buffers: slots not written since are masked, whatever they hold."""
         self._keys.reset()
         self._hist[:] = 0
         self._step = 0
 
     def warmup(self, steps: int = 2) -> None:
-        """Run a few steps (allocates the caches, traces and compiles), then reset."""
+        """Run a few steps, then one at the start of each longer attention span (allocates
+        the ring, traces and compiles every shape the talk will use), then reset."""
         silence = np.zeros(self.n_user, dtype=np.int32)
         for _ in range(steps):
+            self.step(silence)
+        for span in self.graph.spans[:-1]:
+            self._step = max(self._step, span)  # the history read there is irrelevant
             self.step(silence)
         self.reset()
 
@@ -154,15 +148,14 @@ class StreamingEngine:
         """Feed the user's codes for one frame ([n_user], [n_user, 1] or [1, n_user])."""
         codes = self._validate(user_codes)
         s = self._step
-        text_in, audio_in = self._inputs(s)
+        ids = self.step_ids(s)
         # The user's codes enter the history after the inputs are read: with a ring of
         # max_delay + 1 slots, slot s still held step s - 1 - max_delay until now.
         self._hist[1 + self.dep_q :, s % self._hist_len] = codes
-        out = self._forward(text_in, audio_in)
-        mx.eval(out)
+        keys = None if self.sampling.is_greedy else self._keys.next_keys(1 + self.dep_q)
+        out, logits = self.graph.run(ids, keys, capture_text_logits=self.capture_text_logits)
         text_logits = None
-        if isinstance(out, tuple):
-            out, logits = out
+        if logits is not None:
             text_logits = np.array(logits).reshape(-1)  # the bench's one extra transfer
         tokens = np.array(out)  # the one device -> host transfer of the step
         self._record(s, tokens)
@@ -234,6 +227,12 @@ class StreamingEngine:
             )
         return arr.astype(np.int32)
 
+    def step_ids(self, s: int) -> np.ndarray:
+        """What step s is fed, as the step function takes it: int32 [2 + n_q], the position,
+        the text token, then one token per audio codebook."""
+        text_in, audio_in = self._inputs(s)
+        return np.concatenate(([s, text_in], audio_in)).astype(np.int32)
+
     def _inputs(self, s: int) -> tuple[int, np.ndarray]:
         """Text and audio tokens fed at step s (LmGen's rule: step s - 1 - delay, or padding)."""
         text_in = self.config.text_card if s == 0 else int(self._hist[0, (s - 1) % self._hist_len])
@@ -243,86 +242,6 @@ class StreamingEngine:
             if g >= 0:
                 audio_in[cb] = self._hist[1 + cb, g % self._hist_len]
         return text_in, audio_in
-
-    def _forward(self, text_in: int, audio_in: np.ndarray) -> _Outputs:
-        """The whole step as one lazy graph: int32 [1 + dep_q] (text token, audio codes),
-        paired with the text logits when they are captured."""
-        m = self.model
-        keys = None if self.sampling.is_greedy else self._keys.next_keys(1 + self.dep_q)
-        xs = _lookup(m.text_emb, mx.array([[text_in]], dtype=mx.int32))
-        audio = mx.array(audio_in.reshape(-1, 1, 1))
-        for cb, emb in enumerate(m.audio_embs):  # same order of bf16 adds as the reference
-            xs = xs + _lookup(emb, audio[cb])
-        out = m.transformer(xs, cache=self._cache)
-        # Let the device start on the main transformer while the tail is built.
-        mx.async_eval(out)
-        return self._tail(out, keys)
-
-    def _tail(self, out: mx.array, keys: mx.array | None) -> _Outputs:
-        if self._use_compile is not False:
-            try:
-                fn = self._compiled_tail()
-                tokens = fn(out) if keys is None else fn(out, keys)
-                if not self._compile_checked:
-                    mx.eval(tokens)  # a compile failure surfaces here, once
-                    self._compile_checked = True
-                return tokens
-            except (RuntimeError, IndexError, ValueError) as e:
-                if self._use_compile:
-                    raise  # asked for explicitly: do not hide it
-                warnings.warn(f"mx.compile failed, running uncompiled: {e}", stacklevel=3)
-                self._use_compile = False
-        return self._head(out, keys, self._dep_cache)
-
-    def _compiled_tail(self) -> Callable[..., _Outputs]:
-        # Parameters are captured as constants: retrace when the model's arrays were replaced.
-        sentinels = (self.model.out_norm.weight, self.model.depformer.slices[-1].linear_out.weight)
-        if self._compiled is None or any(
-            a is not b for a, b in zip(sentinels, self._compiled_for, strict=True)
-        ):
-            if self.sampling.is_greedy:
-
-                def tail(out: mx.array) -> _Outputs:
-                    return self._head(out, None, self._new_dep_cache())
-            else:
-
-                def tail(out: mx.array, keys: mx.array) -> _Outputs:  # type: ignore[misc]
-                    return self._head(out, keys, self._new_dep_cache())
-
-            self._compiled = mx.compile(tail)
-            self._compiled_for = sentinels
-        return self._compiled
-
-    def _head(self, out: mx.array, keys: mx.array | None, dep_cache: list[LayerCache]) -> _Outputs:
-        """Text head, text sampling, then the depformer's dep_q slices, each fed the last token."""
-        m = self.model
-        sp = self.sampling
-        out = m.out_norm(out)
-        text_logits = m.text_linear(out)
-        token = sample_token(
-            text_logits, sp.text_temperature, sp.text_top_k, None if keys is None else keys[0]
-        )
-        tokens = [token]
-        for c in dep_cache:
-            c.reset()
-        for k, sl in enumerate(m.depformer.slices):
-            ys = sl.linear_in(out) + _lookup(sl.emb, token)
-            ys = sl.transformer(ys, cache=dep_cache)
-            logits = sl.linear_out(ys)
-            key = None if keys is None else keys[1 + k]
-            token = sample_token(logits, sp.audio_temperature, sp.audio_top_k, key)
-            tokens.append(token)
-        sampled = mx.concatenate([t.reshape(1) for t in tokens])
-        if self.capture_text_logits:
-            return sampled, text_logits.astype(mx.float32)
-        return sampled
-
-    def _new_dep_cache(self) -> list[LayerCache]:
-        dcfg = self.model.depformer.slices[0].transformer.cfg
-        return [
-            LayerCache(self_attn=RingKVCache(dcfg.head_dim, dcfg.num_heads, self.dep_q))  # type: ignore[arg-type]
-            for _ in range(dcfg.num_layers)
-        ]
 
     def _decode(self, token: int) -> str | None:
         if token in self._padding_ids or self.text_tokenizer is None:
@@ -337,13 +256,6 @@ class StreamingEngine:
         if (codes == self.config.card).any():  # padding, as LmGen checks (never sampled)
             return None
         return codes
-
-
-def _lookup(emb: object, tokens: mx.array) -> mx.array:
-    """Embedding rows; skips ScaledEmbedding's -1 masking (4 extra ops) as we never feed -1."""
-    if isinstance(emb, ScaledEmbedding) and emb.low_rank is None and not emb.demux_second_stream:
-        return emb.weight[tokens]
-    return emb(tokens)  # type: ignore[operator]
 
 
 def _check_model(model: Lm, config: MoshiConfig) -> None:
@@ -364,8 +276,7 @@ def _check_model(model: Lm, config: MoshiConfig) -> None:
     if list(cfg.audio_delays) != list(config.delays[1:]):
         problems.append("model and config delays differ")
     if cfg.transformer.context != config.context:
-        # moshi_mlx's Attention trims to its own context: with a bigger ring it would cut
-        # slots in ring order, not time order.
+        # The ring has one slot per step of the model's context: the config must agree.
         problems.append(f"model context is {cfg.transformer.context}, config {config.context}")
     if config.dep_q < 1:
         problems.append("the engine needs a depformer (dep_q >= 1)")

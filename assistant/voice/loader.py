@@ -1,11 +1,11 @@
 """Load a validated checkpoint onto MLX: nothing guessed, nothing lazy left behind.
 
 Order matters: inspect every header and refuse on any mismatch, estimate memory and refuse
-what cannot fit, check the Mimi codec's values (rustymimi would decode NaN weights to silence),
-and only then build the model at the detected quantization, load strictly and force
-evaluation (MLX loads lazily, so a load time measured before `mx.eval` is a lie). Last, one
-reduction per float tensor of the evaluated weights refuses NaN or infinity, which would make
-the model repeat one token forever.
+what cannot fit, check the Mimi codec's values (rustymimi would decode NaN weights to
+silence): all three in `prepare`. Only then build the model at the detected quantization,
+load strictly and force evaluation (MLX loads lazily, so a load time measured before
+`mx.eval` is a lie). Last, one reduction per float tensor of the evaluated weights refuses NaN
+or infinity (the model would repeat one token forever) and a model of zeros.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ class LoadedModel:
     memory: MemoryEstimate
     load_seconds: float
     text_tokenizer: sentencepiece.SentencePieceProcessor | None
-    # The NaN/infinity checks: the model's evaluated weights, and the codec file's data.
-    model_values_seconds: float = 0.0
-    codec_values_seconds: float = 0.0
+    model_values_seconds: float = 0.0  # the NaN/infinity/zeros check of the evaluated weights
 
     @property
     def config(self) -> MoshiConfig:
@@ -67,9 +65,13 @@ class LoadedModel:
 def prepare(
     files: CheckpointFiles, *, check_memory: bool = True
 ) -> tuple[CheckpointReport, MemoryEstimate]:
-    """Everything that can be decided from headers: validation and the memory verdict."""
+    """Everything decided before the model loads: validation and the memory verdict from the
+    headers, and the Mimi codec's values from its file (rustymimi, which opens it itself,
+    would decode NaN weights to silence; a few hundred ms, against a model load of seconds)."""
     report = inspect_checkpoint(files)
     require_valid(report)
+    if report.codec is not None:
+        require_sane_values(read_header(report.codec.path), CodecError)
     codec = report.codec.file_size if report.codec else 0
     est = estimate(report.model.config, report.model.file_size, codec)
     if check_memory:
@@ -82,12 +84,10 @@ def load(
     *,
     check_memory: bool = True,
     cache_limit: int = DEFAULT_CACHE_LIMIT,
+    prepared: tuple[CheckpointReport, MemoryEstimate] | None = None,
 ) -> LoadedModel:
-    report, est = prepare(files, check_memory=check_memory)
-    started = time.perf_counter()
-    if report.codec is not None:  # before the (much longer) model load: fail fast
-        require_sane_values(read_header(report.codec.path), CodecError)
-    codec_values_seconds = time.perf_counter() - started
+    """`prepared`: what `prepare(files)` returned, when the caller already ran it."""
+    report, est = prepared or prepare(files, check_memory=check_memory)
     text_tokenizer = (
         load_text_tokenizer(files.text_tokenizer) if files.text_tokenizer is not None else None
     )
@@ -114,7 +114,6 @@ def load(
         load_seconds=load_seconds,
         text_tokenizer=text_tokenizer,
         model_values_seconds=time.perf_counter() - started - load_seconds,
-        codec_values_seconds=codec_values_seconds,
     )
 
 

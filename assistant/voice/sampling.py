@@ -8,11 +8,14 @@ Every function only builds MLX ops (no host sync), so a whole step evaluates at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import mlx.core as mx
 import numpy as np
 
 from ..errors import SamplingConfigError
+
+if TYPE_CHECKING:
+    import mlx.core as mx
 
 MAX_TEMPERATURE = 100.0  # far past uniform noise already; infinity would divide by it
 
@@ -66,6 +69,8 @@ def sample_token(
     logits: mx.array, temperature: float, top_k: int, key: mx.array | None
 ) -> mx.array:
     """One token per row of `logits` [..., vocab], as int32 [...] (lazy)."""
+    import mlx.core as mx  # here, not at the top: the settings above load without MLX
+
     if temperature <= 0:
         return mx.argmax(logits, axis=-1).astype(mx.int32)
     if key is None:
@@ -102,5 +107,7 @@ class KeyStream:
 
     def next_keys(self, n: int) -> mx.array:
         """`n` fresh keys as a uint32 [n, 2] array (row i is a valid `key=` argument)."""
+        import mlx.core as mx
+
         raw = self._rng.integers(0, 2**32, size=(n, 2), dtype=np.uint64).astype(np.uint32)
         return mx.array(raw)

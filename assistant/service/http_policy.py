@@ -1,0 +1,194 @@
+"""Who may call the service, and what a request may carry: aiohttp middlewares.
+
+Who: a process of the local user. The server binds 127.0.0.1 and refuses any other peer
+address; every request but the dashboard's page must carry the random token from the service
+file, which only the user can read (mode 0600). The Host header must be one, naming the
+loopback address, so a web page elsewhere cannot reach the service by DNS rebinding, and a
+browser request from another origin is refused (CSRF). The dashboard page holds no secret:
+it gets the token from its URL's fragment (never sent over the wire).
+
+What: a JSON object of at most 16 kB, with only the fields its endpoint knows, arriving within
+a few seconds. aiohttp's own parser refuses what is not HTTP (a negative or doubled
+Content-Length, a malformed header) with 400 before any of this runs.
+
+Every refusal is a JSON {"error": reason} with its status; an unexpected failure is logged
+with its traceback and answered 500, and the service carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..errors import ServiceRefusedError
+from .connections import ConnectionGuard
+
+if TYPE_CHECKING:  # annotations only: the protocols' home moved between aiohttp versions
+    from aiohttp.typedefs import Handler, Middleware
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+BODY = "body"  # where `read_body` leaves the parsed body on the request
+NO_STORE = {"Cache-Control": "no-store"}
+TOKEN_HINT = "missing or wrong token (it is in the service file, readable by its user)"
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.json_response(payload, status=status, headers=NO_STORE)
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+    408: web.HTTPRequestTimeout,
+    503: web.HTTPServiceUnavailable,
+}
+
+
+def refusal(status: int, reason: str) -> web.HTTPException:
+    """An HTTP error to raise; `json_errors` turns it into {"error": reason}."""
+    return _ERRORS[status](text=reason)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: every error as JSON, every unexpected one logged with its traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        response = json_response({"error": _reason(request, e)}, status=e.status)
+        if "Allow" in e.headers:
+            response.headers["Allow"] = e.headers["Allow"]
+        if e.status in (408, 413):
+            response.force_close()  # the rest of the body is not worth waiting for
+        return response
+    except ServiceRefusedError as e:
+        return json_response({"error": str(e)}, status=e.status)
+    except ConnectionResetError:  # the caller left before its answer: nothing to answer
+        logger.debug("%s %s: the caller went away", request.method, request.path)
+        return web.Response(status=499)
+    except Exception:
+        logger.exception("answering %s %s failed", request.method, request.path)
+        return json_response({"error": "internal error (the service log has the details)"}, 500)
+
+
+def _reason(request: web.Request, e: web.HTTPException) -> str:
+    if e.status == 404:
+        return f"no such endpoint: {request.path}"
+    if e.status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if e.status == 413:
+        return f"body over {MAX_BODY} bytes"
+    return e.text or e.reason
+
+
+def local_only(port: int) -> Middleware:
+    """A loopback peer, one Host header naming the loopback address, no foreign Origin."""
+    hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+    origins = {f"http://{host}" for host in hosts}
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _is_loopback(request.remote):
+            raise refusal(403, "only local connections are served")
+        host = request.headers.getall("Host", [])
+        if len(host) != 1 or host[0] not in hosts:
+            raise refusal(403, f"unexpected Host header {_shown(host)}")
+        origin = request.headers.getall("Origin", [])
+        if len(origin) > 1 or (origin and origin[0] not in origins):
+            raise refusal(403, f"requests from {_shown(origin)} are refused")
+        return await handler(request)
+
+    return check
+
+
+def bearer_token(token: str, public: set[str]) -> Middleware:
+    """Every request but GET/HEAD of the `public` pages carries `Authorization: Bearer token`."""
+    expected = token.encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not (request.method in ("GET", "HEAD") and request.path in public):
+            given = request.headers.getall("Authorization", [])
+            if len(given) != 1 or not _token_matches(given[0], expected):
+                raise refusal(401, TOKEN_HINT)
+        return await handler(request)
+
+    return check
+
+
+def read_body(fields: Mapping[str, set[str]], timeout_s: float) -> Middleware:
+    """POST bodies, before the handler runs: a JSON object of known fields, on time."""
+
+    @web.middleware
+    async def read(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and request.path in fields:
+            request[BODY] = await _json_object(request, fields[request.path], timeout_s)
+        return await handler(request)
+
+    return read
+
+
+def in_flight(guard: ConnectionGuard) -> Middleware:
+    """Innermost: the connection is busy, not idle, while its handler runs (a live feed)."""
+
+    @web.middleware
+    async def mark(request: web.Request, handler: Handler) -> web.StreamResponse:
+        with guard.answering(request.transport):
+            return await handler(request)
+
+    return mark
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _token_matches(header: str, expected: bytes) -> bool:
+    scheme, _, value = header.partition(" ")
+    # aiohttp decodes header bytes as UTF-8, keeping undecodable ones as surrogates; compared
+    # as the bytes that came, anything (non-ASCII included) is just a wrong token.
+    given = value.strip().encode("utf-8", "surrogateescape")
+    return scheme == "Bearer" and hmac.compare_digest(given, expected)
+
+
+def _shown(values: list[str]) -> str:
+    """Header values for an error message: quoted, and short."""
+    text = ", ".join(repr(v[:100]) for v in values)
+    return text or "(none)"
+
+
+async def _json_object(request: web.Request, allowed: set[str], timeout_s: float) -> dict:
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=length)
+    try:
+        # Over MAX_BODY (a chunked body has no length up front) read() raises 413 itself.
+        raw = await asyncio.wait_for(request.read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise refusal(408, f"the body did not arrive within {timeout_s:g} s") from None
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise refusal(400, f"body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise refusal(400, "body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise refusal(400, f"unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return body
