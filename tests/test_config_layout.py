@@ -81,7 +81,7 @@ def test_accepts_moshi_keys_it_does_not_need() -> None:
         ({"num_layers": 10**9}, "'num_layers' must be 1..256, got 1,000,000,000"),
         ({"num_layers": 10**5}, "'num_layers' must be 1..256"),
         ({"dim": -4096}, "'dim' must be 1..65,536"),
-        ({"context": 0}, "'context' must be 1..1,000,000"),
+        ({"context": 0}, "'context' must be 1..2,147,483,647"),
         ({"text_card": 10**30}, "'text_card' must be 1..1,048,576"),
         ({"dep_q": 40, "n_q": 48}, "'dep_q' must be 1..32"),
         ({"hidden_scale": 1e6}, "'hidden_scale' must be in (0, 64]"),
