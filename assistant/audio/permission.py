@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
-# Set by the app bundle's launcher (scripts/app_launcher.c) to the bundle's path.
-APP_BUNDLE_ENV = "MOSHI_ASSISTANT_APP"
+from ..app_settings import app_bundle
 
 # TERM_PROGRAM values of common terminals, and the name System Settings lists them by.
 TERMINALS = {
@@ -33,9 +31,9 @@ TERMINALS = {
 def microphone_owner(environ: Mapping[str, str] | None = None) -> str:
     """The name System Settings > Privacy & Security > Microphone lists for this process."""
     env = os.environ if environ is None else environ
-    app = env.get(APP_BUNDLE_ENV)
-    if app:
-        return Path(app).stem  # ".../Moshi Assistant.app" -> "Moshi Assistant"
+    app = app_bundle(env)
+    if app is not None:
+        return app.stem  # ".../Moshi Assistant.app" -> "Moshi Assistant"
     term = env.get("TERM_PROGRAM")
     if term:
         return TERMINALS.get(term, term)
