@@ -239,7 +239,9 @@ class DeviceAudio(FileAudio):
     unplug: ClassVar[System | None] = None
     opened: ClassVar[list[tuple[str, str]]] = []
 
-    def __init__(self, input_device: Any = None, output_device: Any = None) -> None:
+    def __init__(
+        self, input_device: Any = None, output_device: Any = None, profile: Any = None
+    ) -> None:
         # 0.16 s of silence and a 0.48 s tail: a conversation of 8 frames that ends by itself.
         super().__init__(np.zeros(3840, np.float32), realtime=False, tail_s=0.48)
         self._specs = (input_device, output_device)
