@@ -50,7 +50,7 @@ class MachineMemory:
     @property
     def gpu_label(self) -> str:
         if self.gpu_working_set is None:
-            return "the memory MLX can use (RAM less 1 GiB for the system)"
+            return "usable RAM"
         return "Metal's recommended working set"
 
 
@@ -171,7 +171,8 @@ _SMALLER = {
 def require_fit(est: MemoryEstimate, label: str, quant_label: str) -> None:
     """Refuse a checkpoint that cannot fit, with advice on what would."""
     m = est.machine
-    if not est.fits_gpu:
+    # Off macOS the RAM check covers the model too (everything runs in RAM): one message.
+    if not est.fits_gpu and m.gpu_working_set is not None:
         advice = _SMALLER.get(
             quant_label,
             "no smaller published quantization exists: this needs a Mac with more memory",
@@ -183,7 +184,7 @@ def require_fit(est: MemoryEstimate, label: str, quant_label: str) -> None:
             f"(of {m.ram / GiB:.1f} GiB RAM): it would swap and fall behind real time",
             hint=f"{advice}; --skip-memory-check loads it anyway",
         )
-    if not est.fits_ram:
+    if not est.fits:
         advice = _SMALLER.get(quant_label, "close other apps or use a machine with more memory")
         raise InsufficientMemoryError(
             f"{label} needs about {est.total / GiB:.1f} GiB (weights {est.weights / GiB:.1f}, "
@@ -199,7 +200,7 @@ def memory_warning(est: MemoryEstimate, label: str, quant_label: str) -> str | N
     if not est.tight:
         return None
     m = est.machine
-    if est.on_gpu > TIGHT_FRACTION * m.gpu_budget:
+    if m.gpu_working_set is not None and est.on_gpu > TIGHT_FRACTION * m.gpu_budget:
         used = f"{est.on_gpu / GiB:.1f} of {m.gpu_budget / GiB:.1f} GiB of {m.gpu_label}"
         share = est.on_gpu / m.gpu_budget
     else:
