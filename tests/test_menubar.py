@@ -206,6 +206,18 @@ def test_a_service_error_is_notified_once(make_app: Callable[..., Harness]) -> N
     assert len(app.tk.notifications) == 3
 
 
+def test_a_conversations_warning_is_notified_once(make_app: Callable[..., Harness]) -> None:
+    # The service has no terminal to print to: a silent microphone's hint (whom to allow in
+    # System Settings) comes to the user as a notification.
+    client = FakeClient(state="listening")
+    app = make_app(client)
+    hint = "the microphone gave only digital silence for 3.0 s; ... allow Moshi Assistant, ..."
+    client.state["warnings"] = [hint]
+    for _ in range(3):
+        app.tk.tick()
+    assert app.tk.notifications == [("Moshi Assistant", hint)]
+
+
 def test_callbacks_never_raise(make_app: Callable[..., Harness]) -> None:
     client = FakeClient()
     app = make_app(client)

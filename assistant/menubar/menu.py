@@ -97,6 +97,7 @@ class MenuController:
         self.metrics: dict[str, Any] | None = None
         self.start_pending = False  # Start clicked before the service or model was ready
         self._seen_error: str | None = None  # the service error already notified
+        self._seen_warnings: list[str] = []  # the conversation's warnings already notified
         self._tick_failure: str | None = None  # the poll failure already notified
         self._unanswered = 0  # polls in a row the service did not answer
         self.items = self._build()
@@ -394,12 +395,17 @@ class MenuController:
             self._take(status)
 
     def _take(self, status: dict[str, Any]) -> None:
-        """Keep the service's latest status; a new error message is notified once."""
+        """Keep the service's latest status; a new error or warning is notified once."""
         self.status = status
         error = status.get("error")
         if error and error != self._seen_error:
             self._notify("Moshi Assistant error", error)
         self._seen_error = error
+        warnings = status.get("warnings") or []
+        for warning in warnings:
+            if warning not in self._seen_warnings:
+                self._notify(APP_NAME, warning)  # e.g. a silent microphone: whom to allow
+        self._seen_warnings = list(warnings)
 
     def _service_lost(self) -> None:
         where = f" Its log: {service_log()}" if self._forget_service() else ""

@@ -26,6 +26,8 @@ from ..errors import AssistantError, CodecError, ServiceRefusedError
 from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
 
+MAX_WARNINGS = 5  # the latest ones; each is said once
+
 
 class State(str, Enum):
     IDLE = "idle"  # a model may be loaded; no conversation
@@ -67,6 +69,9 @@ class Controller:
         self._want_restart = False
         self._cancelled = False
         self.error: str | None = None
+        # What the conversation warned about (a silent microphone and whom to allow, a device
+        # that moved): the menu bar and the dashboard show what the terminal would have.
+        self.warnings: list[str] = []
         self.session: Path | None = None
         self.conversations = 0
         self.transcript = Transcript()
@@ -173,6 +178,7 @@ class Controller:
                 "muted": self._muted,
                 "model": asdict(card) if card else None,
                 "error": self.error,
+                "warnings": list(self.warnings),
                 "session": str(self.session) if self.session else None,
                 "conversations": self.conversations,
                 "max_delay_ms": self.base.max_delay_ms,
@@ -231,12 +237,13 @@ class Controller:
         try:
             try:
                 chat = self._ensure_loaded()
-                chat.events = LoopEvents(on_text=self._on_text)
+                chat.events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
                 with self._lock:
                     if self._cancelled:
                         return False
                     self._talking = True
                     self.transcript = Transcript()
+                    self.warnings = []
                     self.conversations += 1
                 outcome = chat.run(on_ready=None)
                 self.session = outcome.session
@@ -258,6 +265,11 @@ class Controller:
         with self._lock:
             self._chat = None
         release_freed_memory()
+
+    def _on_warning(self, message: str) -> None:
+        with self._lock:
+            if message not in self.warnings:
+                self.warnings = [*self.warnings[-(MAX_WARNINGS - 1) :], message]
 
     def _on_text(self, seconds: float, piece: str) -> None:
         self._last_text = time.monotonic()

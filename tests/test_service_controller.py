@@ -1,8 +1,10 @@
-"""Switching models in the service frees the old one before the new one is built.
+"""The service's controller with stand-in chats (their model an object a weak reference can
+watch): switching models frees the old one before the new one is built, and a conversation's
+warnings reach the status.
 
 Two models at once may not fit (q4 + q8 = 13 GB on a 16 GB Mac), so the controller must hold
 no reference to the old model, not even in a local of the conversation thread, when it builds
-the next. The chats here are stand-ins whose model is an object a weak reference can watch.
+the next.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class FakeChat:
         self.metrics: Any = None
         self.running = threading.Event()
         self._stop = threading.Event()
+        self.warn: list[str] = []  # what the conversation's loop will warn about
 
     def prepare(self) -> None:
         self.model = Model()
@@ -50,6 +53,8 @@ class FakeChat:
         pass
 
     def run(self, on_ready: Callable[[], None] | None = None) -> Outcome:
+        for warning in self.warn:
+            self.events.on_warning(warning)
         self.running.set()
         self._stop.wait(30)
         self.running.clear()
@@ -151,3 +156,20 @@ def test_the_service_stays_busy_between_the_two_conversations(
         assert time.monotonic() < deadline, "the restart did not come"
         time.sleep(0.001)
     assert "idle" not in states and "error" not in states
+
+
+def test_a_conversations_warnings_reach_the_status(controller: tuple[Controller, Builds]) -> None:
+    ctl, builds = controller
+    silent = "the microphone gave only digital silence for 3.0 s; ... allow Moshi Assistant"
+    ctl.load()
+    wait_for(lambda: builds.chats and ctl.state().value == "idle", "the model")
+    chat = builds.chats[0]()
+    assert chat is not None
+    chat.warn = [silent, silent]
+    del chat
+    ctl.start()
+    wait_for(lambda: builds.talking(1), "the conversation")
+    assert ctl.status()["warnings"] == [silent]  # once, however often the loop says it
+    ctl.stop()
+    wait_for(lambda: ctl.state().value == "idle", "idle")
+    assert ctl.status()["warnings"] == [silent]  # kept until the next conversation
