@@ -1,21 +1,21 @@
 """Where the assistant keeps its own files (sessions, recordings).
 
-`ASSISTANT_HOME` overrides the platform's user data folder (tests point it at a temp dir).
+`ASSISTANT_HOME` overrides the platform's user data folder (tests point it at a temp dir); for
+the app and its login item, which have no shell environment, the settings file can too.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import platformdirs
 
-APP_NAME = "moshi-assistant"
+from .app_settings import APP_NAME, setting
 
 
 def data_dir() -> Path:
-    override = os.environ.get("ASSISTANT_HOME")
+    override = setting("ASSISTANT_HOME")  # the environment's, else the settings file's
     return Path(override).expanduser() if override else platformdirs.user_data_path(APP_NAME)
 
 

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from ..app_settings import apply_settings
 from ..console import err_console
 from ..errors import AssistantError
 
@@ -31,9 +32,21 @@ def _register() -> None:
         make_checkpoint,
         menubar,
         serve,
+        settings,
     )
 
-    modules = (checkpoints, make_checkpoint, chat, devices, latency, demo, bench, serve, menubar)
+    modules = (
+        checkpoints,
+        make_checkpoint,
+        chat,
+        devices,
+        latency,
+        demo,
+        bench,
+        serve,
+        menubar,
+        settings,
+    )
     for module in modules:
         module.register(app)
 
@@ -48,6 +61,9 @@ def main() -> None:
     typer reports its own usage errors (unknown options, bad values) and exits; everything
     the assistant raises on purpose is an AssistantError with a one-line message.
     """
+    # Before anything imports huggingface_hub (it reads HF_HOME once): the folders a process
+    # without the user's shell (the app, its login item) takes from the settings file.
+    apply_settings()
     _register()
     try:
         app()

@@ -15,6 +15,7 @@ from ..conversation.lag import DEFAULT_MAX_DELAY_MS
 from ..conversation.loop import LoopEvents
 from ..dashboard.live import LiveDashboard
 from ..telemetry.model_card import format_bytes
+from ..voice.memory import memory_warning
 from ..voice.sampling import SamplingConfig
 from .options import (
     CheckpointTarget,
@@ -106,8 +107,12 @@ def converse(
         runner.status = lambda message: status.update(message)
         runner.prepare()
     card = runner.card
-    assert card is not None  # prepared
+    assert card is not None and runner.loaded is not None  # prepared
     console.print(f"Model {card.label}: {card.line()}", soft_wrap=True)
+    report = runner.loaded.report
+    tight = memory_warning(runner.loaded.memory, report.files.label, report.model.quant_label)
+    if tight:
+        err_console.print(f"[yellow]warning:[/] {tight}", soft_wrap=True)
     if intro:
         console.print(intro)
     live = None

@@ -14,7 +14,7 @@ from ..checkpoint.resolve import CheckpointFiles, resolve
 from ..checkpoint.validate import CheckpointReport, inspect_checkpoint
 from ..console import console
 from ..errors import MissingFilesError
-from ..voice.memory import GiB, estimate, machine_memory
+from ..voice.memory import GiB, estimate
 
 if TYPE_CHECKING:
     from ..voice.loader import LoadedModel
@@ -200,12 +200,15 @@ def render_report(report: CheckpointReport) -> None:
     else:
         table.add_row("text tokenizer", "[yellow]not found[/] (text output shows token ids)")
     est = _memory(report)
-    verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+    colour = "red" if not est.fits else "yellow" if est.tight else "green"
+    machine = est.machine
     table.add_row(
         "memory needed",
-        f"~{est.total / GiB:.1f} GiB (weights {est.weights / GiB:.1f}, KV cache "
-        f"{est.kv_cache / GiB:.2f}, codec {est.codec / GiB:.2f}); this machine has "
-        f"{est.machine / GiB:.1f} GiB: {verdict}",
+        f"~{est.on_gpu / GiB:.1f} GiB for the model (weights {est.weights / GiB:.1f}, KV cache "
+        f"{est.kv_cache / GiB:.2f}, margin {est.margin / GiB:.2f}) against "
+        f"{machine.gpu_label} of {machine.gpu_budget / GiB:.1f} GiB; ~{est.total / GiB:.1f} GiB "
+        f"in all with {est.codec_instances} codec instances ({est.codec / GiB:.2f}) against "
+        f"{machine.ram / GiB:.1f} GiB RAM: [{colour}]{est.verdict}[/]",
     )
     console.print(table)
     problems = report.problems
@@ -225,7 +228,7 @@ def _dtypes(counts: dict[str, int]) -> str:
 
 def _memory(report: CheckpointReport) -> MemoryEstimate:
     codec = report.codec.file_size if report.codec else 0
-    return estimate(report.model.config, report.model.file_size, codec, machine_memory())
+    return estimate(report.model.config, report.model.file_size, codec)
 
 
 def _remote_report(p: Preset) -> CheckpointReport:

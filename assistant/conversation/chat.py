@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio.aec import EchoCanceller
+from ..audio.device_watch import InUse, explain_loss
+from ..audio.devices import rescan_devices
 from ..audio.duplex import DuplexAudio
 from ..audio.file_backend import FileAudio
 from ..audio.interface import AudioIO
@@ -217,9 +220,12 @@ class Chat:
             assert s.input_file is not None
             audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
         else:
+            # No stream is open between conversations: the moment to see devices that came or
+            # went, and the system default as it is now (PortAudio lists them only once).
+            rescan_devices()
             audio = DuplexAudio(s.input_device, s.output_device, profile=s.latency_profile)
         echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
-        silence = None if self.files_mode else SilenceDetector().feed
+        silence = None if self.files_mode else partial(self._check_silence, SilenceDetector())
         t0 = time.monotonic()
         self.metrics = MetricsCollector(
             MetricSources(
@@ -270,9 +276,15 @@ class Chat:
             self.codec = None
             self._loop = None
             self._stop_requested = False
+        if outcome.error is not None and isinstance(audio, DuplexAudio):
+            # The streams are closed: say which device disappeared, if one did.
+            outcome.error = explain_loss(outcome.error, devices_in_use(audio, s))
         outcome.summary = self._summary(loop, codec)
         outcome.recording_error = session.error
         return outcome
+
+    def _check_silence(self, detector: SilenceDetector, mic: np.ndarray) -> str | None:
+        return detector.feed(mic, muted=self.muted)  # muted silence is on purpose
 
     def _summary(self, loop: ConversationLoop, codec: StreamingCodec) -> SessionSummary:
         return loop.summary(model=self.card, codec=asdict(codec.stats))
@@ -282,3 +294,13 @@ def _model_memory() -> dict[str, int]:
     from ..voice.memory import memory_snapshot
 
     return memory_snapshot()
+
+
+def devices_in_use(audio: DuplexAudio, settings: ChatSettings) -> list[InUse]:
+    """The devices a conversation opened, and how they were asked for."""
+    used = []
+    if audio.input_device is not None:
+        used.append(InUse("input", audio.input_device, settings.input_device))
+    if audio.output_device is not None:
+        used.append(InUse("output", audio.output_device, settings.output_device))
+    return used

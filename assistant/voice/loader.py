@@ -7,6 +7,7 @@ and force evaluation (MLX loads lazily, so a load time measured before `mx.eval`
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,12 +19,21 @@ from ..checkpoint.layout import Quantization
 from ..checkpoint.resolve import CheckpointFiles
 from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
 from ..errors import CheckpointError
-from .memory import DEFAULT_CACHE_LIMIT, MemoryEstimate, estimate, require_fit, set_cache_limit
+from .memory import (
+    DEFAULT_CACHE_LIMIT,
+    MemoryEstimate,
+    estimate,
+    memory_warning,
+    require_fit,
+    set_cache_limit,
+)
 from .model import build_model
 
 if TYPE_CHECKING:
     import sentencepiece
     from moshi_mlx.models import Lm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +63,9 @@ def prepare(
     est = estimate(report.model.config, report.model.file_size, codec)
     if check_memory:
         require_fit(est, report.files.label, report.model.quant_label)
+    warning = memory_warning(est, report.files.label, report.model.quant_label)
+    if warning:
+        log.warning(warning)
     return report, est
 
 
