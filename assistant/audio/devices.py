@@ -6,6 +6,7 @@ is missing) and initialises PortAudio, which snapshots the devices that exist at
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -83,7 +84,10 @@ def rescan_devices() -> None:
     initialisations and enumerates only when the count comes back from zero, so every one is
     undone and redone. Terminating closes every open stream: call this only while none is open
     (before a conversation opens its own)."""
+    fresh = "sounddevice" not in sys.modules
     sd = sounddevice()
+    if fresh:
+        return  # importing it just enumerated them
     try:
         depth = int(getattr(sd, "_initialized", 1))
         for _ in range(depth):
