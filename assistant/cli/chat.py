@@ -103,9 +103,14 @@ def converse(
     printed as plain text instead, and the summary at the end is the same either way.
     """
     runner = Chat(settings)
-    with console.status("Starting ...") as status:
-        runner.status = lambda message: status.update(message)
-        runner.prepare()
+    runner.open_audio_early()  # the devices open while the model loads
+    try:
+        with console.status("Starting ...") as status:
+            runner.status = lambda message: status.update(message)
+            runner.prepare()
+    except BaseException:
+        runner.close_early_audio()
+        raise
     card = runner.card
     assert card is not None and runner.loaded is not None  # prepared
     console.print(f"Model {card.label}: {card.line()}", soft_wrap=True)
