@@ -1,6 +1,7 @@
 """Where the assistant keeps its own files (sessions, recordings, the log), kept private.
 
-`ASSISTANT_HOME` overrides the platform's user data folder (tests point it at a temp dir).
+`ASSISTANT_HOME` overrides the platform's user data folder (tests point it at a temp dir); for
+the app and its login item, which have no shell environment, the settings file can too.
 Recordings and transcripts are personal: every folder the assistant makes here is 0700 and
 every file it writes 0600, whatever the umask. The data folder itself is made private when
 the assistant creates it (or it is the platform's default); an existing folder named by
@@ -17,15 +18,15 @@ from pathlib import Path
 
 import platformdirs
 
+from .app_settings import APP_NAME, setting
 from .errors import StorageError
 
-APP_NAME = "moshi-assistant"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
 def data_dir() -> Path:
-    override = os.environ.get("ASSISTANT_HOME")
+    override = setting("ASSISTANT_HOME")  # the environment's, else the settings file's
     return Path(override).expanduser() if override else platformdirs.user_data_path(APP_NAME)
 
 
@@ -46,7 +47,7 @@ def make_private(path: Path) -> None:
 def private_dir(folder: Path) -> Path:
     """`folder` under the data folder, created if needed, 0700. Raises OSError."""
     root = data_dir()
-    if not root.exists() or not os.environ.get("ASSISTANT_HOME"):
+    if not root.exists() or not setting("ASSISTANT_HOME"):
         root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         with contextlib.suppress(OSError):  # not ours to change (another owner): leave it
             make_private(root)

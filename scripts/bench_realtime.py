@@ -289,7 +289,16 @@ def real_codec_chat(pulse: PulseAudio, checkpoint: Path, speech: Path, work: Pat
     env = pulse.client_env() | {"ASSISTANT_HOME": str(work / "home")}
     rec = pulse.record_speaker(work / "chat-speaker.wav")
     chat = subprocess.Popen(
-        [sys.executable, "-m", "assistant", "chat", str(checkpoint), "--no-dashboard", "--no-aec"],
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "chat",
+            "--checkpoint",
+            str(checkpoint),
+            "--no-dashboard",
+            "--no-aec",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -349,7 +358,16 @@ def section_memory(frames: int, checkpoint: Path) -> None:
     pcm = np.resize(base, frames * FRAME_SAMPLES)
     long_wav = write_wav(work / "long.wav", pcm)
     env = os.environ | {"ASSISTANT_HOME": str(work / "home")}
-    cmd = [sys.executable, "-m", "assistant", "chat", str(checkpoint), "--input", str(long_wav)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "assistant",
+        "chat",
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        str(long_wav),
+    ]
     proc = subprocess.Popen(
         [*cmd, "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -466,7 +484,15 @@ def section_startup(checkpoint: Path, runs: int = 3) -> None:
             env = pulse.client_env() | {"ASSISTANT_HOME": str(home)}
             t0 = time.monotonic()
             chat = subprocess.Popen(
-                [sys.executable, "-m", "assistant", "chat", str(checkpoint), "--no-dashboard"],
+                [
+                    sys.executable,
+                    "-m",
+                    "assistant",
+                    "chat",
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--no-dashboard",
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

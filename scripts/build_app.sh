@@ -5,8 +5,12 @@
 #   bash scripts/build_app.sh --out DIR        -> DIR/Moshi Assistant.app
 #   --python PATH   the Python the app runs (default: this checkout's .venv/bin/python)
 # Then drag it to /Applications (or open it from dist/). The bundle points at this checkout:
-# rebuild it if the checkout moves. On macOS it is signed ad hoc (codesign -s -) so the
-# microphone permission sticks to the app; elsewhere signing is skipped (the tests build it).
+# rebuild it if the checkout moves. Its executable is a small native launcher
+# (scripts/app_launcher.c, built here with the system's C compiler) that runs Python as its
+# child, so macOS attributes the microphone to the app and shows the app's usage text. On
+# macOS it is signed ad hoc (codesign -s -); elsewhere signing is skipped (the tests build it).
+# The shell's ASSISTANT_HOME, HF_HOME and HF_HUB_CACHE, when set, are recorded in the settings
+# file (`assistant settings --save`): the app starts without this shell's environment.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 out="$repo/dist"
@@ -70,21 +74,28 @@ with open(Path(os.environ["APP_DIR"]) / "Contents" / "Info.plist", "wb") as f:
     plistlib.dump(info, f)
 EOF
 
-launcher="$app/Contents/MacOS/$exe"
-cat >"$launcher" <<EOF
-#!/bin/bash
-# Moshi Assistant: the menu bar of the checkout at $repo (made by scripts/build_app.sh).
-python=$(printf '%q' "$python")
-if [[ ! -x "\$python" ]]; then
-    /usr/bin/osascript -e 'display alert "Moshi Assistant" message "No Python at '"\$python"'. Run scripts/setup.sh in the checkout, then scripts/build_app.sh again."' >/dev/null 2>&1
+# The launcher: a native executable (see scripts/app_launcher.c for why).
+cc="$(command -v cc || command -v clang || command -v gcc)" || {
+    echo "error: no C compiler to build the app's launcher (on macOS: xcode-select --install)" >&2
     exit 1
+}
+flags=(-O2 -Wall -Wextra)
+if [[ "$(uname -s)" == "Darwin" ]]; then
+    flags+=(-arch arm64 -mmacosx-version-min=13.5 -framework CoreFoundation)
 fi
-exec "\$python" -m assistant menubar "\$@"
-EOF
-chmod 755 "$launcher"
+"$cc" "${flags[@]}" -o "$app/Contents/MacOS/$exe" "$repo/scripts/app_launcher.c"
+# What the launcher runs: this checkout's Python, `-m assistant menubar`.
+printf 'python=%s\narg=-m\narg=assistant\narg=menubar\n' "$python" \
+    >"$app/Contents/Resources/launcher.conf"
+
+# The folders the app uses, from this shell (the app has no shell environment of its own).
+if [[ -n "${ASSISTANT_HOME:-}${HF_HOME:-}${HF_HUB_CACHE:-}" ]] && [[ -x "$python" ]]; then
+    "$python" -m assistant settings --save
+fi
 
 if [[ "$(uname -s)" == "Darwin" ]] && command -v codesign >/dev/null; then
-    codesign --force --deep -s - "$app"
+    # Ad hoc: TCC keys the microphone permission to this signature (a rebuild asks again).
+    codesign --force --sign - --identifier dev.moshi-assistant "$app"
 else
     echo "(not macOS or no codesign: the bundle is left unsigned)"
 fi

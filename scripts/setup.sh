@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine: system packages (Linux), a virtualenv in .venv,
-# and the assistant with its test tools. Safe to run again; it only does what is missing.
+# Set up everything on a fresh machine: system packages (Linux), a virtualenv in .venv on a
+# Python that fits (scripts/find_python.sh: 3.10-3.12, native arm64 on a Mac), and the
+# assistant with its test tools (and the menu-bar app on macOS). Safe to run again; it only
+# does what is missing.
 #   --browser   also a headless Chromium for the browser tests (scripts/test.sh passes it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 browser=0
 [[ "${1:-}" == "--browser" ]] && browser=1
+extras="dev"
 
 case "$(uname -s)" in
 Darwin)
-    if [[ "$(uname -m)" != "arm64" ]]; then
-        echo "error: MLX needs an Apple Silicon Mac (arm64); this is $(uname -m)" >&2
-        exit 1
-    fi
+    extras="dev,menubar"  # rumps: the menu-bar app
     ;;
 Linux)
     # PortAudio for sounddevice; PulseAudio virtual devices, espeak-ng and sox for the
@@ -34,14 +34,21 @@ Linux)
     ;;
 esac
 
-python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-    echo "error: Python 3.10 or newer is needed ($python is $("$python" --version 2>&1))" >&2
-    exit 1
+# A venv on a Python that does not fit (too new for the pinned wheels, x86_64 under Rosetta,
+# its base Python uninstalled) is rebuilt rather than reused.
+if [[ -e .venv ]] && ! why="$("$BASH" scripts/find_python.sh --check .venv/bin/python 2>&1)"; then
+    echo "Rebuilding .venv: ${why#*: }"
+    rm -rf .venv
 fi
-[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+if [[ ! -x .venv/bin/python ]]; then
+    # The first Python 3.10-3.12 that fits (PYTHON=... picks one), or one message saying what
+    # to install.
+    python="$("$BASH" scripts/find_python.sh)" || exit 1
+    echo "Creating .venv with $python ($("$python" --version 2>&1))"
+    "$python" -m venv .venv
+fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 if ((browser)) && [[ "$(uname -s)" == Darwin ]] && ! [[ -d "/Applications/Google Chrome.app" ]]; then
     .venv/bin/playwright install chromium
 fi

@@ -46,6 +46,14 @@ def isolated_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     return home / "hub"
 
 
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """A settings file of the test's own (none there): never the user's real one."""
+    path = tmp_path_factory.mktemp("settings") / "settings.json"
+    monkeypatch.setenv("ASSISTANT_SETTINGS", str(path))
+    return path
+
+
 # --- synthetic checkpoints (shared, session-scoped: treat their files as read-only) -----------
 
 

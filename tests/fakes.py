@@ -66,6 +66,9 @@ class FakeAudio:
         self._next += 1
         return frame
 
+    def discard_input(self) -> None:
+        pass
+
     def pending_frames(self) -> int:
         if self.period_s == 0 or self._start is None:
             return 0

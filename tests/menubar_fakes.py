@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ServiceNotRunningError, ServiceRefusedError
+from assistant.menubar.background import InlineCalls
 from assistant.menubar.launch_agent import LaunchAgent
 from assistant.menubar.menu import MenuController
 from assistant.menubar.service_process import ServiceLauncher
@@ -196,9 +197,15 @@ class Harness:
         self.client = client
         self.now = 0.0
         self.launcher = ServiceLauncher(self.connect, clock=lambda: self.now, timeout_s=30)
-        self.agent = LaunchAgent(home=home)
+        self.agent = LaunchAgent(home=home, app=None)
+        # Calls made at once, so each step of a test sees its effect (the threaded version is
+        # tested on its own in test_menubar_threads.py).
         self.controller = MenuController(
-            self.tk, connect=self.connect, launcher=self.launcher, agent=self.agent
+            self.tk,
+            connect=self.connect,
+            launcher=self.launcher,
+            agent=self.agent,
+            calls=InlineCalls(),
         )
         self.controller.launch()
 

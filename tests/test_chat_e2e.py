@@ -116,8 +116,10 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
     stages = stats["stages_ms"]
     delay = stages["delay"]
     print(f"\nmic-to-speaker delay {delay}; stages {stages}; audio {stats['audio']}")
-    work = sum(stages[k]["p50"] for k in ("encode", "step", "decode"))
-    assert delay["count"] > 0 and delay["p50"] < max(500, work + 80 + 200), (delay, work)
+    # A frame can wait one encode for the busy encoder, then goes through all three stages,
+    # the speaker's cushion (at most 80 ms) and the device's buffer.
+    work = sum(stages[k]["p50"] for k in ("encode", "step", "decode")) + stages["encode"]["p50"]
+    assert delay["count"] > 0 and delay["p50"] < max(500, work + 80 + 250), (delay, work)
     assert "answered of" in chat.output and "saved in" in chat.output
 
 

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from assistant.app_settings import load_settings
+from assistant.menubar.background import DRAIN_S
 from assistant.menubar.display import step_latency
-from assistant.menubar.launch_agent import LABEL
-from assistant.menubar.menu import LOST_AFTER, POLL_S
+from assistant.menubar.launch_agent import LABEL, LaunchAgent
+from assistant.menubar.menu import LOST_AFTER, NOT_AS_APP, POLL_S
 from assistant.menubar.prefs import Prefs, load_prefs, save_prefs
 from assistant.menubar.service_process import service_log
 from assistant.paths import data_dir, sessions_dir
@@ -61,7 +63,7 @@ def test_menu_structure_in_order(make_app: Callable[..., Harness]) -> None:
         "Quit Moshi Assistant",
     ]
     tk = app.tk
-    assert tk.timers == [(POLL_S, app.controller.tick)]
+    assert tk.timers == [(POLL_S, app.controller.tick), (DRAIN_S, app.controller.drain)]
     assert not tk.menu[0].enabled  # the state line is information only
     assert tk.find("Start conversation").enabled and not tk.find("Stop conversation").enabled
     assert [tk.find("Quantization", q).checked for q in ("q4", "q8", "bf16")] == [1, 0, 0]
@@ -202,6 +204,18 @@ def test_a_service_error_is_notified_once(make_app: Callable[..., Harness]) -> N
     client.state.update(state="error", error="the model does not fit in memory")
     app.tk.tick()
     assert len(app.tk.notifications) == 3
+
+
+def test_a_conversations_warning_is_notified_once(make_app: Callable[..., Harness]) -> None:
+    # The service has no terminal to print to: a silent microphone's hint (whom to allow in
+    # System Settings) comes to the user as a notification.
+    client = FakeClient(state="listening")
+    app = make_app(client)
+    hint = "the microphone gave only digital silence for 3.0 s; ... allow Moshi Assistant, ..."
+    client.state["warnings"] = [hint]
+    for _ in range(3):
+        app.tk.tick()
+    assert app.tk.notifications == [("Moshi Assistant", hint)]
 
 
 def test_callbacks_never_raise(make_app: Callable[..., Harness]) -> None:
@@ -431,11 +445,36 @@ def test_launch_at_login_writes_and_removes_the_agent(
     log = Path(agent["StandardOutPath"])
     assert log == Path(agent["StandardErrorPath"]) and log.parent.is_dir()
     assert log.is_relative_to(data_dir())
-    assert agent["EnvironmentVariables"]["ASSISTANT_HOME"] == os.environ["ASSISTANT_HOME"]
+    # launchd gives the agent no shell environment: the folders go to the settings file.
+    assert "EnvironmentVariables" not in agent
+    assert load_settings() == {
+        "ASSISTANT_HOME": os.environ["ASSISTANT_HOME"],
+        "HF_HOME": os.environ["HF_HOME"],
+    }
+    # Not run as the app: it starts Python, and says what that means for the microphone.
+    assert app.tk.notifications == [("Launch at login", NOT_AS_APP)]
+    assert "ask the microphone for Python" in NOT_AS_APP
     assert [p.name for p in plist.parent.iterdir()] == [plist.name]  # no temp file left
     item.click()
     assert not item.checked and not plist.exists()
     assert list(plist.parent.iterdir()) == []
+
+
+def test_launch_at_login_as_the_app_opens_the_app(tmp_path: Path) -> None:
+    bundle = tmp_path / "Applications" / "Moshi Assistant.app"
+    agent = LaunchAgent(home=tmp_path / "home", app=bundle)
+    agent.enable()
+    with agent.path.open("rb") as f:
+        program = plistlib.load(f)["ProgramArguments"]
+    # Through LaunchServices, as a click would: the app is the responsible process.
+    assert program == ["/usr/bin/open", "-a", str(bundle)]
+
+
+def test_the_agent_knows_the_app_from_its_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOSHI_ASSISTANT_APP", "/Applications/Moshi Assistant.app")
+    assert LaunchAgent().app == Path("/Applications/Moshi Assistant.app")
+    monkeypatch.delenv("MOSHI_ASSISTANT_APP")
+    assert LaunchAgent().app is None
 
 
 def test_launch_agent_checkmark_reflects_the_file(make_app: Callable[..., Harness]) -> None:

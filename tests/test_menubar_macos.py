@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from assistant.app_settings import APP_BUNDLE_ID, load_settings
 from assistant.errors import AssistantError, PlatformError
 from assistant.menubar import app as menubar_app
+from assistant.menubar.background import DRAIN_S, InlineCalls
 from assistant.menubar.launch_agent import LABEL, LaunchAgent
 from assistant.menubar.menu import POLL_S, MenuController
 from tests.menubar_fakes import FakeClient
@@ -81,18 +83,21 @@ def test_one_menu_bar_at_a_time() -> None:
         pass
 
 
-def test_build_app_bundle(tmp_path: Path) -> None:
+def test_build_app_bundle(tmp_path: Path, isolated_settings: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("ASSISTANT_HOME", "HF_HUB_CACHE")}
+    env["HF_HOME"] = str(tmp_path / "models")  # the shell's: the app must get it
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "build_app.sh"), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     contents = tmp_path / "Moshi Assistant.app" / "Contents"
     with (contents / "Info.plist").open("rb") as f:
         info = plistlib.load(f)
-    assert info["CFBundleIdentifier"] == "dev.moshi-assistant"
+    assert info["CFBundleIdentifier"] == APP_BUNDLE_ID == "dev.moshi-assistant"
     assert info["CFBundleName"] == "Moshi Assistant"
     assert info["CFBundlePackageType"] == "APPL"
     assert info["LSUIElement"] is True
@@ -100,11 +105,14 @@ def test_build_app_bundle(tmp_path: Path) -> None:
     assert info["LSMinimumSystemVersion"]
     launcher = contents / "MacOS" / info["CFBundleExecutable"]
     assert os.access(launcher, os.X_OK)
-    text = launcher.read_text()
-    assert text.startswith("#!/bin/bash\n")
-    assert f"python={REPO / '.venv' / 'bin' / 'python'}\n" in text
-    assert 'exec "$python" -m assistant menubar' in text
-    assert (contents / "Resources").is_dir()
+    # A native executable (Mach-O on a Mac, ELF here), not a script: see scripts/app_launcher.c.
+    magic = launcher.read_bytes()[:4]
+    assert magic in (b"\x7fELF", b"\xcf\xfa\xed\xfe"), magic
+    assert (contents / "Resources" / "launcher.conf").read_text() == (
+        f"python={REPO / '.venv' / 'bin' / 'python'}\narg=-m\narg=assistant\narg=menubar\n"
+    )
+    # The shell's folders are recorded for the app, which starts without them.
+    assert load_settings(isolated_settings) == {"HF_HOME": str(tmp_path / "models")}
     # The launcher really runs the menu bar: off macOS that is its one-line refusal.
     if sys.platform != "darwin":
         run = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=120)
@@ -173,12 +181,15 @@ def test_rumps_adapter_builds_the_menu(
 ) -> None:
     toolkit = fake_rumps.toolkit_module.RumpsToolkit("Moshi Assistant")
     client = FakeClient()
-    controller = MenuController(toolkit, connect=lambda: client, agent=LaunchAgent(home=tmp_path))
+    controller = MenuController(
+        toolkit, connect=lambda: client, agent=LaunchAgent(home=tmp_path), calls=InlineCalls()
+    )
     controller.launch()
     app = toolkit.app
     assert app.quit_button is None and app.title == "Moshi ○"
-    [timer] = toolkit._timers
+    timer, drain = toolkit._timers
     assert timer.started and timer.interval == POLL_S
+    assert drain.started and drain.interval == DRAIN_S
     titles = [None if e is None else e.title for e in app.menu]
     assert titles[:4] == ["Idle · moshiko q4", None, "Start conversation", "Stop conversation"]
     state, start, stop = app.menu[0], app.menu[2], app.menu[3]
@@ -199,3 +210,22 @@ def test_rumps_adapter_builds_the_menu(
     assert commands[0][-3:] == ["Moshi Assistant", "Could not switch to q8", "not downloaded"]
     app.menu[-1].callback(app.menu[-1])
     assert fake_rumps.posted == ["quit"]
+
+
+def test_as_the_app_notifications_take_its_identity(
+    fake_rumps: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python started by the app's launcher has no bundle of its own: its main bundle takes the
+    # app's identifier before rumps sets up the notification centre.
+    import types
+
+    info: dict[str, str] = {}
+    foundation = types.ModuleType("Foundation")
+    foundation.NSBundle = types.SimpleNamespace(  # type: ignore[attr-defined]
+        mainBundle=lambda: types.SimpleNamespace(infoDictionary=lambda: info)
+    )
+    monkeypatch.setitem(sys.modules, "Foundation", foundation)
+    fake_rumps.toolkit_module.RumpsToolkit("Moshi Assistant")
+    assert info == {}  # from a terminal: nothing to take
+    fake_rumps.toolkit_module.RumpsToolkit("Moshi Assistant", bundle_id=APP_BUNDLE_ID)
+    assert info == {"CFBundleIdentifier": "dev.moshi-assistant", "CFBundleName": "Moshi Assistant"}

@@ -6,6 +6,7 @@ is missing) and initialises PortAudio, which snapshots the devices that exist at
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -74,12 +75,25 @@ class DeviceInfo:
 
 
 def rescan_devices() -> None:
-    """Re-initialise PortAudio so it sees devices (or a sound server) that appeared since the
-    first import. Every open stream must be closed first."""
+    """Make PortAudio enumerate the audio devices again, and read the system defaults afresh.
+
+    PortAudio lists devices once, when it is initialised (at the first `import sounddevice`):
+    a device plugged in or removed later (AirPods connecting), or a new system default, stays
+    invisible to a long-running process until PortAudio is re-initialised. sounddevice 0.5 has
+    no public call for that; its `_terminate()` / `_initialize()` pair is it. PortAudio counts
+    initialisations and enumerates only when the count comes back from zero, so every one is
+    undone and redone. Terminating closes every open stream: call this only while none is open
+    (before a conversation opens its own)."""
+    fresh = "sounddevice" not in sys.modules
     sd = sounddevice()
+    if fresh:
+        return  # importing it just enumerated them
     try:
-        sd._terminate()
-        sd._initialize()
+        depth = int(getattr(sd, "_initialized", 1))
+        for _ in range(depth):
+            sd._terminate()
+        for _ in range(max(depth, 1)):
+            sd._initialize()
     except Exception as e:
         raise audio_error(e, "re-initialising PortAudio") from None
 
@@ -119,10 +133,13 @@ def _defaults(sd: ModuleType) -> tuple[int, int]:
     )
 
 
-def find_device(spec: str | int | None, kind: Kind) -> DeviceInfo:
+def find_device(
+    spec: str | int | None, kind: Kind, devices: list[DeviceInfo] | None = None
+) -> DeviceInfo:
     """The device to use for `kind`: None = system default, int (or digits) = index, other
-    strings = case-insensitive part of the name (an exact name wins over partial matches)."""
-    devices = list_devices()
+    strings = case-insensitive part of the name (an exact name wins over partial matches).
+    Chosen from `devices` when given, else from PortAudio's list."""
+    devices = list_devices() if devices is None else devices
     usable = [d for d in devices if d.has(kind)]
     if not usable:
         raise AudioError(f"no audio {kind} device found", hint="connect one, then retry")

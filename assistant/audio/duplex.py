@@ -226,6 +226,10 @@ class DuplexAudio:
             self._check()
         return frame
 
+    def discard_input(self) -> None:
+        """Forget the frames captured so far (heard before the conversation began)."""
+        self.capture.clear()
+
     def pending_frames(self) -> int:
         return len(self.capture)
 

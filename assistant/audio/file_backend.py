@@ -104,6 +104,9 @@ class FileAudio:
         self._counters.frames_captured += 1
         return CapturedFrame(self._frames[i], t_capture, i * FRAME_SAMPLES)
 
+    def discard_input(self) -> None:
+        """Nothing to forget: a file starts where the conversation starts."""
+
     def pending_frames(self) -> int:
         """Frames already due (real-time pace) but not read yet."""
         if not (self.realtime and self._started) or self.finished:

@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from .. import logs
+from ..app_settings import apply_settings
 from ..console import err_console
 from ..errors import AssistantError
 from . import signals
@@ -47,9 +48,21 @@ def _register() -> None:
         make_checkpoint,
         menubar,
         serve,
+        settings,
     )
 
-    modules = (checkpoints, make_checkpoint, chat, devices, latency, demo, bench, serve, menubar)
+    modules = (
+        checkpoints,
+        make_checkpoint,
+        chat,
+        devices,
+        latency,
+        demo,
+        bench,
+        serve,
+        menubar,
+        settings,
+    )
     for module in modules:
         module.register(app)
 
@@ -77,6 +90,10 @@ def main() -> None:
     command = _command(sys.argv[1:])
     code = 0
     try:
+        # Before anything imports huggingface_hub (it reads HF_HOME once): the folders a
+        # process without the user's shell (the app, its login item) takes from the settings
+        # file.
+        apply_settings()
         _register()
         if command in LOGGED_COMMANDS:
             logs.start(command)

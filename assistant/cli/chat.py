@@ -21,6 +21,7 @@ from ..conversation.loop import LoopEvents
 from ..dashboard.live import LiveDashboard
 from ..errors import UsageError
 from ..telemetry.model_card import format_bytes
+from ..voice.memory import memory_warning
 from ..voice.sampling import SamplingConfig
 from .options import (
     CheckpointTarget,
@@ -120,12 +121,21 @@ def converse(
     printed as plain text instead, and the summary at the end is the same either way.
     """
     runner = Chat(settings)
-    with console.status("Starting ...") as status:
-        runner.status = lambda message: status.update(message)
-        runner.prepare()
+    runner.open_audio_early()  # the devices open while the model loads
+    try:
+        with console.status("Starting ...") as status:
+            runner.status = lambda message: status.update(message)
+            runner.prepare()
+    except BaseException:
+        runner.close_early_audio()
+        raise
     card = runner.card
-    assert card is not None  # prepared
+    assert card is not None and runner.loaded is not None  # prepared
     console.print(f"Model {card.label}: {card.line()}", soft_wrap=True)
+    report = runner.loaded.report
+    tight = memory_warning(runner.loaded.memory, report.files.label, report.model.quant_label)
+    if tight:
+        err_console.print(f"[yellow]warning:[/] {tight}", soft_wrap=True)
     if intro:
         console.print(intro)
     live = None

@@ -12,9 +12,9 @@ from ..checkpoint import hub
 from ..checkpoint.catalogue import Preset, find_preset, preset
 from ..checkpoint.resolve import CheckpointFiles, resolve
 from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
-from ..console import console
+from ..console import console, err_console
 from ..errors import MissingFilesError
-from ..voice.memory import GiB, estimate, machine_memory
+from ..voice.memory import GiB, estimate, memory_warning
 
 if TYPE_CHECKING:
     from ..voice.loader import LoadedModel
@@ -122,6 +122,9 @@ def load(
         f"{m.bits_per_weight:.2f} bits/weight) in {loaded.load_seconds:.2f} s; "
         f"MLX memory active {mem['active'] / GiB:.2f} GiB, peak {mem['peak'] / GiB:.2f} GiB"
     )
+    tight = memory_warning(loaded.memory, files.label, m.quant_label)
+    if tight:  # (the loader logs it; a command line says it)
+        err_console.print(f"[yellow]warning:[/] {tight}", soft_wrap=True)
     if steps > 0:
         _time_steps(loaded, steps)
 
@@ -202,12 +205,15 @@ def render_report(report: CheckpointReport) -> None:
     else:
         table.add_row("text tokenizer", "[yellow]not found[/] (text output shows token ids)")
     est = _memory(report)
-    verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+    colour = "red" if not est.fits else "yellow" if est.tight else "green"
+    machine = est.machine
     table.add_row(
         "memory needed",
-        f"~{est.total / GiB:.1f} GiB (weights {est.weights / GiB:.1f}, KV cache "
-        f"{est.kv_cache / GiB:.2f}, codec {est.codec / GiB:.2f}); this machine has "
-        f"{est.machine / GiB:.1f} GiB: {verdict}",
+        f"~{est.on_gpu / GiB:.1f} GiB for the model (weights {est.weights / GiB:.1f}, KV cache "
+        f"{est.kv_cache / GiB:.2f}, margin {est.margin / GiB:.2f}) against "
+        f"{machine.gpu_label} of {machine.gpu_budget / GiB:.1f} GiB; ~{est.total / GiB:.1f} GiB "
+        f"in all with {est.codec_instances} codec instances ({est.codec / GiB:.2f}) against "
+        f"{machine.ram / GiB:.1f} GiB RAM: [{colour}]{est.verdict}[/]",
     )
     console.print(table)
     problems = report.problems
@@ -227,7 +233,7 @@ def _dtypes(counts: dict[str, int]) -> str:
 
 def _memory(report: CheckpointReport) -> MemoryEstimate:
     codec = report.codec.file_size if report.codec else 0
-    return estimate(report.model.config, report.model.file_size, codec, machine_memory())
+    return estimate(report.model.config, report.model.file_size, codec)
 
 
 def _remote_report(p: Preset) -> CheckpointReport:

@@ -8,15 +8,20 @@ codec error), the session folder is closed with everything recorded up to that m
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio.aec import EchoCanceller
+from ..audio.device_watch import InUse, explain_loss
+from ..audio.devices import rescan_devices
 from ..audio.duplex import DuplexAudio
 from ..audio.file_backend import FileAudio
 from ..audio.interface import AudioIO
@@ -120,6 +125,7 @@ class Chat:
         self._codebooks = 0
         self._loop: ConversationLoop | None = None
         self._stop_requested = False
+        self._early_audio: Future[DuplexAudio] | None = None
 
     @property
     def files_mode(self) -> bool:
@@ -204,6 +210,35 @@ class Chat:
         if loop is not None:
             loop.muted = muted
 
+    def open_audio_early(self) -> None:
+        """Start opening the devices now, on a thread, so that it overlaps loading the model
+        (PulseAudio takes up to a second to get streams flowing); `run()` picks them up.
+        Call `close_early_audio()` if the conversation does not happen after all."""
+        if self.files_mode or self._early_audio is not None:
+            return
+
+        def open_devices() -> DuplexAudio:
+            return self._devices().start()
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-audio")
+        self._early_audio = pool.submit(open_devices)
+        pool.shutdown(wait=False)
+
+    def close_early_audio(self) -> None:
+        early, self._early_audio = self._early_audio, None
+        if early is None:
+            return
+        with contextlib.suppress(Exception):  # its error, if any, no longer matters
+            early.result().stop()
+
+    def _devices(self) -> DuplexAudio:
+        """The devices, as they are now: no stream is open between conversations, so it is
+        the moment to see devices that came or went and the system default as it is now
+        (PortAudio lists them only once)."""
+        s = self.settings
+        rescan_devices()
+        return DuplexAudio(s.input_device, s.output_device, profile=s.latency_profile)
+
     def run(self, on_ready: Callable[[], None] | None = None) -> ChatOutcome:
         """Open the audio, then converse; `on_ready` is called once audio is flowing."""
         if self.loaded is None:
@@ -216,13 +251,17 @@ class Chat:
         assert self.loaded is not None and self.engine is not None and self.codec is not None
         s, codec = self.settings, self.codec
         audio: AudioIO
+        early, self._early_audio = self._early_audio, None
         if self.files_mode:
             assert s.input_file is not None
             audio = FileAudio(s.input_file, s.output_file, realtime=s.realtime_files)
+        elif early is not None:
+            audio = early.result()  # opened while the model loaded (or its error, now)
+            audio.discard_input()  # what it heard meanwhile is not part of the conversation
         else:
-            audio = DuplexAudio(s.input_device, s.output_device, profile=s.latency_profile)
+            audio = self._devices()
         echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
-        silence = None if self.files_mode else SilenceDetector().feed
+        silence = None if self.files_mode else partial(self._check_silence, SilenceDetector())
         t0 = time.monotonic()
         self.metrics = MetricsCollector(
             MetricSources(
@@ -232,7 +271,8 @@ class Chat:
                 model_memory=_model_memory,
             )
         )
-        audio.start()
+        if early is None:
+            audio.start()
         session_dir = new_session_dir(s.session_kind)
         if on_ready is not None:
             on_ready()
@@ -273,9 +313,15 @@ class Chat:
             self.codec = None
             self._loop = None
             self._stop_requested = False
+        if outcome.error is not None and isinstance(audio, DuplexAudio):
+            # The streams are closed: say which device disappeared, if one did.
+            outcome.error = explain_loss(outcome.error, devices_in_use(audio, s))
         outcome.summary = self._summary(loop, codec)
         outcome.recording_error = session.error
         return outcome
+
+    def _check_silence(self, detector: SilenceDetector, mic: np.ndarray) -> str | None:
+        return detector.feed(mic, muted=self.muted)  # muted silence is on purpose
 
     def _summary(self, loop: ConversationLoop, codec: StreamingCodec) -> SessionSummary:
         return loop.summary(model=self.card, codec=asdict(codec.stats))
@@ -285,3 +331,13 @@ def _model_memory() -> dict[str, int]:
     from ..voice.memory import memory_snapshot
 
     return memory_snapshot()
+
+
+def devices_in_use(audio: DuplexAudio, settings: ChatSettings) -> list[InUse]:
+    """The devices a conversation opened, and how they were asked for."""
+    used = []
+    if audio.input_device is not None:
+        used.append(InUse("input", audio.input_device, settings.input_device))
+    if audio.output_device is not None:
+        used.append(InUse("output", audio.output_device, settings.output_device))
+    return used

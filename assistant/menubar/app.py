@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from typing import IO
 
+from ..app_settings import APP_BUNDLE_ID, app_bundle
 from ..errors import AssistantError, PlatformError
 from ..paths import data_dir
+from .launch_agent import menubar_log
 
 NOT_MACOS = (
     "the menu bar app is macOS-only; on Linux run `assistant serve` and open the dashboard "
@@ -48,7 +51,23 @@ def run_menubar() -> None:
     from .menu import APP_NAME, MenuController
     from .rumps_toolkit import RumpsToolkit
 
+    bundled = app_bundle() is not None
+    if bundled:
+        log_to_file()
     with single_instance():
-        toolkit = RumpsToolkit(APP_NAME)
+        # As the app, notifications carry its identity; from a terminal there is none to take.
+        toolkit = RumpsToolkit(APP_NAME, bundle_id=APP_BUNDLE_ID if bundled else None)
         MenuController(toolkit).launch()
         toolkit.run()
+
+
+def log_to_file() -> None:
+    """Opened from Finder or at login, the app's output goes nowhere: append it to the log."""
+    if sys.stderr is not None and sys.stderr.isatty():
+        return
+    path = menubar_log()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream in (1, 2):
+        os.dup2(fd, stream)
+    os.close(fd)

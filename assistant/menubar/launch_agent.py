@@ -1,6 +1,12 @@
-"""Launch at login: a per-user LaunchAgent that runs `assistant menubar` when the user logs in.
+"""Launch at login: a per-user LaunchAgent that starts the menu bar when the user logs in.
 
     ~/Library/LaunchAgents/dev.moshi-assistant.menubar.plist
+
+Run as the app ("Moshi Assistant.app"), the agent opens the app (`open -a`), so the menu bar
+comes up exactly as when the user opens it, and macOS attributes the microphone to the app.
+Run from a terminal, it can only start this Python (`python -m assistant menubar`), which macOS
+then asks the microphone for. Either way the agent starts without the user's shell
+environment: the folders come from the settings file (app_settings), which enabling updates.
 
 Written with plistlib, atomically (launchd never reads half a file); removed cleanly. The home
 folder is a parameter so tests write into a temp folder.
@@ -18,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..app_settings import app_bundle, from_environment, save_settings
 from ..paths import data_dir
 
 LABEL = "dev.moshi-assistant.menubar"
-# Carried into the agent: launchd starts it without the user's shell environment.
-PASSED_ENV = ("ASSISTANT_HOME", "HF_HOME", "HF_HUB_CACHE")
+OPEN = "/usr/bin/open"
 
 
 def menubar_log() -> Path:
@@ -33,6 +39,7 @@ def menubar_log() -> Path:
 class LaunchAgent:
     home: Path = field(default_factory=Path.home)
     label: str = LABEL
+    app: Path | None = field(default_factory=app_bundle)  # the app this runs as, if any
 
     @property
     def path(self) -> Path:
@@ -41,25 +48,31 @@ class LaunchAgent:
     def is_enabled(self) -> bool:
         return self.path.is_file()
 
+    @property
+    def program(self) -> list[str]:
+        if self.app is not None:
+            return [OPEN, "-a", str(self.app)]
+        return [sys.executable, "-m", "assistant", "menubar"]
+
     def definition(self) -> dict[str, Any]:
-        """The plist's content: run this Python's `assistant menubar` once at login."""
+        """The plist's content: open the app (or run this Python's menu bar) once at login."""
         log = str(menubar_log())
-        agent: dict[str, Any] = {
+        return {
             "Label": self.label,
-            "ProgramArguments": [sys.executable, "-m", "assistant", "menubar"],
+            "ProgramArguments": self.program,
             "RunAtLoad": True,
             "KeepAlive": False,  # Quit means quit: launchd must not bring it back
             "ProcessType": "Interactive",  # a UI app: no background throttling
             "StandardOutPath": log,
             "StandardErrorPath": log,
         }
-        env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
-        if env:
-            agent["EnvironmentVariables"] = env
-        return agent
 
     def enable(self) -> Path:
-        """Write the plist (replacing any older one); the app starts at the next login."""
+        """Write the plist (replacing any older one); the app starts at the next login. The
+        folders this process was given (its environment) are recorded for it."""
+        env = from_environment()
+        if env:
+            save_settings(env)
         menubar_log().parent.mkdir(parents=True, exist_ok=True)  # launchd won't make folders
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.partial")

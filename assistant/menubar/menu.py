@@ -1,8 +1,10 @@
 """The menu: its items, their actions, and a poll of the service every second.
 
 Built through the Toolkit interface (rumps on a Mac, a recording stand-in in the tests). The
-service owns all state; the menu shows what `live()` last said and sends requests. Every
-callback is guarded: a failure becomes a notification, never an exception in the UI loop.
+service owns all state; the menu shows what `live()` last said and sends requests. No call to
+the service is made on the UI thread: each goes through `calls` (background.py) and its result
+is applied on the UI thread when it comes back. Every callback is guarded: a failure becomes a
+notification, never an exception in the UI loop.
 
     Listening · step 52 ms           (disabled: the state line)
     ─────
@@ -27,11 +29,12 @@ import sys
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..checkpoint.catalogue import QUANTS, VOICES
 from ..errors import AssistantError, ServiceError, ServiceNotRunningError
 from ..paths import sessions_dir
+from .background import DRAIN_S, BackgroundCalls, Calls, Result
 from .display import View, state_line, title, view_of
 from .launch_agent import LaunchAgent
 from .prefs import Prefs, load_prefs, save_prefs
@@ -46,6 +49,12 @@ POLL_S = 1.0
 # service busy loading a model) is not worth a "stopped" notification.
 LOST_AFTER = 3
 HIDDEN_UNLESS_CHOSEN = ("bf16",)  # 15 GB and rarely wanted: shown only while it is the choice
+NOT_AS_APP = (
+    "At login this starts Python, not the app, so macOS will ask the microphone for Python. "
+    "Build the app (scripts/build_app.sh), open it and turn this on there instead."
+)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,11 +85,14 @@ class MenuController:
         connect: Callable[[], Client] = _default_connect,
         launcher: ServiceLauncher | None = None,
         agent: LaunchAgent | None = None,
+        calls: Calls | None = None,
     ) -> None:
         self.toolkit = toolkit
         self._connect = connect
         self.launcher = launcher or ServiceLauncher(connect)
         self.agent = agent or LaunchAgent()
+        self.calls: Calls = calls if calls is not None else BackgroundCalls()
+        self._polling = False  # a poll of the service is on its way
         self.prefs = load_prefs()
         self.client: Client | None = None
         self.owned = False  # the service answering is the one this app started
@@ -88,6 +100,7 @@ class MenuController:
         self.metrics: dict[str, Any] | None = None
         self.start_pending = False  # Start clicked before the service or model was ready
         self._seen_error: str | None = None  # the service error already notified
+        self._seen_warnings: list[str] = []  # the conversation's warnings already notified
         self._tick_failure: str | None = None  # the poll failure already notified
         self._unanswered = 0  # polls in a row the service did not answer
         self.items = self._build()
@@ -137,7 +150,10 @@ class MenuController:
     def launch(self) -> None:
         """Attach to a running service or start one, then poll it every second."""
         self.toolkit.every(POLL_S, self.tick)
-        self._guarded("The assistant service did not start", self._attach_or_spawn)()
+        self.toolkit.every(DRAIN_S, self.drain)
+        self._polling = True
+        self.calls.submit(self._find, lambda r: self._polled(r, self._attach_or_spawn))
+        self._render_safely()
 
     # --- what is shown --------------------------------------------------------------------------
     def view(self) -> View:
@@ -170,55 +186,106 @@ class MenuController:
         items.login.set_checked(self.agent.is_enabled())
 
     # --- the poll -------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """On the UI thread: apply the results of calls that came back."""
+        if self.calls.drain():
+            self._render_safely()
+
     def tick(self) -> None:
-        """Once a second: find or follow the service, then redraw."""
+        """Once a second: find or follow the service (off the UI thread), then redraw."""
         try:
-            self._poll()
-            self._tick_failure = None
-        except Exception as e:  # the timer must keep running; say so once, not every second
-            message = _describe(e)
-            if message != self._tick_failure:
-                log.error("the menu bar could not update", exc_info=e)
-            if message != self._tick_failure:
-                self._notify("The menu bar could not update", message)
-            self._tick_failure = message
+            if not self._polling:
+                self._poll()
+        except Exception as e:
+            self._tick_failed(e)
         self._render_safely()
 
     def _poll(self) -> None:
-        if self.client is None:
-            self._find_service()
-        if self.client is None:
-            return
+        self._polling = True
+        if self.client is not None:
+            client = self.client
+            self.calls.submit(client.live, lambda r: self._polled(r, self._live, client))
+        elif self.launcher.waiting:
+            self.calls.submit(self._poll_started, lambda r: self._polled(r, self._started))
+        else:  # one started elsewhere (`assistant serve` in a terminal) is picked up too
+            self.calls.submit(self._find, lambda r: self._polled(r, self._found))
+
+    def _polled(self, result: Result[T], apply: Callable[[T], None], client: Any = None) -> None:
+        self._polling = False
+        if client is not None and client is not self.client:
+            return  # an answer from a service this menu has since let go
+        found = self.client is None
         try:
-            live = self.client.live()
+            if result.error is not None:
+                raise result.error
+            apply(result.value)  # type: ignore[arg-type]
+            self._tick_failure = None
+            if found and self.client is not None:
+                self._poll()  # just attached: its live figures now, not a second later
         except ServiceNotRunningError:
-            self._unanswered += 1
-            if self._unanswered >= LOST_AFTER:
-                self._service_lost()
-            return
+            if self.client is not None:
+                self._unanswered += 1
+                if self._unanswered >= LOST_AFTER:
+                    self._service_lost()
+        except Exception as e:  # the timer must keep running; say so once, not every second
+            self._tick_failed(e)
+
+    def _tick_failed(self, e: BaseException) -> None:
+        message = _describe(e)
+        if message != self._tick_failure:
+            log.error("the menu bar could not update", exc_info=e)
+            self._notify("The menu bar could not update", message)
+        self._tick_failure = message
+
+    def _live(self, live: dict[str, Any]) -> None:
         self._unanswered = 0
         self.metrics = live.get("metrics")
         self._take(live["status"])
         if self.start_pending:
             self._start_when_ready()
 
-    def _find_service(self) -> None:
-        if self.launcher.waiting:
-            try:
-                client = self.launcher.poll()
-            except ServiceError as e:
-                self.start_pending = False
-                self._notify("The assistant service did not start", str(e))
-                return
-            if client is not None:
-                self._attach(client)
-            return
-        try:  # one started elsewhere (`assistant serve` in a terminal) is picked up too
+    def _poll_started(self) -> Client | ServiceError | None:
+        """(Worker thread.) The started service's client once it answers, or why it failed."""
+        try:
+            return self.launcher.poll()
+        except ServiceError as e:
+            return e
+
+    def _started(self, outcome: Client | ServiceError | None) -> None:
+        if isinstance(outcome, ServiceError):
+            self._did_not_start(outcome)
+        elif outcome is not None:
+            self._attach(outcome)
+
+    def _attach_or_spawn(self, found: tuple[Client, dict[str, Any]] | None) -> None:
+        if found is None:
+            self._spawn()
+        elif self.client is None:
+            self._attach(*found)
+
+    def _found(self, found: tuple[Client, dict[str, Any]] | None) -> None:
+        if found is not None and self.client is None:
+            self._attach(*found)
+        elif found is None and self.start_pending and not self.launcher.waiting:
+            self._spawn()  # Start was clicked while this look was out
+
+    def _spawn(self) -> None:
+        try:
+            self.launcher.spawn(self.prefs)
+        except ServiceError as e:
+            self._did_not_start(e)
+
+    def _did_not_start(self, e: ServiceError) -> None:
+        self.start_pending = False
+        self._notify("The assistant service did not start", str(e))
+
+    def _find(self) -> tuple[Client, dict[str, Any]] | None:
+        """(Worker thread.) The running service and its status, or None."""
+        try:
             client = self._connect()
-            status = client.status()
+            return client, client.status()
         except ServiceNotRunningError:
-            return
-        self._attach(client, status)
+            return None
 
     def _start_when_ready(self) -> None:
         state = (self.status or {}).get("state")
@@ -226,25 +293,26 @@ class MenuController:
             return
         self.start_pending = False
         if state == "idle" and self.client is not None:
-            self._take(self.client.start())
+            self._call("Could not start", self.client.start, self._take)
         # error: the failure was notified; listening or speaking: nothing left to do
 
     # --- actions --------------------------------------------------------------------------------
     def start(self) -> None:
         if self.client is None:
-            if not self.launcher.waiting:
+            # Not while a look for a running service is out: its answer decides (_found).
+            if not self.launcher.waiting and not self._polling:
                 self.launcher.spawn(self.prefs)
             self.start_pending = True
         elif (self.status or {}).get("state") == "loading":
             self.start_pending = True
         else:
             self.start_pending = False
-            self._take(self.client.start())
+            self._call("Could not start", self.client.start, self._take)
 
     def stop(self) -> None:
         self.start_pending = False
         if self.client is not None:
-            self._take(self.client.stop())
+            self._call("Could not stop", self.client.stop, self._take)
 
     def choose(self, voice: str | None = None, quant: str | None = None) -> None:
         """Switch the service's voice or quantization (offline: the next start's)."""
@@ -258,16 +326,23 @@ class MenuController:
             now.get("quant"),
         ):
             return  # already the choice: no reload
-        status = self.client.switch(voice=voice, quant=quant)  # refused: raises, nothing changes
-        self._take(status)
-        self.prefs = Prefs(
-            status.get("voice") or self.prefs.voice, status.get("quant") or self.prefs.quant
-        )
-        save_prefs(self.prefs)
+        client = self.client
+
+        def switched(status: dict[str, Any]) -> None:
+            self._take(status)
+            self.prefs = Prefs(
+                status.get("voice") or self.prefs.voice, status.get("quant") or self.prefs.quant
+            )
+            save_prefs(self.prefs)
+
+        # Refused: the call raises, it is notified, nothing changes.
+        what = f"Could not switch to {quant or voice}"
+        self._call(what, lambda: client.switch(voice=voice, quant=quant), switched)
 
     def toggle_mute(self) -> None:
         if self.client is not None:
-            self._take(self.client.mute(not (self.status or {}).get("muted", False)))
+            client, muted = self.client, not (self.status or {}).get("muted", False)
+            self._call("Could not mute", lambda: client.mute(muted), self._take)
 
     def open_dashboard(self) -> None:
         if self.client is None:
@@ -288,35 +363,35 @@ class MenuController:
             self.agent.disable()
         else:
             self.agent.enable()
+            if self.agent.app is None:
+                self._notify("Launch at login", NOT_AS_APP)
 
     def quit(self) -> None:
-        """Quit the app; the service too if this app started it (one started elsewhere stays)."""
+        """Quit the app; the service too if this app started it (one started elsewhere stays).
+        The service's answer is awaited off the UI thread (at most the client's timeout)."""
         try:
             if self.client is not None and self.owned:
-                try:
-                    self.client.quit()
-                except AssistantError:
-                    self.launcher.terminate()  # not answering: stop the process itself
-            elif self.client is None:
+                self.calls.submit(self.client.quit, self._quit_answered)
+                return
+            if self.client is None:
                 self.launcher.terminate()  # still starting: don't leave it behind
         except Exception as e:  # quitting must not fail: report and go on
             log.error("while quitting", exc_info=e)
             print(f"{APP_NAME}: while quitting: {_describe(e)}", file=sys.stderr)
+        self.toolkit.quit()
+
+    def _quit_answered(self, result: Result[dict[str, Any]]) -> None:
+        try:
+            if isinstance(result.error, AssistantError):
+                self.launcher.terminate()  # not answering: stop the process itself
+            elif result.error is not None:
+                print(f"{APP_NAME}: while quitting: {_describe(result.error)}", file=sys.stderr)
         finally:
             self.toolkit.quit()
 
     # --- internals ------------------------------------------------------------------------------
     def _chooser(self, *, voice: str | None = None, quant: str | None = None) -> Callback:
         return lambda: self.choose(voice=voice, quant=quant)
-
-    def _attach_or_spawn(self) -> None:
-        try:
-            client = self._connect()
-            status = client.status()
-        except ServiceNotRunningError:
-            self.launcher.spawn(self.prefs)
-            return
-        self._attach(client, status)
 
     def _attach(self, client: Client, status: dict[str, Any] | None = None) -> None:
         self.client = client
@@ -325,12 +400,17 @@ class MenuController:
             self._take(status)
 
     def _take(self, status: dict[str, Any]) -> None:
-        """Keep the service's latest status; a new error message is notified once."""
+        """Keep the service's latest status; a new error or warning is notified once."""
         self.status = status
         error = status.get("error")
         if error and error != self._seen_error:
             self._notify("Moshi Assistant error", error)
         self._seen_error = error
+        warnings = status.get("warnings") or []
+        for warning in warnings:
+            if warning not in self._seen_warnings:
+                self._notify(APP_NAME, warning)  # e.g. a silent microphone: whom to allow
+        self._seen_warnings = list(warnings)
 
     def _service_lost(self) -> None:
         where = f" Its log: {service_log()}" if self._forget_service() else ""
@@ -349,15 +429,34 @@ class MenuController:
         def run() -> None:
             try:
                 action()
-            except ServiceNotRunningError as e:
-                self._forget_service()
-                self._notify(what, str(e))
             except Exception as e:  # never into the UI loop
-                log.error("%s", what, exc_info=e)
-                self._notify(what, _describe(e))
+                self._failed(what, e)
             self._render_safely()
 
         return run
+
+    def _call(self, what: str, call: Callable[[], T], then: Callable[[T], None]) -> None:
+        """Make `call` off the UI thread; `then` gets its value on the UI thread, a failure
+        becomes a notification titled `what`."""
+
+        def done(result: Result[T]) -> None:
+            try:
+                if result.error is not None:
+                    raise result.error
+                then(result.value)  # type: ignore[arg-type]
+            except Exception as e:
+                self._failed(what, e)
+            self._render_safely()
+
+        self.calls.submit(call, done)
+
+    def _failed(self, what: str, e: BaseException) -> None:
+        log.error("%s", what, exc_info=e)
+        if isinstance(e, ServiceNotRunningError):
+            self._forget_service()
+            self._notify(what, str(e))
+        else:
+            self._notify(what, _describe(e))
 
     def _notify(self, title: str, message: str) -> None:
         try:

@@ -15,6 +15,21 @@ import rumps
 from .toolkit import Callback
 
 
+def adopt_identity(name: str, bundle_id: str) -> None:
+    """Run by the app's launcher, this Python is a child without a bundle of its own: give its
+    main bundle the app's identifier and name, before rumps sets up the notification centre, so
+    notifications come from "Moshi Assistant" (the identifier LaunchServices knows from the app)
+    rather than from Python or, through AppleScript, Script Editor."""
+    try:
+        from Foundation import NSBundle
+    except ImportError:
+        return
+    info = NSBundle.mainBundle().infoDictionary()
+    if info is not None:
+        info["CFBundleIdentifier"] = bundle_id
+        info["CFBundleName"] = name
+
+
 class RumpsItem:
     def __init__(self, title: str, callback: Callback | None = None) -> None:
         self._callback = callback
@@ -40,8 +55,10 @@ class RumpsItem:
 
 
 class RumpsToolkit:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, bundle_id: str | None = None) -> None:
         self.name = name
+        if bundle_id is not None:
+            adopt_identity(name, bundle_id)
         self.app = rumps.App(name, title=name, quit_button=None)  # the menu has its own Quit
         self._timers: list[rumps.Timer] = []  # rumps keeps timers weakly
 

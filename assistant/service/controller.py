@@ -28,6 +28,7 @@ from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
+MAX_WARNINGS = 5  # the latest ones; each is said once
 
 
 class State(str, Enum):
@@ -70,6 +71,9 @@ class Controller:
         self._want_restart = False
         self._cancelled = False
         self.error: str | None = None
+        # What the conversation warned about (a silent microphone and whom to allow, a device
+        # that moved): the menu bar and the dashboard show what the terminal would have.
+        self.warnings: list[str] = []
         self.session: Path | None = None
         self.conversations = 0
         self.transcript = Transcript()
@@ -122,11 +126,11 @@ class Controller:
             was_talking = self._talking
             self.choice = choice
             self._want_restart = was_talking
-            old = self._chat
-            if old is not None and was_talking:
-                old.stop()  # the conversation thread sees the new choice and reloads
-            if not was_talking:
-                self._unload()
+            if was_talking:
+                if self._chat is not None:
+                    self._chat.stop()  # the conversation thread sees the new choice and reloads
+            else:
+                self._unload()  # no local may keep the old model alive past this
                 self.error = None
                 self._spawn(self._load_only)
 
@@ -176,6 +180,7 @@ class Controller:
                 "muted": self._muted,
                 "model": asdict(card) if card else None,
                 "error": self.error,
+                "warnings": list(self.warnings),
                 "session": str(self.session) if self.session else None,
                 "conversations": self.conversations,
                 "max_delay_ms": self.base.max_delay_ms,
@@ -221,15 +226,26 @@ class Controller:
             self._fail(e)
 
     def _converse(self) -> None:
-        while True:
+        while self._talk_once():
+            # A switch stopped that conversation. Its frame, which held the last references to
+            # the old model (the chat, its outcome), is gone: dropping the model now frees it
+            # before the new one loads.
+            self._unload()
+
+    def _talk_once(self) -> bool:
+        """One conversation (loading the model first if needed). True when a switch asks to go
+        on with the new model; `_talking` then stays set so no other start slips in between."""
+        restart = False
+        try:
             try:
                 chat = self._ensure_loaded()
-                chat.events = LoopEvents(on_text=self._on_text)
+                chat.events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
                 with self._lock:
                     if self._cancelled:
-                        return
+                        return False
                     self._talking = True
                     self.transcript = Transcript()
+                    self.warnings = []
                     self.conversations += 1
                 outcome = chat.run(on_ready=None)
                 self.session = outcome.session
@@ -237,20 +253,25 @@ class Controller:
                     self._fail(outcome.error)
             except Exception as e:  # a model or device failure: reported, not fatal
                 self._fail(e)
-            finally:
-                with self._lock:
-                    self._talking = False
             with self._lock:
-                if not self._want_restart or self.error:
-                    return
-                # A switch stopped this conversation: free the old model, go on with the new.
+                restart = self._want_restart and not self.error
                 self._want_restart = False
-                self._unload()
+        finally:
+            with self._lock:
+                self._talking = restart
+        return restart
 
     def _unload(self) -> None:
-        """Drop the model before loading another: two at once may not fit (q4 + q8 = 13 GB)."""
-        self._chat = None
+        """Drop the model before loading another: two at once may not fit (q4 + q8 = 13 GB).
+        Frees it only if nothing else refers to it: callers hold no reference of their own."""
+        with self._lock:
+            self._chat = None
         release_freed_memory()
+
+    def _on_warning(self, message: str) -> None:
+        with self._lock:
+            if message not in self.warnings:
+                self.warnings = [*self.warnings[-(MAX_WARNINGS - 1) :], message]
 
     def _on_text(self, seconds: float, piece: str) -> None:
         self._last_text = time.monotonic()

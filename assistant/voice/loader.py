@@ -10,6 +10,7 @@ or infinity (the model would repeat one token forever) and a model of zeros.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,12 +37,21 @@ from ..checkpoint.values import (
 )
 from ..errors import CheckpointError, CodecError
 from ..files import require_regular
-from .memory import DEFAULT_CACHE_LIMIT, MemoryEstimate, estimate, require_fit, set_cache_limit
+from .memory import (
+    DEFAULT_CACHE_LIMIT,
+    MemoryEstimate,
+    estimate,
+    memory_warning,
+    require_fit,
+    set_cache_limit,
+)
 from .model import build_model
 
 if TYPE_CHECKING:
     import sentencepiece
     from moshi_mlx.models import Lm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,6 +86,9 @@ def prepare(
     est = estimate(report.model.config, report.model.file_size, codec)
     if check_memory:
         require_fit(est, report.files.label, report.model.quant_label)
+    warning = memory_warning(est, report.files.label, report.model.quant_label)
+    if warning:
+        log.warning(warning)
     return report, est
 
 

@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# The Mac acceptance run: everything a user does, from a fresh clone, with one Markdown report
+# of every figure and every failure to attach to a bug report.
+#
+#   bash scripts/mac_acceptance.sh                  # on an Apple Silicon Mac, ~20-40 min
+#   bash scripts/mac_acceptance.sh --dry-run        # anywhere: print the plan, run nothing
+#
+# Steps: the machine; a fresh clone of this checkout; scripts/setup.sh; `assistant demo`; the
+# memory verdicts; download moshiko q4; 30 s of conversation through the default devices (talk
+# to it); `assistant latency`; `assistant bench` (q4 vs q8 when q8 fits, else q4); the service
+# (serve, ctl start/stop/quit); the menu bar; the app (build, signature, open it: its launcher
+# must run Python as a child; allow the microphone when macOS asks for "Moshi Assistant").
+# A failed step is reported with its output's tail; the steps that need it are skipped.
+#
+#   --workdir DIR   where the clone, logs and report go (default: a new folder in /tmp)
+#   --report FILE   the report (default: WORKDIR/report.md)
+#   --source PATH   what to clone (default: this checkout; a URL works too)
+#   --q8 auto|yes|no  bench q8 too: when it fits (auto), always, never
+#   --chat-seconds N  how long to talk (default 30)
+#   --dry-run       plan only: each step's command, nothing run
+#   --fail STEP     with --dry-run: pretend STEP fails (to check the report; the tests use it)
+#
+# Written for the bash 3.2 that macOS ships (no associative arrays, no `timeout` command).
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+workdir=""
+report=""
+source="$here"
+q8="auto"
+chat_seconds=30
+dry=0
+fail_step=""
+
+while (($#)); do
+    case "$1" in
+    --workdir) workdir="${2:?--workdir needs a folder}"; shift 2 ;;
+    --report) report="${2:?--report needs a file}"; shift 2 ;;
+    --source) source="${2:?--source needs a path or URL}"; shift 2 ;;
+    --q8) q8="${2:?--q8 needs auto, yes or no}"; shift 2 ;;
+    --chat-seconds) chat_seconds="${2:?--chat-seconds needs a number}"; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    --fail) fail_step="${2:?--fail needs a step name}"; shift 2 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$q8" in auto | yes | no) ;; *) echo "error: --q8 takes auto, yes or no" >&2; exit 2 ;; esac
+if [[ -n "$fail_step" ]] && ((!dry)); then
+    echo "error: --fail only goes with --dry-run" >&2
+    exit 2
+fi
+if ((!dry)); then
+    if [[ "$(uname -s)" != Darwin ]]; then
+        echo "error: this is the Mac acceptance run; elsewhere use --dry-run" >&2
+        exit 2
+    fi
+fi
+
+[[ -n "$workdir" ]] || workdir="$(mktemp -d "${TMPDIR:-/tmp}/moshi-acceptance.XXXXXX")"
+mkdir -p "$workdir/logs"
+workdir="$(cd "$workdir" && pwd)"
+[[ -n "$report" ]] || report="$workdir/report.md"
+clone="$workdir/moshi-assistant"
+assistant="$clone/.venv/bin/assistant"
+python="$clone/.venv/bin/python"
+# The user's own data folder and model cache, as the app uses them (the app cannot be handed
+# another one): sessions of this run land among theirs, downloads are reused.
+
+# --- the step machinery ---------------------------------------------------------------------
+names=()     # step names, in order
+results=()   # passed | FAILED (exit N) | skipped (needs X) | planned
+durations=() # seconds
+commands=()  # what ran
+figures=""   # Markdown collected from the steps that measure something
+
+now() { date +%s; }
+
+# Run "$@" with a time limit (macOS has no `timeout`): TERM after $1 seconds, KILL 10 s later.
+with_limit() {
+    local limit="$1"
+    shift
+    "$@" &
+    local pid=$!
+    (
+        sleep "$limit"
+        kill -TERM "$pid" 2>/dev/null && sleep 10 && kill -KILL "$pid" 2>/dev/null
+    ) &
+    local watchdog=$!
+    wait "$pid"
+    local rc=$?
+    kill "$watchdog" 2>/dev/null
+    wait "$watchdog" 2>/dev/null
+    return "$rc"
+}
+
+passed() {
+    local i
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        [[ "${names[$i]}" == "$1" ]] && [[ "${results[$i]}" == passed || "${results[$i]}" == planned ]] && return 0
+    done
+    return 1
+}
+
+# step NAME LIMIT_S NEEDS LABEL -- command...
+#   NEEDS: the step that must have passed ("-": none); LABEL: what the report says it ran
+#   ("-": the command itself).
+step() {
+    local name="$1" limit="$2" needs="$3" label="$4"
+    shift 5
+    local shown
+    shown="$(printf '%q ' "$@")"
+    shown="${shown% }"
+    [[ "$label" == - ]] || shown="$label"
+    names+=("$name")
+    commands+=("$shown")
+    if [[ "$needs" != - ]] && ! passed "$needs"; then
+        results+=("skipped (needs $needs)")
+        durations+=(0)
+        echo "== $name: skipped (needs $needs)"
+        return 1
+    fi
+    if ((dry)); then
+        if [[ "$name" == "$fail_step" ]]; then
+            results+=("FAILED (exit 1)")
+            echo "(dry run: $name fails here)" >"$workdir/logs/$name.log"
+        else
+            results+=(planned)
+        fi
+        durations+=(0)
+        echo "== $name: $shown"
+        [[ "$name" != "$fail_step" ]]
+        return
+    fi
+    echo "== $name ..."
+    local started rc
+    started="$(now)"
+    (cd "$clone" 2>/dev/null || cd "$workdir" && with_limit "$limit" "$@") \
+        >"$workdir/logs/$name.log" 2>&1
+    rc=$?
+    durations+=($(($(now) - started)))
+    if ((rc == 0)); then
+        results+=(passed)
+    else
+        results+=("FAILED (exit $rc)")
+        echo "   failed (exit $rc); see $workdir/logs/$name.log"
+    fi
+    return "$rc"
+}
+
+figure() { figures+="$1"$'\n'; }
+
+# --- the steps ------------------------------------------------------------------------------
+machine() {
+    echo "macOS $(sw_vers -productVersion 2>/dev/null) ($(sw_vers -buildVersion 2>/dev/null))"
+    echo "chip: $(sysctl -n machdep.cpu.brand_string 2>/dev/null), $(uname -m)"
+    echo "memory: $(($(sysctl -n hw.memsize 2>/dev/null || echo 0) / 1073741824)) GiB"
+    echo "python3: $(command -v python3) $(python3 --version 2>&1)"
+    echo "chosen for the venv: $(bash "$here/scripts/find_python.sh" 2>&1)"
+    echo "free disk in $workdir: $(df -h "$workdir" | awk 'NR==2 {print $4}')"
+}
+
+talk() {
+    echo "Talk to Moshi now, for $chat_seconds s (through the default microphone and speaker)."
+    "$assistant" chat --duration "$chat_seconds" --no-dashboard
+}
+
+chat_figures() {
+    # The newest conversation's summary.json: the figures a bug report needs.
+    "$python" - <<'EOF'
+import json, sys
+from assistant.paths import sessions_dir
+found = sorted(sessions_dir().glob("*-chat/summary.json"))
+if not found:
+    sys.exit("no chat session found")
+s = json.loads(found[-1].read_text())
+st = s["stages_ms"]
+def p(stage):
+    h = st.get(stage, {})
+    return f"p50 {h.get('p50', '?')} / p95 {h.get('p95', '?')} / p99 {h.get('p99', '?')} ms"
+print(f"| session | {found[-1].parent} |")
+for stage in ("encode", "step", "decode", "delay"):
+    print(f"| {stage} | {p(stage)} |")
+print(f"| real-time factor | {s['real_time_factor']} |")
+print(f"| frames | {s['frames_stepped']} answered of {s['frames_captured']} heard, "
+      f"dropped {s['dropped_input']} in / {s['dropped_output']} out |")
+print(f"| audio | {s['audio']} |")
+print(f"| memory | {s['memory']} |")
+print(f"| errors | {s['errors'] or 'none'} |")
+EOF
+}
+
+q8_fits() {
+    case "$q8" in
+    yes) return 0 ;;
+    no) return 1 ;;
+    esac
+    "$assistant" info moshiko-q8 --json 2>/dev/null | "$python" -c \
+        'import json, sys; sys.exit(0 if json.load(sys.stdin)["memory"]["fits"] else 1)'
+}
+
+service_cycle() {
+    "$assistant" serve --port 0 &
+    local serve=$!
+    local i
+    for ((i = 0; i < 120; i++)); do
+        "$assistant" ctl status >/dev/null 2>&1 && break
+        sleep 1
+    done
+    "$assistant" ctl status || return 1
+    "$assistant" ctl start || return 1
+    sleep 15
+    "$assistant" ctl status
+    "$assistant" ctl stop
+    "$assistant" ctl quit
+    wait "$serve"
+}
+
+menubar_runs() {
+    "$assistant" menubar &
+    local pid=$!
+    sleep 20
+    kill -0 "$pid" || { wait "$pid"; return 1; }  # it exited: its error is in the log above
+    echo "the menu bar ran for 20 s (pid $pid)"
+    kill -TERM "$pid"
+    wait "$pid"
+    "$assistant" ctl quit 2>/dev/null  # the service it started
+    return 0
+}
+
+app_runs() {
+    local app="$clone/dist/Moshi Assistant.app"
+    codesign --verify --verbose=2 "$app" || return 1
+    plutil -p "$app/Contents/Info.plist"
+    open "$app" || return 1
+    sleep 15
+    local launcher child
+    launcher="$(pgrep -f "$app/Contents/MacOS/moshi-assistant" | head -1)"
+    [[ -n "$launcher" ]] || { echo "the app's launcher is not running"; return 1; }
+    ps -o pid,ppid,command -ax | awk -v p="$launcher" '$1 == p || $2 == p'
+    child="$(pgrep -P "$launcher" | head -1)"
+    [[ -n "$child" ]] || { echo "no Python under the launcher"; return 1; }
+    echo "launcher $launcher runs Python $child as its child"
+    echo "Starting a conversation from the app: if macOS asks, the prompt must name"
+    echo "\"Moshi Assistant\" and show its sentence; click Allow, then speak for 15 s."
+    local i
+    for ((i = 0; i < 120; i++)); do
+        "$assistant" ctl status >/dev/null 2>&1 && break
+        sleep 1
+    done
+    "$assistant" ctl start
+    sleep 20
+    "$assistant" ctl status
+    "$assistant" ctl stop
+    "$python" - <<'EOF'
+import sys
+import numpy as np
+from assistant.audio.sound_files import read_audio
+from assistant.paths import sessions_dir
+found = sorted(sessions_dir().glob("*/user.wav"), key=lambda p: p.stat().st_mtime)
+pcm = read_audio(found[-1]) if found else np.zeros(1, np.float32)
+rms = float(np.sqrt(np.mean(np.square(pcm)))) if len(pcm) else 0.0
+print(f"the app's microphone: RMS {rms:.2e} over {len(pcm) / 24000:.1f} s "
+      f"({'audio arrives' if rms > 1e-4 else 'SILENT: no permission?'})")
+sys.exit(0 if rms > 1e-4 else 1)
+EOF
+    local heard=$?
+    kill -TERM "$launcher"  # forwarded to Python: the menu bar ends
+    sleep 5
+    "$assistant" ctl quit 2>/dev/null  # the service the app started
+    ! kill -0 "$launcher" 2>/dev/null || { echo "the launcher did not quit on SIGTERM"; return 1; }
+    return "$heard"
+}
+
+echo "Moshi assistant: Mac acceptance run in $workdir$( ((dry)) && echo ' (dry run)')"
+if ((!dry)) && pgrep -f "assistant (serve|menubar)" >/dev/null; then
+    echo "warning: an assistant service or menu bar is running; quit it first, or the service"
+    echo "         and app steps will find it in their way"
+fi
+started_at="$(date '+%Y-%m-%d %H:%M:%S')"
+a="assistant"  # how the report names the clone's .venv/bin/assistant
+step machine 60 - "sw_vers; sysctl; scripts/find_python.sh" -- machine
+step clone 600 - - -- git clone --quiet "$source" "$clone"
+step setup 1800 clone - -- bash scripts/setup.sh
+step demo 600 setup "$a demo" -- "$assistant" demo
+step memory 120 setup "$a info moshiko-q4" -- "$assistant" info moshiko-q4
+step download-q4 3600 setup "$a download --voice moshiko --quant q4" -- \
+    "$assistant" download --voice moshiko --quant q4
+step chat "$((chat_seconds + 300))" download-q4 \
+    "$a chat --duration $chat_seconds --no-dashboard (you talk)" -- talk && ((!dry)) &&
+    figure "### $chat_seconds s conversation"$'\n\n| | |\n|---|---|\n'"$(chat_figures 2>&1)"$'\n'
+step latency 900 download-q4 "$a latency" -- "$assistant" latency
+# q8 too when it fits this Mac (auto; a dry run plans it), or as --q8 says.
+bench_q8=0
+if [[ "$q8" == yes ]] || { [[ "$q8" == auto ]] && { ((dry)) || q8_fits; }; }; then
+    bench_q8=1
+fi
+if ((bench_q8)); then
+    step download-q8 3600 download-q4 "$a download --voice moshiko --quant q8" -- \
+        "$assistant" download --voice moshiko --quant q8
+    step bench 3600 download-q8 "$a bench --quant q4 --quant q8" -- \
+        "$assistant" bench --quant q4 --quant q8 --out "$workdir/bench"
+else
+    step bench 3600 download-q4 "$a bench --quant q4" -- \
+        "$assistant" bench --quant q4 --out "$workdir/bench"
+fi
+((!dry)) && [[ -f "$workdir/bench/report.md" ]] && figure "### Bench"$'\n\n'"$(cat "$workdir/bench/report.md")"
+step service 900 download-q4 "$a serve; $a ctl status/start/stop/quit" -- service_cycle
+step menubar 300 setup "$a menubar, 20 s" -- menubar_runs
+step app-build 300 setup - -- bash scripts/build_app.sh
+step app 600 app-build \
+    "open the app; its launcher's Python child; a conversation from it; the microphone's level" \
+    -- app_runs
+
+# --- the report -----------------------------------------------------------------------------
+{
+    echo "# Moshi assistant: Mac acceptance run"
+    echo
+    echo "- started: $started_at; report written $(date '+%Y-%m-%d %H:%M:%S')"
+    echo "- source: $source, commit $(git -C "$clone" rev-parse --short HEAD 2>/dev/null ||
+        git -C "$source" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- work folder: $workdir$( ((dry)) && echo ' (dry run: nothing was run)')"
+    echo "- q8 in the bench: $q8$( ((dry)) && [[ "$q8" == auto ]] && echo ' (planned; run for real only if moshiko-q8 fits)')"
+    echo
+    echo "## Steps"
+    echo
+    echo "| step | result | seconds | command |"
+    echo "|---|---|---|---|"
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        echo "| ${names[$i]} | ${results[$i]} | ${durations[$i]} | \`${commands[$i]//|/\\|}\` |"
+    done
+    echo
+    if [[ -f "$workdir/logs/machine.log" ]]; then
+        echo "## Machine"
+        echo
+        echo '```'
+        cat "$workdir/logs/machine.log"
+        echo '```'
+        echo
+    fi
+    if [[ -n "$figures" ]]; then
+        echo "## Figures"
+        echo
+        printf '%s\n' "$figures"
+    fi
+    for name in memory latency service; do
+        if [[ -s "$workdir/logs/$name.log" ]] && passed "$name" && ((!dry)); then
+            echo "## $name"
+            echo
+            echo '```'
+            tail -n 60 "$workdir/logs/$name.log"
+            echo '```'
+            echo
+        fi
+    done
+    failed=0
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        if [[ "${results[$i]}" == FAILED* ]]; then
+            ((failed == 0)) && printf '## Failures\n\n'
+            failed=$((failed + 1))
+            echo "### ${names[$i]}: ${results[$i]}"
+            echo
+            echo '```'
+            tail -n 40 "$workdir/logs/${names[$i]}.log" 2>/dev/null
+            echo '```'
+            echo
+        fi
+    done
+    echo "## To check by eye"
+    echo
+    echo "- The microphone prompt named \"Moshi Assistant\" and showed its sentence (not Python, not Terminal)."
+    echo "- System Settings > Privacy & Security > Microphone lists \"Moshi Assistant\"."
+    echo "- Notifications from the app are titled \"Moshi Assistant\" (not Python or Script Editor)."
+    echo "- The menu bar stayed responsive while a model loaded."
+    echo
+    echo "All logs: $workdir/logs"
+} >"$report"
+
+failures=0
+for ((i = 0; i < ${#names[@]}; i++)); do
+    [[ "${results[$i]}" == FAILED* ]] && failures=$((failures + 1))
+done
+echo "Report: $report ($failures failed of ${#names[@]} steps)"
+((failures == 0))
