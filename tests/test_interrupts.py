@@ -73,9 +73,12 @@ def _lines(text: str) -> list[str]:
 @pytest.mark.slow
 def test_ctrl_c_at_any_moment_of_a_chat_is_one_line(tiny_checkpoint, tmp_path: Path) -> None:
     """From the imports through loading and warm-up into the conversation: start-up ends with
-    "interrupted" (exit 130), a conversation with its summary (exit 0); never a traceback."""
+    "interrupted" (exit 130), a conversation with its summary (exit 0); never a traceback.
+    (The 5.4 s of speech at real-time pace end the chat well after the last signal: one in the
+    interpreter's very last moments, after Python has restored the default handlers, would end
+    the process silently by the signal itself.)"""
     outcomes = []
-    for n, at in enumerate((0.6, 1.0, 1.5, 2.2, 3.0, 4.5, 7.0)):
+    for n, at in enumerate((0.6, 1.0, 1.5, 2.2, 3.0, 4.0, 5.0)):
         chat = Assistant(
             "chat",
             "--checkpoint",
