@@ -78,7 +78,7 @@ def test_ctrl_c_at_any_moment_of_a_chat_is_one_line(tiny_checkpoint, tmp_path: P
     interpreter's very last moments, after Python has restored the default handlers, would end
     the process silently by the signal itself.)"""
     outcomes = []
-    for n, at in enumerate((0.6, 1.0, 1.5, 2.2, 3.0, 4.0, 5.0)):
+    for n, at in enumerate((0.6, 1.0, 1.5, 2.2, 3.0, 4.0, 5.0, None)):
         chat = Assistant(
             "chat",
             "--checkpoint",
@@ -89,6 +89,9 @@ def test_ctrl_c_at_any_moment_of_a_chat_is_one_line(tiny_checkpoint, tmp_path: P
             "--no-dashboard",
             home=tmp_path / f"home{n}",
         )
+        if at is None:  # and once surely in the conversation
+            assert chat.listening.wait(120), chat.stdout + chat.stderr
+            at = time.monotonic() - chat.started + 1.0
         chat.signal_at(at, signal.SIGINT)
         code = chat.wait()
         both = chat.stdout + chat.stderr
