@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 
+from . import interrupts
+
 
 def entry() -> None:
-    # Ctrl-C while the command line's modules are still importing is still one line.
+    interrupts.install()  # before the command line's modules import (a second or so)
     try:
         from .cli import main
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while they import: still one line
+        sys.stderr.write(interrupts.message() + "\n")
+        interrupts.finish(interrupts.exit_code())
     main()
 
 

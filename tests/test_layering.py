@@ -16,7 +16,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "assistant"
 
 # The base: modules every layer may use; they import nothing of the assistant but each other.
-BASE = {"errors", "paths", "app_settings", "console", "frames", "files", "logs", "__init__"}
+BASE = {
+    "errors",
+    "paths",
+    "app_settings",
+    "console",
+    "frames",
+    "files",
+    "logs",
+    "interrupts",
+    "__init__",
+}
 
 # package -> the packages it may import (besides itself and the base).
 ALLOWED: dict[str, set[str]] = {

@@ -15,11 +15,10 @@ import sys
 import typer
 from rich.markup import escape
 
-from .. import logs
+from .. import interrupts, logs
 from ..app_settings import apply_settings
 from ..console import err_console
 from ..errors import AssistantError
-from . import signals
 
 app = typer.Typer(
     name="assistant",
@@ -86,7 +85,7 @@ def _say(label: str, message: str) -> None:
 
 def main() -> None:
     """Console-script entry point: run one command, map every way it ends to an exit code."""
-    signals.install()
+    interrupts.install()  # (again: main() may be called directly)
     command = _command(sys.argv[1:])
     code = 0
     try:
@@ -101,15 +100,19 @@ def main() -> None:
         # and turns Ctrl-C into a returned 130.
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0
-        if code == 130 and signals.received is not None:
-            err_console.print(signals.message())
-            code = signals.exit_code()
+        if code == 130 and interrupts.received is not None:
+            err_console.print(interrupts.message())
+            code = interrupts.exit_code()
     except AssistantError as e:
         if debug_enabled():
             raise
         log.error("%s", e, exc_info=logs.active() is not None)
-        _say("error", str(e))
-        code = e.exit_code
+        if interrupts.caused_by_signal(e):
+            err_console.print(interrupts.message())
+            code = interrupts.exit_code()
+        else:
+            _say("error", str(e))
+            code = e.exit_code
     except typer.TyperException as e:  # the command line itself: unknown option, bad value
         code = getattr(e, "exit_code", 2)
         if type(e).__name__ != "NoArgsIsHelpError":  # (its help text is already printed)
@@ -118,14 +121,17 @@ def main() -> None:
             format_message = getattr(e, "format_message", None)
             _say("error", (format_message() if format_message else str(e)) + hint)
     except (KeyboardInterrupt, typer.Abort):  # before typer runs, or an aborted prompt
-        err_console.print(signals.message())
-        code = signals.exit_code()
+        err_console.print(interrupts.message())
+        code = interrupts.exit_code()
     except Exception as e:  # the edge: an unexpected failure still gets one line
         if debug_enabled():
             raise
+        if interrupts.caused_by_signal(e):
+            err_console.print(interrupts.message())
+            interrupts.finish(interrupts.exit_code())
         path = logs.start(command or "assistant")
         log.exception("internal error")
         where = f"details in {path}" if path else "set ASSISTANT_DEBUG=1 for the traceback"
         _say("internal error", f"{type(e).__name__}: {e} ({where})")
         code = 1
-    signals.finish(code)
+    interrupts.finish(code)

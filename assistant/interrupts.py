@@ -1,5 +1,8 @@
 """Ctrl-C and SIGTERM: one line and a clean exit, whenever they arrive.
 
+Installed first thing by the entry point (`__main__.entry`), before the command line's modules
+import: only the interpreter's own start-up is left to Python's default treatment.
+
 Both raise KeyboardInterrupt in the main thread, so everything that handles Ctrl-C (a
 conversation ends, its session is saved and its trace closed) handles a `kill` the same way;
 which signal it was is remembered for the exit code (130 or 143) and the message. Once the
@@ -10,6 +13,7 @@ once instead of printing a traceback from its threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -45,8 +49,21 @@ def message() -> str:
     return _MESSAGES.get(received or signal.SIGINT, "interrupted")
 
 
+def caused_by_signal(e: BaseException) -> bool:
+    """Whether `e` is the interruption itself, wrapped by a native library on its way out
+    (sphn, for one, turns the KeyboardInterrupt raised inside its Rust loop into its own
+    exception with the Python error in its text)."""
+    return received is not None and "KeyboardInterrupt" in f"{type(e).__name__} {e}"
+
+
 def finish(code: int) -> None:
-    """Exit with `code`; a signal from now on (a slow shutdown) exits at once, quietly."""
+    """Exit with `code`; a signal from now on (a slow shutdown) exits at once, quietly.
+
+    After a signal, the exit skips the interpreter's own shutdown (once logs and streams are
+    flushed): a KeyboardInterrupt that passed through a native library's embedded Python call
+    (pyo3's `py.run`) marks CPython as killed by Ctrl-C, and its shutdown would then kill the
+    process with SIGINT whatever exit code was decided. Everything of ours is closed by then.
+    """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe
             stream.flush()
@@ -57,4 +74,7 @@ def finish(code: int) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in _EXIT_CODES:
             signal.signal(sig, now)
+    if received is not None:
+        logging.shutdown()
+        os._exit(code)
     sys.exit(code)
