@@ -46,7 +46,7 @@ class JitterBounds:
     start_ms: float | None = None  # None: min_ms
     grow_ms: float = 10.0  # after each underrun
     shrink_ms: float = 5.0  # after `steady_s` without one
-    steady_s: float = 10.0
+    steady_s: float = 5.0
     slack_ms: float = 20.0  # queued audio beyond the cushion tolerated before trimming
     trim_s: float = 2.0  # how long the excess must last before it is trimmed
 

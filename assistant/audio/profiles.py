@@ -32,8 +32,8 @@ class LatencyProfile:
 
 
 PROFILES: dict[str, LatencyProfile] = {
-    "low": LatencyProfile("low", 240, JitterBounds(min_ms=0.0, max_ms=60.0)),
-    "balanced": LatencyProfile("balanced", 240, JitterBounds(min_ms=10.0, max_ms=80.0)),
+    "low": LatencyProfile("low", 240, JitterBounds(min_ms=0.0, max_ms=40.0)),
+    "balanced": LatencyProfile("balanced", 240, JitterBounds(min_ms=5.0, max_ms=80.0)),
     "safe": LatencyProfile("safe", 480, JitterBounds(min_ms=30.0, max_ms=160.0, grow_ms=20.0)),
 }
 DEFAULT_PROFILE = "balanced"
