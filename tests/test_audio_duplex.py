@@ -247,8 +247,8 @@ def test_file_audio_reports_an_unreadable_source(tmp_path: Path) -> None:
 def test_a_device_refusing_small_blocks_gets_a_larger_one_and_says_so(
     pulse: PulseAudio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A device whose driver refuses 10 ms blocks: the stream opens at 20 ms, the user is
-    told, and audio flows."""
+    """A device whose driver refuses blocks under 20 ms: the stream opens at 20 ms, the user
+    is told, and audio flows."""
     import sounddevice as sd
 
     real = sd.OutputStream
@@ -263,7 +263,7 @@ def test_a_device_refusing_small_blocks_gets_a_larger_one_and_says_so(
         converse(audio, 0.5, reply=lambda f, i: f.samples)
         notices = audio.drain_notices()
         blocks = dict(audio.blocks)
-    assert blocks == {"input": 240, "output": 480}
+    assert blocks == {"input": 120, "output": 480}
     assert notices == [
         f"the output device {audio.output_device.label} refused 10 ms blocks; using 20 ms"
     ]

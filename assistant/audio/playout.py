@@ -35,6 +35,8 @@ from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from .buffers import AudioCounters, OutputTiming, PlayedChunk
 
 FADE_SAMPLES = 120  # 5 ms ramps where playback stops or resumes mid-sound: no clicks
+GAP_LEVEL = 1e-3  # -60 dBFS: running dry after sound louder than this is a gap one hears
+TAIL_SAMPLES = 240  # the last 10 ms played decide whether running dry is heard
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class JitterBounds:
     start_ms: float | None = None  # None: min_ms
     grow_ms: float = 10.0  # after each underrun
     shrink_ms: float = 5.0  # after `steady_s` without one
-    steady_s: float = 5.0
+    steady_s: float = 30.0
     slack_ms: float = 20.0  # queued audio beyond the cushion tolerated before trimming
     trim_s: float = 2.0  # how long the excess must last before it is trimmed
 
@@ -103,7 +105,7 @@ class PlayoutBuffer:
         self._wait_left: int | None = None  # priming: samples to wait before playing
         self._fade_in = False
         self._since_underrun = 0  # samples played since the last underrun (or last shrink)
-        self._ever_played = False
+        self._tail_peak = 0.0  # loudest of the last TAIL_SAMPLES played
         self._pulled = 0  # everything sent out, silence included: the output stream's index
         self._samples_played = 0  # pushed audio sent out
         self._played: deque[PlayedChunk] = deque()
@@ -218,6 +220,9 @@ class PlayoutBuffer:
                 ramp = min(FADE_SAMPLES, got - pos)
                 out[pos : pos + ramp] *= np.linspace(0.0, 1.0, ramp, endpoint=False)
                 self._fade_in = False
+            if got > pos:
+                tail = out[max(pos, got - TAIL_SAMPLES) : got]
+                self._tail_peak = float(np.abs(tail).max())
             if self._playing and got < n:
                 self._underrun(out, pos, got)
             elif self._playing:
@@ -226,7 +231,6 @@ class PlayoutBuffer:
                 if self._since_underrun >= self._steady and self._target > self._min:
                     self._target = max(self._target - self._shrink, self._min)
                     self._since_underrun = 0
-            self._ever_played = self._ever_played or got > pos
             self._samples_played += got - pos
             self.counters.frames_played = self._samples_played // self.frame_samples
             self._played.append(PlayedChunk(t_play, out, self._pulled))
@@ -274,7 +278,8 @@ class PlayoutBuffer:
         self._playing, self._wait_left = False, None
         self._low_water, self._window_left = None, self._trim_window
         self.counters.underruns += 1
-        self.counters.gaps += self._ever_played or got > pos
+        # Running dry after silence is not heard: only a gap in sound counts as one.
+        self.counters.gaps += self._tail_peak > GAP_LEVEL
         self._target = min(self._target + self._grow, self._max)
         self._since_underrun = 0
 

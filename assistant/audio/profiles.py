@@ -2,7 +2,9 @@
 
 Smaller blocks and a thinner cushion cut the delay from your voice to Moshi's answer; they also
 leave less slack for a busy machine, so audio may glitch. `balanced` is the default, chosen by
-measuring all three (`scripts/bench_realtime.py`, results in the README).
+measuring them (`scripts/bench_realtime.py --only delay`): 5 ms blocks kept the pass-through
+delay 20 ms under 10 ms blocks on PulseAudio, with the same glitches; `safe` is for a machine
+too busy for either.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class LatencyProfile:
 
 
 PROFILES: dict[str, LatencyProfile] = {
-    "low": LatencyProfile("low", 240, JitterBounds(min_ms=0.0, max_ms=40.0)),
-    "balanced": LatencyProfile("balanced", 240, JitterBounds(min_ms=5.0, max_ms=80.0)),
+    "low": LatencyProfile("low", 120, JitterBounds(min_ms=0.0, max_ms=40.0, start_ms=5.0)),
+    "balanced": LatencyProfile(
+        "balanced", 120, JitterBounds(min_ms=5.0, max_ms=80.0, start_ms=10.0)
+    ),
     "safe": LatencyProfile("safe", 480, JitterBounds(min_ms=30.0, max_ms=160.0, grow_ms=20.0)),
 }
 DEFAULT_PROFILE = "balanced"

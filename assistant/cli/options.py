@@ -82,7 +82,8 @@ Latency = Annotated[
     str,
     typer.Option(
         "--latency",
-        help="Audio latency profile: low (10 ms blocks), balanced (20 ms) or safe (40 ms); "
-        "smaller is quicker but glitches sooner on a busy machine.",
+        help="Audio latency profile: low (5 ms blocks, thinnest cushion), balanced (5 ms "
+        "blocks) or safe (20 ms blocks, thick cushion): quicker glitches sooner on a busy "
+        "machine.",
     ),
 ]
