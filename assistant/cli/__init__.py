@@ -8,6 +8,7 @@ prints `internal error: ... (details in <log file>)` with the traceback in that 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -35,35 +36,36 @@ _MAX_MESSAGE = 400
 log = logging.getLogger(__name__)
 
 
-def _register() -> None:
-    # Imported here so `assistant --help` stays fast and each module registers its commands.
-    from . import (
-        bench,
-        chat,
-        checkpoints,
-        demo,
-        devices,
-        latency,
-        make_checkpoint,
-        menubar,
-        serve,
-        settings,
-    )
+# Which module holds each command: only the one asked for is imported (start-up time: the
+# others pull in the bench, the service, the menu bar ...); help and unknown names get all.
+COMMAND_MODULES = {
+    "info": "checkpoints",
+    "download": "checkpoints",
+    "load": "checkpoints",
+    "make-checkpoint": "make_checkpoint",
+    "chat": "chat",
+    "devices": "devices",
+    "latency": "latency",
+    "demo": "demo",
+    "bench": "bench",
+    "serve": "serve",
+    "ctl": "serve",
+    "menubar": "menubar",
+    "settings": "settings",
+}
 
-    modules = (
-        checkpoints,
-        make_checkpoint,
-        chat,
-        devices,
-        latency,
-        demo,
-        bench,
-        serve,
-        menubar,
-        settings,
-    )
-    for module in modules:
-        module.register(app)
+
+@app.callback()
+def _root() -> None:
+    """A local, hands-free Moshi voice assistant on MLX."""
+    # A callback keeps `assistant <command>` a group even when one command is registered.
+
+
+def _register(command: str | None = None) -> None:
+    wanted = COMMAND_MODULES.get(command or "")
+    names = [wanted] if wanted else sorted(set(COMMAND_MODULES.values()))
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").register(app)
 
 
 def debug_enabled() -> bool:
@@ -93,7 +95,7 @@ def main() -> None:
         # process without the user's shell (the app, its login item) takes from the settings
         # file.
         apply_settings()
-        _register()
+        _register(command)
         if command in LOGGED_COMMANDS:
             logs.start(command)
         # standalone_mode=False: typer hands its usage errors to us instead of printing a box,

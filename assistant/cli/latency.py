@@ -36,9 +36,12 @@ def latency(
     ] = None,
     every: Annotated[float, typer.Option(help="Seconds between clicks.")] = 1.0,
 ) -> None:
-    """Measure the mic-to-speaker delay of your setup with the loop's real audio path (the
-    model and codec replaced by pass-through). Default: play clicks and find them in the
-    microphone (the speaker must be audible to it: built-in speaker and mic, or a loopback)."""
+    """Measure your setup's mic-to-speaker delay through the loop's real audio path.
+
+    The model and codec are replaced by pass-through. By default a click is played every
+    second and found again in the microphone (the speaker must be audible to it: built-in
+    speaker and microphone, or a loopback); --passthrough plays the microphone back instead.
+    """
     chosen = latency_profile(profile)
     if duration is not None and not 0 < duration <= 24 * 3600:
         raise SettingError(f"--duration must be between 0 and 86400 s, got {duration}")

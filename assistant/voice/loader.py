@@ -23,6 +23,7 @@ from ..checkpoint.config import MoshiConfig
 from ..checkpoint.layout import Quantization
 from ..checkpoint.resolve import CheckpointFiles
 from ..checkpoint.safetensors_reader import read_header
+from ..checkpoint.scanned import already_scanned, remember_scanned
 from ..checkpoint.validate import (
     CheckpointReport,
     inspect_checkpoint,
@@ -80,8 +81,9 @@ def prepare(
     would decode NaN weights to silence; a few hundred ms, against a model load of seconds)."""
     report = inspect_checkpoint(files)
     require_valid(report)
-    if report.codec is not None:
+    if report.codec is not None and not already_scanned(report.codec.path):
         require_sane_values(read_header(report.codec.path), CodecError)
+        remember_scanned(report.codec.path)
     codec = report.codec.file_size if report.codec else 0
     est = estimate(report.model.config, report.model.file_size, codec)
     if check_memory:
