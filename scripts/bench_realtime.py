@@ -476,11 +476,11 @@ def section_stall(mimi: Path) -> None:
 
 
 # --- startup ---------------------------------------------------------------------------------
-def section_startup(checkpoint: Path, runs: int = 3) -> None:
+def section_startup(checkpoint: Path, runs: int = 4) -> None:
     times: list[float] = []
+    home = Path(tempfile.mkdtemp(prefix="bench-start-"))  # one user, started several times
     with private_pulse() as pulse:
         for _ in range(runs):
-            home = Path(tempfile.mkdtemp(prefix="bench-start-"))
             env = pulse.client_env() | {"ASSISTANT_HOME": str(home)}
             t0 = time.monotonic()
             chat = subprocess.Popen(

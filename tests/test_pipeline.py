@@ -167,10 +167,11 @@ def test_lag_policy_rules() -> None:
     p = LagPolicy(max_delay_ms=400)
     assert p.max_model_backlog == 3  # 5 frames of budget less the one captured and answered
     assert not p.stale(400) and p.stale(401)
-    assert not p.too_late_for_model(100, 300) and p.too_late_for_model(101, 300)
+    # Predictions aim `margin_ms` (25) inside the budget.
+    assert not p.too_late_for_model(75, 300) and p.too_late_for_model(76, 300)
     # Nothing queued: dropping would leave silence and save no delay, however late.
     assert not p.late_for_speaker(999, 0, 0)
-    assert not p.late_for_speaker(300, 100, 1.5) and p.late_for_speaker(301, 100, 1.5)
+    assert not p.late_for_speaker(275, 100, 1.5) and p.late_for_speaker(276, 100, 1.5)
     for bad in (100, -5, float("nan"), float("inf"), 1e9):
         with pytest.raises(ValueError, match="--max-delay-ms"):
             LagPolicy(max_delay_ms=bad)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # MLX is imported once the codec's workers are building (star
     from ..voice.engine import StreamingEngine
     from ..voice.loader import LoadedModel
 
-CODEC_WARMUP_FRAMES = 1  # the first call through Mimi allocates: done before a live frame
+CODEC_WARMUP_FRAMES = 0  # measured: a first call is no slower than the next ones
 # Each codec instance (a worker process) serves 40 s, then a successor takes over: rustymimi's
 # state grows ~25 KB a frame encoding and ~66 KB decoding, so a side never holds more than
 # ~33 MB of it. The successor starts 3.2 s ahead (Python + a build take ~1 s here); a late one

@@ -23,6 +23,9 @@ MAX_MAX_DELAY_MS = 60_000.0  # beyond a minute nothing is a conversation any mor
 @dataclass(frozen=True)
 class LagPolicy:
     max_delay_ms: float = DEFAULT_MAX_DELAY_MS
+    # Predictions are means and the device's timing jitters by a block: aim this far inside
+    # the budget so that what is heard stays within it.
+    margin_ms: float = 25.0
 
     def __post_init__(self) -> None:
         low = 2 * FRAME_MS
@@ -46,7 +49,7 @@ class LagPolicy:
     def too_late_for_model(self, age_ms: float, still_to_come_ms: float) -> bool:
         """Could no longer be answered in time: its age plus the step, decoding and the wait
         for the speaker still ahead of it exceed the budget."""
-        return age_ms + still_to_come_ms > self.max_delay_ms
+        return age_ms + still_to_come_ms > self.max_delay_ms - self.margin_ms
 
     def late_for_speaker(self, age_ms: float, heard_in_ms: float, queued_frames: float) -> bool:
         """Decoded audio that would be heard too late. Only with audio already queued ahead of
@@ -54,4 +57,4 @@ class LagPolicy:
         listener then hears Moshi with gaps, never nothing)."""
         if queued_frames <= 0:
             return False
-        return age_ms + heard_in_ms > self.max_delay_ms
+        return age_ms + heard_in_ms > self.max_delay_ms - self.margin_ms
