@@ -34,6 +34,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on real audio devices are real-time: scripts/test.sh runs them on their own, after
+    the others ran in parallel, so that no other test competes with them for the CPU."""
+    for item in items:
+        if "pulse" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realtime)
+
+
 @pytest.fixture(autouse=True)
 def isolated_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the hub cache at a fresh temp folder and forbid network access by default."""

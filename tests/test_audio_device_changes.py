@@ -4,6 +4,7 @@ CoreAudio backend does at `import sounddevice`."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,6 +105,8 @@ def system(monkeypatch: pytest.MonkeyPatch) -> tuple[System, FakePortAudio]:
     sys_ = System()
     pa = FakePortAudio(sys_)
     monkeypatch.setattr(dev, "sounddevice", lambda: pa)
+    # Already imported (it enumerated at construction), whatever tests ran before in this process.
+    monkeypatch.setitem(sys.modules, "sounddevice", pa)
     return sys_, pa
 
 

@@ -265,5 +265,5 @@ def test_a_device_refusing_small_blocks_gets_a_larger_one_and_says_so(
         blocks = dict(audio.blocks)
     assert blocks == {"input": 120, "output": 480}
     assert notices == [
-        f"the output device {audio.output_device.label} refused 10 ms blocks; using 20 ms"
+        f"the output device {audio.output_device.label} refused 5 ms blocks; using 20 ms"
     ]

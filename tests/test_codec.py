@@ -53,7 +53,7 @@ def raw_run(
 
 @pytest.fixture(scope="module")
 def reference(mimi_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    frames = speech_frames(80)
+    frames = speech_frames(56)  # as many as the longest user (the roll-over test) takes
     return (frames, *raw_run(mimi_file, frames))
 
 
@@ -137,10 +137,12 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
         stats = codec.stats
     assert stats.encode.rollovers == stats.decode.rollovers == len(switches)
     assert stats.encode.frames == stats.decode.frames == n
-    # No stall: the switching call only adds the old decoder's crossfade step, run in parallel
-    # in another process. (`punctual` waits for a successor late to start: the bound is loose.)
-    assert max(switch_s) < 2.0, switch_s
-    assert max(stats.encode.max_s, stats.decode.max_s) < 2.0
+    # Never a hang: the switching call only adds the old decoder's crossfade step, run in
+    # parallel in another process. (`punctual` waits for a successor late to start, and this
+    # test shares the CPU with others: the bound is loose. Stalls themselves are judged by
+    # test_no_rollover_stalls_a_thread_of_this_process, which runs alone.)
+    assert max(switch_s) < 5.0, switch_s
+    assert max(stats.encode.max_s, stats.decode.max_s) < 5.0
     codes, pcm = np.stack(codes), np.stack(pcm)
     assert np.isfinite(pcm).all()
 
@@ -436,11 +438,11 @@ def test_memory_is_a_bounded_saw_tooth_over_several_rollovers(mimi_file):
     instance retires at the same size, retired ones are gone, and no more than one spare per
     side (plus the decoder's fading one) ever runs beside the serving pair. (A build peaks
     at ~700 MB for a moment while rustymimi maps and copies the file; then ~390 MB.)"""
-    frames = speech_frames(160)
+    frames = speech_frames(100)
     last: dict[int, int] = {}  # worker pid -> its RSS at the last look (its retirement size)
     side_of: dict[int, str] = {}
     most_alive = 0
-    with StreamingCodec(mimi_file, rollover_after=30, frame_limit=60, lead_frames=10) as codec:
+    with StreamingCodec(mimi_file, rollover_after=20, frame_limit=40, lead_frames=8) as codec:
         for i, f in enumerate(frames):
             codec.encode(f)
             codec.decode(np.zeros(8, np.uint32) + (i % 7))
@@ -465,6 +467,7 @@ def test_memory_is_a_bounded_saw_tooth_over_several_rollovers(mimi_file):
         assert max(sizes) - min(sizes) < 64 * mib, sizes
 
 
+@pytest.mark.realtime  # times its calls and a thread's ticks
 def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
     """Builds happen in other processes: a thread here ticking every 5 ms keeps ticking while
     successors are spawned, built and switched in (in-process builds held the GIL for

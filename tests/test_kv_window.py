@@ -119,7 +119,9 @@ def references(inputs: mx.array) -> dict[int, np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("context", [16, 3000])
+# The ring cache serves only the benchmark's rebuilt "before" engine now: one small context is
+# enough to show its window; the engine's own is checked at both below.
+@pytest.mark.parametrize("context", [16])
 def test_ring_cache_attends_to_exactly_the_last_context_steps(context, inputs, references):
     t = make_transformer(context)
     cache = make_ring_cache(t)

@@ -36,6 +36,10 @@ LIMITS = Limits()  # what `assistant serve` runs with
 SLOW_KINDS = {"idle", "half_header", "kept_alive"}  # wait for the idle timeout
 
 
+# Answer times are asserted (status within a second through a storm): run on an idle CPU.
+pytestmark = pytest.mark.realtime
+
+
 @pytest.fixture
 def service():
     svc = ServiceProcess("--no-preload")
