@@ -136,7 +136,11 @@ def table(title: str, rows: list[tuple[str, str]]) -> None:
 
 # --- delay -----------------------------------------------------------------------------------
 def passthrough_run(
-    pulse: PulseAudio, profile: str, seconds: float, step_s: float = 0.0, max_delay_ms=500.0
+    pulse: PulseAudio,
+    profile: str,
+    seconds: float,
+    step_s: float = 0.0,
+    max_delay_ms: float = 500.0,
 ) -> dict:
     """The loop in pass-through behind real devices, clicks into mic and speaker at once."""
     from assistant.audio.duplex import DuplexAudio
@@ -285,20 +289,14 @@ def overloaded_speech_share(pulse: PulseAudio, profile: str, speech: Path) -> fl
     return audible_share(heard, 0, len(heard)) / max(voiced, 1e-9) * (len(clean) / len(heard))
 
 
-def real_codec_chat(pulse: PulseAudio, checkpoint: Path, speech: Path, work: Path) -> dict:
-    env = pulse.client_env() | {"ASSISTANT_HOME": str(work / "home")}
-    rec = pulse.record_speaker(work / "chat-speaker.wav")
+def start_chat(
+    checkpoint: Path, env: dict[str, str], *extra: str
+) -> tuple[subprocess.Popen[str], float]:
+    """`assistant chat` started and read up to "Listening"; with the seconds that took."""
+    command = [sys.executable, "-m", "assistant", "chat", "--checkpoint", str(checkpoint)]
+    t0 = time.monotonic()
     chat = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "assistant",
-            "chat",
-            "--checkpoint",
-            str(checkpoint),
-            "--no-dashboard",
-            "--no-aec",
-        ],
+        [*command, "--no-dashboard", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -308,6 +306,13 @@ def real_codec_chat(pulse: PulseAudio, checkpoint: Path, speech: Path, work: Pat
     for line in chat.stdout:
         if line.startswith("Listening"):
             break
+    return chat, time.monotonic() - t0
+
+
+def real_codec_chat(pulse: PulseAudio, checkpoint: Path, speech: Path, work: Path) -> dict:
+    env = pulse.client_env() | {"ASSISTANT_HOME": str(work / "home")}
+    rec = pulse.record_speaker(work / "chat-speaker.wav")
+    chat, _ = start_chat(checkpoint, env, "--no-aec")
     t0 = time.monotonic()
     pulse.play_into_mic(speech)
     time.sleep(2.0)
@@ -482,27 +487,8 @@ def section_startup(checkpoint: Path, runs: int = 4) -> None:
     with private_pulse() as pulse:
         for _ in range(runs):
             env = pulse.client_env() | {"ASSISTANT_HOME": str(home)}
-            t0 = time.monotonic()
-            chat = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "assistant",
-                    "chat",
-                    "--checkpoint",
-                    str(checkpoint),
-                    "--no-dashboard",
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            assert chat.stdout is not None
-            for line in chat.stdout:
-                if line.startswith("Listening"):
-                    times.append(time.monotonic() - t0)
-                    break
+            chat, seconds = start_chat(checkpoint, env)
+            times.append(seconds)
             chat.send_signal(2)
             chat.communicate(timeout=60)
     table(
