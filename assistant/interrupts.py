@@ -50,10 +50,23 @@ def message() -> str:
 
 
 def caused_by_signal(e: BaseException) -> bool:
-    """Whether `e` is the interruption itself, wrapped by a native library on its way out
+    """Whether `e` is the interruption itself, wrapped on its way out: by a native library
     (sphn, for one, turns the KeyboardInterrupt raised inside its Rust loop into its own
-    exception with the Python error in its text)."""
-    return received is not None and "KeyboardInterrupt" in f"{type(e).__name__} {e}"
+    exception with the Python error in its text), or by Python itself (a signal that lands
+    while a class is created becomes "RuntimeError: Error calling __set_name__ ...", chained
+    to the KeyboardInterrupt)."""
+    if received is None:
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        if "KeyboardInterrupt" in f"{type(cause).__name__} {cause}":
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def finish(code: int) -> None:

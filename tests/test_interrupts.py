@@ -195,3 +195,31 @@ def test_make_checkpoint_appears_whole(tmp_path: Path) -> None:
     assert all(p.parent == made.folder and p.is_file() for p in made.files)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["tiny"]
     assert oct(made.folder.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_an_interruption_wrapped_on_its_way_out_is_still_the_interruption(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal that lands while a class is created comes out as Python's RuntimeError from
+    `__set_name__` (seen in CI: the one line was "internal error" instead of "terminated");
+    one inside sphn's Rust loop comes out as sphn's error naming it. Both are the signal."""
+    from assistant import interrupts
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    try:
+
+        class Stats:
+            window = Field()
+
+    except RuntimeError as e:
+        wrapped_by_python: BaseException = e
+    native = OSError("python error: KeyboardInterrupt")
+    monkeypatch.setattr(interrupts, "received", None)
+    assert not interrupts.caused_by_signal(wrapped_by_python)  # no signal came: a real error
+    monkeypatch.setattr(interrupts, "received", signal.SIGTERM)
+    assert interrupts.caused_by_signal(wrapped_by_python)
+    assert interrupts.caused_by_signal(native)
+    assert not interrupts.caused_by_signal(ValueError("bad value"))
