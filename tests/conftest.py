@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from huggingface_hub import constants
@@ -13,6 +14,7 @@ from tests import leftovers
 
 # --- nothing the tests start outlives them (tests/leftovers.py) --------------------------------
 SESSION_MARK = pytest.StashKey[str]()
+WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,18 +22,34 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if a process the tests started is still running, and end it."""
+    """Fail the run if a process the tests started is still running, and end it. A parallel
+    worker (pytest-xdist) checks what it started and hands its findings to the controller,
+    which reports them with its own and fails the run."""
     mark = session.config.stash.get(SESSION_MARK, None)
     left = leftovers.leftovers(mark) if mark else []
-    if not left:
+    lines: list[str] = []
+    if left:
+        lines = [f"{len(left)} process(es) started by the tests were still running (ended now):"]
+        lines += [f"  {leftovers.describe(p)}" for p in left]
+        leftovers.end(left)
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: its controller reports
+        worker_output["leftovers"] = lines
+        return
+    lines += session.config.stash.get(WORKER_LEFTOVERS, [])
+    if not lines:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"{len(left)} process(es) started by the tests were still running (ended now):"]
-    lines += [f"  {leftovers.describe(p)}" for p in left]
     if reporter is not None:
         reporter.write_line("\n" + "\n".join(lines), red=True, bold=True)
-    leftovers.end(left)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """(pytest-xdist, in the controller) A worker ended: keep what it found left running."""
+    found = getattr(node, "workeroutput", {}).get("leftovers") or []
+    node.config.stash.setdefault(WORKER_LEFTOVERS, []).extend(found)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
