@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from engine_baselines import PreviousStep
 from host_work import IMPLS, calibrate, full_size, print_calibration, print_full_size
 
-from assistant.checkpoint.config import MOSHIKO_V0_1, TINY, MoshiConfig
+from assistant.checkpoint.config import MICRO, MOSHIKO_V0_1, TINY, MoshiConfig
 from assistant.checkpoint.layout import Q4, Q8, Quantization
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import AssistantError
@@ -55,22 +55,6 @@ from assistant.voice.engine import StreamingEngine
 from assistant.voice.loader import prepare
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
-
-# Moshi's structure (16 codebooks, 8 generated, the v0.1 delays, context 3000) at toy widths:
-# every matmul is a few thousand multiply-adds, so a step's time is the host's.
-MICRO = replace(
-    TINY,
-    dim=64,
-    num_heads=2,
-    num_layers=2,
-    hidden_scale=3.0,
-    text_card=100,
-    card=32,
-    depformer_dim=64,
-    depformer_dim_feedforward=192,
-    depformer_num_heads=2,
-    depformer_num_layers=1,
-)
 
 
 # --- parts 2 and 3: step time against LmGen -------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 from mlx.utils import tree_flatten
 from moshi_mlx import models, utils
 
-from assistant.checkpoint.config import TINY, MoshiConfig
+from assistant.checkpoint.config import MICRO as MICRO_PRESET
+from assistant.checkpoint.config import MoshiConfig
 from assistant.checkpoint.layout import Quantization
 from assistant.errors import (
     AssistantError,
@@ -25,22 +26,8 @@ from assistant.voice.model import build_model
 from assistant.voice.sampling import KeyStream, SamplingConfig, sample_token
 from assistant.voice.step_graph import attention_spans, span_for
 
-# Moshi's structure (16 codebooks, 8 generated, v0.1 delays) at toy widths: steps take ~3 ms.
-# Hidden sizes are 128 so q4 (group 32) and q8 (group 64) both quantize.
-MICRO = replace(
-    TINY,
-    dim=64,
-    num_heads=2,
-    num_layers=2,
-    hidden_scale=3.0,
-    context=64,
-    text_card=100,
-    card=32,
-    depformer_dim=64,
-    depformer_dim_feedforward=192,
-    depformer_num_heads=2,
-    depformer_num_layers=1,
-)
+# Toy widths, steps of ~3 ms; a short context so tests cross it quickly.
+MICRO = replace(MICRO_PRESET, context=64)
 GREEDY = SamplingConfig.greedy()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +318,23 @@ TINY = MoshiConfig(
     depformer_num_layers=1,
     depformer_context=8,
     depformer_max_period=10000,
+)
+
+# The same structure (16 codebooks, 8 generated, the v0.1 delays) at toy widths: a step's time
+# is the host's (the engine's benchmark and tests). Hidden sizes are 128 so q4 (group 32) and
+# q8 (group 64) both quantize. Never saved as a checkpoint.
+MICRO = replace(
+    TINY,
+    dim=64,
+    num_heads=2,
+    num_layers=2,
+    hidden_scale=3.0,
+    text_card=100,
+    card=32,
+    depformer_dim=64,
+    depformer_dim_feedforward=192,
+    depformer_num_heads=2,
+    depformer_num_layers=1,
 )
 
 PRESET_CONFIGS: dict[str, MoshiConfig] = {"moshiko-v0.1": MOSHIKO_V0_1, "tiny": TINY}
