@@ -73,8 +73,8 @@ def only_session(home: Path) -> Path:
 
 
 # The real codec is slower than real time on 2 cores (encode and decode ~110 ms a frame each):
-# in about 1 run in 4 here the stages' variance (decode p99 ~300 ms) lets the delay's median
-# pass the bound below. One reported rerun tells that from a regression, which fails twice.
+# in 1 of 7 full runs, the stages' variance (decode p99 ~300 ms) took the delay's median past
+# the bound below. One reported rerun tells that from a regression, which fails twice.
 @pytest.mark.flaky(reruns=1)
 def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path) -> None:
     speech = make_speech(tmp_path / "user.wav", "Hello Moshi, how are you today?")
