@@ -226,3 +226,35 @@ def test_chat_values_are_checked_before_anything_starts(tmp_path: Path, case: st
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert "absent" not in lines[0] and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "spawned"), [(["chat", "--checkpoint", "/nonexistent"], 2), (["chat", "--help"], 0)]
+)
+def test_chat_starts_its_codec_workers_first_and_ends_those_not_used(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], spawned: int
+) -> None:
+    """`chat` spawns its two codec workers before anything else (they import while the
+    command line is read and the checkpoint checked); a chat that ends before its codec opens
+    leaves none behind. `--help` starts none."""
+    import psutil
+
+    from assistant import cli
+    from assistant.voice import codec_process
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_spawn = codec_process._spawn
+
+    def spawn() -> subprocess.Popen[bytes]:
+        started.append(real_spawn())
+        return started[-1]
+
+    monkeypatch.setattr(codec_process, "_spawn", spawn)
+    monkeypatch.setattr(sys, "argv", ["assistant", *args])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == (1 if spawned else 0)
+    assert len(started) == spawned
+    assert not codec_process._spares
+    for proc in started:
+        assert proc.poll() is not None or psutil.Process(proc.pid).status() == "zombie"

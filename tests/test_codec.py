@@ -24,6 +24,7 @@ import assistant.voice.codec as codec_module
 from assistant.audio.sound_files import read_audio
 from assistant.errors import CodecError
 from assistant.frames import FRAME_SAMPLES
+from assistant.voice import codec_process
 from assistant.voice.codec import CodecStats, StreamingCodec
 
 HELLO = Path(codec_module.__file__).parent.parent / "data" / "hello.wav"
@@ -512,3 +513,50 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
         f"p99 elsewhere {typical * 1000:.1f} ms"
     )
     assert max(near) < max(0.1, 4 * typical), (max(near), typical)
+
+
+# --- workers started before their Mimi file is known (start-up time) --------------------------
+def test_prestarted_workers_are_taken_by_the_codec_and_serve_it(mimi_file):
+    """`prestart` spawns children that import and wait; the codec's first two workers are those
+    very processes, configured once the file is known, and they encode and decode as usual."""
+    codec_process.prestart(2)
+    spares = [proc.pid for proc in codec_process._spares]
+    assert len(spares) == 2
+    with StreamingCodec(mimi_file) as codec:
+        assert sorted(codec.worker_pids()) == sorted(spares)
+        assert not codec_process._spares  # both taken
+        out = codec.decode(np.zeros(8, np.uint32))
+        assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all()
+        codec.encode(speech_frames(1)[0])  # answered (codes or None), not hung
+    assert not [pid for pid in spares if alive(pid)]
+
+
+def test_spares_nobody_takes_are_ended():
+    codec_process.prestart(2)
+    pids = [proc.pid for proc in codec_process._spares]
+    codec_process.discard_spares()
+    assert not codec_process._spares
+    assert not [pid for pid in pids if alive(pid)]
+
+
+def test_a_spare_that_died_is_skipped(mimi_file):
+    codec_process.prestart(1)
+    dead = codec_process._spares[0]
+    dead.kill()
+    dead.wait()
+    with StreamingCodec(mimi_file) as codec:
+        assert dead.pid not in codec.worker_pids()
+        codec.decode(np.zeros(8, np.uint32))
+    assert not codec_process._spares
+
+
+def test_a_worker_refuses_anything_but_a_configuration_first(mimi_file):
+    proc = codec_process._spawn()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        codec_process.write_message(proc.stdin.fileno(), codec_process.FRAME, b"\0" * 8)
+        kind, payload = codec_process.read_message(proc.stdout.fileno(), time.monotonic() + 30)
+        assert kind == codec_process.ERROR and b"expected a configuration" in payload
+        assert proc.wait(30) == 1
+    finally:
+        codec_process._close_unused(proc)

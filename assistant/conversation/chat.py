@@ -126,6 +126,7 @@ class Chat:
         self._loop: ConversationLoop | None = None
         self._stop_requested = False
         self._early_audio: Future[DuplexAudio] | None = None
+        self._early_echo: Future[EchoCanceller | None] | None = None
 
     @property
     def files_mode(self) -> bool:
@@ -161,7 +162,7 @@ class Chat:
             from ..voice.loader import load
             from ..voice.loader import prepare as prepare_load
 
-            prepared = prepare_load(files, check_memory=s.check_memory)
+            prepared = prepare_load(files, check_memory=s.check_memory, report=report)
             self.status(f"Loading {files.label} ...")
             self.loaded = load(files, check_memory=s.check_memory, prepared=prepared)
             self.status("Warming up ...")
@@ -190,6 +191,11 @@ class Chat:
             stagger=True,
             wait=False,
         )
+
+    def _new_echo_canceller(self) -> EchoCanceller | None:
+        if self.settings.echo_cancellation and not self.files_mode:
+            return EchoCanceller()
+        return None
 
     def _close_codec(self) -> None:
         codec, self.codec = self.codec, None
@@ -220,11 +226,15 @@ class Chat:
         def open_devices() -> DuplexAudio:
             return self._devices().start()
 
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-audio")
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="open-audio")
         self._early_audio = pool.submit(open_devices)
+        # The echo canceller's library takes ~0.2 s to load: beside the model's load and
+        # warm-up (which release the GIL in MLX), not after them on the way to "Listening".
+        self._early_echo = pool.submit(self._new_echo_canceller)
         pool.shutdown(wait=False)
 
     def close_early_audio(self) -> None:
+        self._early_echo = None
         early, self._early_audio = self._early_audio, None
         if early is None:
             return
@@ -260,7 +270,8 @@ class Chat:
             audio.discard_input()  # what it heard meanwhile is not part of the conversation
         else:
             audio = self._devices()
-        echo = EchoCanceller() if s.echo_cancellation and not self.files_mode else None
+        early_echo, self._early_echo = self._early_echo, None
+        echo = early_echo.result() if early_echo is not None else self._new_echo_canceller()
         silence = None if self.files_mode else partial(self._check_silence, SilenceDetector())
         t0 = time.monotonic()
         self.metrics = MetricsCollector(

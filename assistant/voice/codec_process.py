@@ -6,24 +6,29 @@ instance that lives in its own process is built without touching the main proces
 when it is retired its process exits, which gives every byte back to the system (deleting an
 instance in-process returned less than half of it to the OS here).
 
-The child (`python -m assistant.voice.codec_process`) builds its instance, optionally warms it
-up, says "ready", then answers one request per frame. The protocol on its stdin/stdout:
-a message is one kind byte, a little-endian uint32 payload length, the payload.
+The child (`python -m assistant.voice.codec_process`) imports numpy and rustymimi, waits for
+its configuration, builds its instance, optionally warms it up, says "ready", then answers one
+request per frame. Because it imports before it knows its Mimi file, `prestart` can start the
+first two children at the top of a command, while the parent is still importing and checking
+the checkpoint (start-up time: Python, numpy and rustymimi are ~0.2 s of each child's ~0.7 s).
+The protocol on its stdin/stdout: a message is one kind byte, a little-endian uint32 payload
+length, the payload.
 
-    parent -> child   F <frame>   encode: float32[1920]; decode: uint32[codebooks]
-                      Q           quit
+    parent -> child   C <json>    configure (first): {"op", "mimi", "codebooks", "warmup",
+                                  "max_seq_len"}
+                      F <frame>   encode: float32[1920]; decode: uint32[codebooks]
+                      Q           quit (also before the configuration)
     child -> parent   R <json>    ready: {"build_s": ..., "warmup_s": ...}
                       O <output>  encode: uint32[codebooks] (empty: no codes yet); decode: float32
                       E <text>    the request failed (one line); the child keeps serving
 
 The child's own stdout is redirected to its stderr before rustymimi loads, so nothing it
 prints can corrupt the protocol; the parent logs the child's stderr. A child whose parent dies
-reads end-of-file and exits.
+reads end-of-file and exits, also while it waits for its configuration.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -38,15 +43,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import CodecError
 from ..frames import FRAME_SAMPLES
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<cI")
-FRAME, QUIT, READY, OUTPUT, ERROR = b"F", b"Q", b"R", b"O", b"E"
+CONFIGURE, FRAME, QUIT, READY, OUTPUT, ERROR = b"C", b"F", b"Q", b"R", b"O", b"E"
 MAX_MESSAGE = 1 << 20  # far above any frame: a longer length means a broken stream
 STDERR_LINES = 20  # the child's last stderr lines, kept for error messages
 
@@ -97,14 +100,31 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def run_child(op: str, mimi: str, codebooks: int, max_seq_len: int | None, warmup: int) -> int:
+def run_child() -> int:
     """The child's main loop; returns its exit status."""
     proto_in, proto_out = 0, os.dup(1)
     os.dup2(2, 1)  # from here on, stray prints (Python's or Rust's) go to stderr
-    t0 = time.perf_counter()
+    import numpy as np  # imported while the parent still decides what to ask (start-up time)
+
     try:
         import rustymimi
-
+    except ImportError as e:
+        missing: ImportError | None = e
+    else:
+        missing = None
+    message = read_message(proto_in)
+    if message is None or message[0] == QUIT:  # a spare that was not needed
+        return 0
+    if message[0] != CONFIGURE:
+        write_message(proto_out, ERROR, f"expected a configuration, got {message[0]!r}".encode())
+        return 1
+    config = json.loads(message[1])
+    op, mimi, codebooks = config["op"], config["mimi"], int(config["codebooks"])
+    warmup, max_seq_len = int(config["warmup"]), config["max_seq_len"]
+    t0 = time.perf_counter()
+    try:
+        if missing is not None:
+            raise missing
         tok = rustymimi.Tokenizer(mimi, num_codebooks=codebooks, max_seq_len=max_seq_len)
     except BaseException as e:  # a Rust panic is a BaseException: report it, don't die silently
         write_message(
@@ -113,7 +133,7 @@ def run_child(op: str, mimi: str, codebooks: int, max_seq_len: int | None, warmu
         return 1
     build_s = time.perf_counter() - t0
 
-    def step(x: np.ndarray) -> Any:
+    def step(x: Any) -> Any:
         return tok.encode_step(x) if op == "encode" else tok.decode_step(x)
 
     t1 = time.perf_counter()
@@ -159,6 +179,62 @@ def run_child(op: str, mimi: str, codebooks: int, max_seq_len: int | None, warmu
 
 
 # --- the parent ------------------------------------------------------------------------------
+def _spawn() -> subprocess.Popen[bytes]:
+    """A child, unconfigured: it imports, then waits for its configuration."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        env=env,
+        close_fds=True,
+    )
+
+
+_spares: list[subprocess.Popen[bytes]] = []
+_spares_lock = threading.Lock()
+
+
+def prestart(count: int) -> None:
+    """Start `count` children now, to be configured by the next CodecProcesses (a command that
+    will open a codec calls this first thing; `discard_spares` ends those not taken)."""
+    with _spares_lock:
+        while len(_spares) < count:
+            _spares.append(_spawn())
+
+
+def _take_spare() -> subprocess.Popen[bytes] | None:
+    with _spares_lock:
+        while _spares:
+            proc = _spares.pop(0)
+            if proc.poll() is None:
+                return proc
+            _close_unused(proc)
+    return None
+
+
+def discard_spares() -> None:
+    """End the prestarted children nobody took (a command that failed early, or --help)."""
+    with _spares_lock:
+        spares = list(_spares)
+        _spares.clear()
+    for proc in spares:
+        _close_unused(proc)
+
+
+def _close_unused(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()  # it holds nothing yet: no need to wait for its imports to finish
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
 class WorkerDied(CodecError):
     """The worker process exited, or stopped answering (it is then killed)."""
 
@@ -186,22 +262,8 @@ class CodecProcess:
         self._ready = False
         self._error: str | None = None
         self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        args = [sys.executable, "-m", __name__, op, str(mimi_path), str(codebooks), str(warmup)]
-        if max_seq_len is not None:
-            args.append(str(max_seq_len))
         self.started = time.monotonic()
-        self._proc = subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            bufsize=0,
-            env=env,
-            close_fds=True,
-        )
+        self._proc = _take_spare() or _spawn()
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in = self._proc.stdin.fileno()
         self._out = self._proc.stdout.fileno()
@@ -209,6 +271,17 @@ class CodecProcess:
             target=self._drain_stderr, name=f"mimi-{op}-{self.pid}-stderr", daemon=True
         )
         self._stderr_thread.start()
+        config = {
+            "op": op,
+            "mimi": str(mimi_path),
+            "codebooks": codebooks,
+            "warmup": warmup,
+            "max_seq_len": max_seq_len,
+        }
+        try:
+            write_message(self._in, CONFIGURE, json.dumps(config).encode())
+        except OSError:  # EPIPE: it died before its configuration
+            self._error = str(self._died("while starting"))
 
     @property
     def pid(self) -> int:
@@ -348,16 +421,5 @@ class CodecProcess:
         stream.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="one Mimi codec instance (internal)")
-    parser.add_argument("op", choices=("encode", "decode"))
-    parser.add_argument("mimi")
-    parser.add_argument("codebooks", type=int)
-    parser.add_argument("warmup", type=int)
-    parser.add_argument("max_seq_len", type=int, nargs="?")
-    a = parser.parse_args(argv)
-    return run_child(a.op, a.mimi, a.codebooks, a.max_seq_len, a.warmup)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_child())

@@ -74,12 +74,14 @@ class LoadedModel:
 
 
 def prepare(
-    files: CheckpointFiles, *, check_memory: bool = True
+    files: CheckpointFiles, *, check_memory: bool = True, report: CheckpointReport | None = None
 ) -> tuple[CheckpointReport, MemoryEstimate]:
     """Everything decided before the model loads: validation and the memory verdict from the
     headers, and the Mimi codec's values from its file (rustymimi, which opens it itself,
-    would decode NaN weights to silence; a few hundred ms, against a model load of seconds)."""
-    report = inspect_checkpoint(files)
+    would decode NaN weights to silence; a few hundred ms, against a model load of seconds).
+    `report`: these files' inspection, when the caller already made it (start-up time)."""
+    if report is None or report.files != files:
+        report = inspect_checkpoint(files)
     require_valid(report)
     if report.codec is not None and not already_scanned(report.codec.path):
         require_sane_values(read_header(report.codec.path), CodecError)
