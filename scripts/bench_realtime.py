@@ -549,7 +549,7 @@ def clocking_devices(pulse: PulseAudio) -> Iterator[None]:
             proc.wait(10)
 
 
-def section_startup(checkpoint: Path, runs: int = 4) -> None:
+def section_startup(checkpoint: Path, runs: int = 6) -> None:
     home = Path(tempfile.mkdtemp(prefix="bench-start-"))  # one user, started several times
     rows, medians = [], {}
     with private_pulse() as pulse:

@@ -49,6 +49,8 @@ class TextTokenizerInfo:
     path: Path
     vocab_size: int
     problems: list[str] = field(default_factory=list)
+    # The parsed SentencePiece model, kept for the loader (parsing it again cost ~45 ms).
+    processor: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "vocab_size": self.vocab_size, "problems": self.problems}
@@ -148,7 +150,7 @@ def inspect_text_tokenizer(path: Path, vocab_needed: int) -> TextTokenizerInfo:
         problems.append(
             f"text tokenizer has {vocab} pieces but the model's text vocabulary is {vocab_needed}"
         )
-    return TextTokenizerInfo(path, vocab, problems)
+    return TextTokenizerInfo(path, vocab, problems, processor=sp)
 
 
 def load_text_tokenizer(path: Path) -> sentencepiece.SentencePieceProcessor:

@@ -184,6 +184,10 @@ def _spawn() -> subprocess.Popen[bytes]:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    # The child does no linear algebra through numpy (rustymimi has its own kernels), and
+    # OpenBLAS's thread pool, started at numpy's import, cost each child ~0.15 s of CPU there
+    # (Linux; macOS's numpy uses Accelerate and ignores this). Encode and decode times: equal.
+    env["OPENBLAS_NUM_THREADS"] = "1"
     return subprocess.Popen(
         [sys.executable, "-m", __name__],
         stdin=subprocess.PIPE,

@@ -133,9 +133,10 @@ class StreamingEngine:
         self._hist[:] = 0
         self._step = 0
 
-    def warmup(self, steps: int = 2) -> None:
-        """Run a few steps, then one at the start of each longer attention span (allocates
-        the ring, traces and compiles every shape the talk will use), then reset."""
+    def warmup(self, steps: int = 1) -> None:
+        """Run `steps` steps, then one at the start of each longer attention span (allocates
+        the ring, traces and compiles every shape the talk will use), then reset. One is
+        enough: the steps after it ran at their usual speed (tiny checkpoint, CPU)."""
         silence = np.zeros(self.n_user, dtype=np.int32)
         for _ in range(steps):
             self.step(silence)

@@ -105,9 +105,13 @@ def load(
 ) -> LoadedModel:
     """`prepared`: what `prepare(files)` returned, when the caller already ran it."""
     report, est = prepared or prepare(files, check_memory=check_memory)
-    text_tokenizer = (
-        load_text_tokenizer(files.text_tokenizer) if files.text_tokenizer is not None else None
-    )
+    inspected = report.text_tokenizer
+    if inspected is not None and inspected.processor is not None:
+        text_tokenizer = inspected.processor
+    elif files.text_tokenizer is not None:
+        text_tokenizer = load_text_tokenizer(files.text_tokenizer)
+    else:
+        text_tokenizer = None
     set_cache_limit(cache_limit)
     model = build_model(report.model.config, report.model.quantization)
     require_regular(files.model, CheckpointError)  # MLX opens it itself: no FIFO, no device
