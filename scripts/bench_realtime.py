@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assistant.audio.clicks import click, find_clicks  # noqa: E402
+from assistant.audio.profiles import DEFAULT_PROFILE  # noqa: E402
 from assistant.audio.sound_files import read_audio, write_wav  # noqa: E402
 from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
 from tests.pulse_harness import (  # noqa: E402
@@ -142,8 +143,11 @@ def passthrough_run(
     seconds: float,
     step_s: float = 0.0,
     max_delay_ms: float = 500.0,
+    echo: bool = False,
 ) -> dict:
-    """The loop in pass-through behind real devices, clicks into mic and speaker at once."""
+    """The loop in pass-through behind real devices, clicks into mic and speaker at once;
+    `echo`: with the echo canceller on, as `assistant chat` runs by default."""
+    from assistant.audio.aec import EchoCanceller
     from assistant.audio.duplex import DuplexAudio
     from assistant.audio.profiles import latency_profile
     from assistant.conversation.lag import LagPolicy
@@ -169,6 +173,7 @@ def passthrough_run(
             audio,
             PassthroughCodec(),
             PassthroughEngine(step_s=step_s),
+            echo=EchoCanceller() if echo else None,
             policy=LagPolicy(max_delay_ms=max_delay_ms),
             metrics=metrics,
         )
@@ -209,9 +214,12 @@ def passthrough_run(
 
 
 def section_delay(seconds: float, profiles: list[str]) -> None:
+    runs = [(profile, False) for profile in profiles]
+    if DEFAULT_PROFILE in profiles:  # as `chat` runs by default: echo cancellation on
+        runs.append((DEFAULT_PROFILE, True))
     with private_pulse() as pulse:
-        for profile in profiles:
-            r = passthrough_run(pulse, profile, seconds)
+        for profile, echo in runs:
+            r = passthrough_run(pulse, profile, seconds, echo=echo)
             o = r["outside"]
             rows = [
                 ("clicks sent / found in pairs", f"{r['sent']} / {r['pairs']}"),
@@ -230,8 +238,9 @@ def section_delay(seconds: float, profiles: list[str]) -> None:
                     f"{r['dropped_frames']}",
                 ),
             ]
-            table(f"pass-through delay, profile {profile}, {seconds:.0f} s", rows)
-            RESULTS[f"delay {profile}"] = (
+            label = f"{profile}, echo cancellation on" if echo else profile
+            table(f"pass-through delay, profile {label}, {seconds:.0f} s", rows)
+            RESULTS[f"delay {label}"] = (
                 f"outside p95 {pct(o, 95):.0f} ms (p50 {pct(o, 50):.0f}); loop p95 "
                 f"{r['loop_p95']:.0f} ms; gaps {r['gaps']}"
             )

@@ -37,6 +37,7 @@ class FakeAudio:
     period_s: float = 0.0
     finished: bool = False
     played: list[np.ndarray] = field(default_factory=list)
+    holes_expected: int = 0  # frames the loop said it dropped (`expect_hole`)
     _next: int = 0
     _start: float | None = None
     _slots: int = 0  # speaker slots already passed
@@ -126,6 +127,9 @@ class FakeAudio:
         with self._lock:
             self._advance()
             return len(self._buffer) * self.period_s
+
+    def expect_hole(self) -> None:
+        self.holes_expected += 1
 
     def playout_depth(self) -> float:
         with self._lock:

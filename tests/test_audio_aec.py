@@ -136,6 +136,14 @@ def test_reference_timeline_places_chunks_by_position() -> None:
     assert (tl.at(9600, 1920) == 1).all()
 
 
+def test_reference_timeline_says_how_far_the_output_is_known() -> None:
+    """The loop waits on this before cancelling a frame whose reference is not all written."""
+    tl = ReferenceTimeline()
+    assert tl.written_until() is None  # nothing played yet: nothing to wait for
+    tl.add([chunk(0, np.zeros(1920)), chunk(1920, np.zeros(480))])
+    assert tl.written_until() == pytest.approx(10.0 + 2400 / SR)
+
+
 def test_reference_for_a_frame_keeps_a_steady_offset() -> None:
     tl = ReferenceTimeline(lead_s=0.04, tolerance_s=0.03, patience=3)
     played = np.random.default_rng(0).standard_normal(20 * 1920).astype(np.float32)

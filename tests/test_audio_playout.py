@@ -62,6 +62,25 @@ def test_a_late_frame_is_an_underrun_and_the_cushion_grows() -> None:
     assert buf.target_ms == 60
 
 
+def test_a_hole_the_loop_announced_does_not_grow_the_cushion() -> None:
+    """Under overload the loop drops frames to bound the delay: the gap each leaves is no
+    late audio, and growing the cushion for it would only add delay."""
+    buf = make(min_ms=20, max_ms=60, grow_ms=10)
+    for _ in range(4):
+        buf.push(ramp(N))
+        buf.expect_hole()  # the next frame was dropped upstream
+        run(buf, 9)  # cushion + the frame, then dry for the missing one
+    assert buf.counters.underruns == 4 and buf.counters.holes == 4
+    assert buf.target_ms == 20
+    # Running dry without an announced hole (or long after one) still grows it.
+    buf.expect_hole()
+    run(buf, 20)  # the announcement expires: nothing ran dry while it held
+    buf.push(ramp(N))
+    run(buf, 6)
+    assert buf.counters.underruns == 5 and buf.counters.holes == 4
+    assert buf.target_ms == 30
+
+
 def test_the_tail_fades_out_when_playback_runs_dry_mid_block() -> None:
     buf = make(min_ms=0)
     buf.push(ramp(B + 200))

@@ -34,6 +34,9 @@ MIC_ACTIVE_RMS = 3e-4
 # Kept small: the reference must already have been written to the output when the frame is
 # processed, and that is only ~ one block plus the output latency ahead.
 REFERENCE_LEAD_S = 0.04
+# The longest a mic frame waits for the rest of its reference to be written (a frame read
+# the moment it is complete is up to ~lead minus the output latency ahead of it).
+REFERENCE_WAIT_S = 0.05
 
 
 @dataclass
@@ -256,6 +259,13 @@ class ReferenceTimeline:
             self._ring[np.arange(start, start + len(x)) % size] = x
             self._end = max(self._end or 0, start + len(x))
             self._anchor = (chunk.t_play, index)
+
+    def written_until(self) -> float | None:
+        """The play time up to which the output is known (None before any was played)."""
+        if self._anchor is None or self._end is None:
+            return None
+        t0, i0 = self._anchor
+        return t0 + (self._end - i0) / self.sample_rate
 
     def output_index(self, t: float) -> int | None:
         """The output position heard at time `t`, per the latest chunk's timestamp."""

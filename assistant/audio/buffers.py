@@ -26,6 +26,7 @@ class AudioCounters:
     frames_played: int = 0  # 80 ms frames' worth of pushed audio sent to the speaker
     underruns: int = 0  # times playback ran dry mid-stream (the cushion grows after each)
     gaps: int = 0  # those of them right after sound (not silence): the ones a listener hears
+    holes: int = 0  # underruns at a frame the loop dropped (the cushion does not grow for them)
     overruns: int = 0  # captured frames dropped because the loop did not read them in time
     playout_drops: int = 0  # times queued audio was dropped (above the cushion's maximum)
     dropped_ms: int = 0  # how much audio those drops removed

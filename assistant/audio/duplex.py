@@ -238,6 +238,9 @@ class DuplexAudio:
         tag comes back from `drain_started` once its first sample is heard."""
         self.playout.push(samples, tag)
 
+    def expect_hole(self) -> None:
+        self.playout.expect_hole()
+
     def playout_depth(self) -> float:
         """Frames queued for the speaker, not yet played."""
         return self.playout.buffered_frames()

@@ -127,6 +127,9 @@ class FileAudio:
         if self._writer is not None:
             self._writer.write(data)
 
+    def expect_hole(self) -> None:
+        pass  # no speaker cushion: a file is written as it comes
+
     def playout_depth(self) -> float:
         return 0.0  # a file never makes the loop wait
 

@@ -61,6 +61,11 @@ class AudioIO(Protocol):
         """Frames queued for the speaker, not yet played."""
         ...
 
+    def expect_hole(self) -> None:
+        """A frame of Moshi's audio will be missing (the loop dropped it to bound the delay):
+        the speaker's cushion does not grow for the gap it leaves."""
+        ...
+
     def heard_in_s(self) -> float:
         """From now until audio queued now is heard (None-free: 0 when unknown)."""
         ...

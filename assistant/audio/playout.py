@@ -5,7 +5,10 @@ jitter; the device asks for small blocks (10-40 ms). Playback starts as soon as 
 there plus a short cushion (`target`): the first samples wait `target` before they play, so
 the next frame has that much slack to arrive. When the buffer runs dry mid-stream (an
 underrun: a gap the listener hears) the cushion grows by `grow`, up to `max`; after
-`steady_s` without one it shrinks by `shrink`, down to `min`. When the buffer's low-water mark
+`steady_s` without one it shrinks by `shrink`, down to `min`. An underrun where the loop said
+a frame would be missing (`expect_hole`: it dropped one to bound the delay) is that hole, not
+late audio: a bigger cushion could not fill it, so it does not grow (under overload it only
+added delay, which made the loop drop more frames). When the buffer's low-water mark
 stays above the cushion (plus `slack`) for a whole `trim_s` window, the excess is dropped,
 oldest first, so the delay comes back down; bursts (two frames arriving together) are
 left alone. Audio above two frames plus `max` is dropped at once. Nothing waits for a fixed
@@ -112,9 +115,16 @@ class PlayoutBuffer:
         self._started: list[Started] = []
         self._dropped: list[Any] = []
         self._dac_lead_s = 0.0  # how far ahead of the callback its first sample is heard
+        self._hole_until: int | None = None  # output index by which an expected hole shows
         self.timing = OutputTiming()
 
     # --- the loop's side ----------------------------------------------------------------------
+    def expect_hole(self) -> None:
+        """A frame will be missing from the stream (the loop dropped it): running dry once
+        what is queued now has played, plus two frames of slack, is that hole."""
+        with self._lock:
+            self._hole_until = self._pulled + self._buffered + 2 * self.frame_samples
+
     def push(self, samples: np.ndarray, tag: Any = None) -> None:
         """Queue audio (any length; normally a frame). Never blocks."""
         data = np.array(samples, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse
@@ -280,7 +290,11 @@ class PlayoutBuffer:
         self.counters.underruns += 1
         # Running dry after silence is not heard: only a gap in sound counts as one.
         self.counters.gaps += self._tail_peak > GAP_LEVEL
-        self._target = min(self._target + self._grow, self._max)
+        hole, self._hole_until = self._hole_until, None
+        if hole is not None and self._pulled <= hole:
+            self.counters.holes += 1  # a frame the loop dropped: no cushion would have filled it
+        else:
+            self._target = min(self._target + self._grow, self._max)
         self._since_underrun = 0
 
     def _drop_head(self, excess: int) -> None:

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..audio.aec import Canceller, ReferenceTimeline
+from ..audio.aec import REFERENCE_WAIT_S, Canceller, ReferenceTimeline
+from ..audio.buffers import CapturedFrame
 from ..audio.interface import AudioIO
-from ..frames import FRAME_MS, FRAME_SAMPLES
+from ..frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from ..telemetry.histogram import Histogram
 from ..telemetry.metrics import MetricsCollector
 from ..telemetry.model_card import ModelCard
@@ -101,6 +102,7 @@ class ConversationLoop:
         self._stopped = False
         self._warned_drops = self._warned_recording = False
         self._lock = threading.Lock()  # guards the model queue's drop-oldest and counters
+        self._downstream = 0  # frames encoded and not yet decoded (queued or in the works)
         self._error: BaseException | None = None
         self._timeline = ReferenceTimeline()  # what the speaker played, by time: the echo
         self._threads: list[threading.Thread] = []
@@ -206,7 +208,7 @@ class ConversationLoop:
             cleaned = mic
             if self.echo is not None:
                 # Every frame, even one about to be dropped: the canceller adapts continuously.
-                self._timeline.add(self.audio.drain_played())
+                self._await_reference(frame)
                 # Lined up by sample position: the two streams' timestamps wander apart.
                 cleaned = self.echo.process(mic, self._timeline.reference_for(frame))
                 if self.session is not None:
@@ -226,7 +228,10 @@ class ConversationLoop:
                 if self._stop.wait(0.002):
                     return
             self._model_q.put((record, codes))
+            with self._lock:
+                self._downstream += 1
             return
+        dropped = False
         with self._lock:
             record.model_queue_depth = self._model_q.qsize()
             while self._model_q.qsize() >= self.policy.max_model_backlog:
@@ -238,10 +243,14 @@ class ConversationLoop:
                     self._model_q.put(_END)
                     break
                 old = old[0]
-                old.dropped = True
+                old.dropped = dropped = True
                 self.counters.dropped_input += 1
+                self._downstream -= 1
                 self._emit_frame(old)
             self._model_q.put((record, codes))
+            self._downstream += 1
+        if dropped:
+            self.audio.expect_hole()
 
     def _model(self) -> None:
         while True:
@@ -251,6 +260,8 @@ class ConversationLoop:
                 return
             record, codes = item
             if self._too_late(record):
+                with self._lock:
+                    self._downstream -= 1
                 continue
             record.step_start = time.monotonic()
             result = self.engine.step(codes)
@@ -277,6 +288,8 @@ class ConversationLoop:
             # Decode every frame, even one about to be dropped: the codec's state is streaming.
             pcm = silence if codes is None else np.asarray(self.codec.decode(codes), np.float32)
             record.decode_end = time.monotonic()
+            with self._lock:
+                self._downstream -= 1
             check = self.output_check if codes is not None else None
             if check is not None and (warning := check(pcm)):
                 self._warn(warning)
@@ -320,20 +333,41 @@ class ConversationLoop:
                 self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
+    def _await_reference(self, frame: CapturedFrame) -> None:
+        """Take in what the speaker played, waiting (briefly) until it covers the frame's
+        reference: it runs `lead_s` ahead of the capture, and output is known only about a
+        block plus the output latency before it plays. A frame read the moment it is
+        captured found the tail of its reference still unwritten (zeros), and the echo
+        reduction fell from 30-44 to 20-23 dB under overload."""
+        timeline = self._timeline
+        needed = frame.t_capture + timeline.lead_s + len(frame.samples) / SAMPLE_RATE
+        deadline = time.monotonic() + REFERENCE_WAIT_S
+        while True:
+            timeline.add(self.audio.drain_played())
+            known = timeline.written_until()
+            if known is None or known >= needed or time.monotonic() >= deadline:
+                return
+            if self._stop.wait(0.002):
+                return
+
     def _stale(self, record: FrameRecord) -> bool:
         """Drop a frame read from the microphone that could not be heard in time: older than
-        the whole budget (captured during a stall), or, while a fresher frame is already
-        waiting, predicted to arrive late once encoded, stepped, decoded and queued (skipping
-        it also saves the codec's time, so the loop catches up)."""
+        the whole budget (captured during a stall), or predicted to arrive late once encoded,
+        stepped, decoded (after the frames already on their way there) and queued. Skipping it
+        also saves the codec's time, so the loop catches up. The newest frame is kept when
+        nothing else is on its way: a pipeline that can never meet the budget still answers,
+        as often as it can, and the listener hears it with gaps, never nothing."""
         if not self._realtime:
             return False
         age = _age_ms(record)
         if self.policy.stale(age):
             return self._drop_input(record)
-        if self.audio.pending_frames() == 0:
-            return False  # the newest frame: always answered, as soon as it can be
-        late = self.policy.too_late_for_model(age, self._still_to_come("encode", "step", "decode"))
-        return late and self._drop_input(record)
+        late = self.policy.too_late_for_model(age, self._still_to_come("encode", "step"))
+        if not late:
+            return False
+        if self.audio.pending_frames() == 0 and self._downstream == 0:
+            return False
+        return self._drop_input(record)
 
     def _too_late(self, record: FrameRecord) -> bool:
         """Counting queued frames is not enough when each step is slow, so the frame's age is
@@ -342,15 +376,21 @@ class ConversationLoop:
         if not self._realtime or self._model_q.qsize() == 0:
             return False
         late = self.policy.too_late_for_model(
-            _age_ms(record), self._still_to_come("step", "decode")
+            _age_ms(record), self._still_to_come("step", counted=True)
         )
         return late and self._drop_input(record)
 
-    def _still_to_come(self, *stages: str) -> float:
+    def _still_to_come(self, *stages: str, counted: bool = False) -> float:
         """Milliseconds ahead of a frame: recent time of the stages it still has to go
-        through, then the wait until the speaker plays it."""
-        ahead = sum(self.metrics.recent_mean(stage) for stage in stages)
-        return ahead + self.audio.heard_in_s() * 1000.0
+        through, its decoding (after the frames already waiting for the decoder, which is as
+        slow as the model or slower when the codec can't keep up), then the wait until the
+        speaker plays it. `counted`: the frame is already among those on their way."""
+        before = sum(self.metrics.recent_mean(stage) for stage in stages)
+        decode = self.metrics.recent_mean("decode")
+        with self._lock:
+            ahead = self._downstream - counted
+        waiting = max(0.0, ahead * decode - before)
+        return before + waiting + decode + self.audio.heard_in_s() * 1000.0
 
     def _next(self, q: queue.Queue) -> Any:
         """The next item, or _END once the loop is stopping (polls: a stop is never missed)."""
@@ -365,6 +405,7 @@ class ConversationLoop:
         with self._lock:
             record.dropped = True
             self.counters.dropped_input += 1
+        self.audio.expect_hole()  # the gap it leaves is no reason for a bigger cushion
         self._emit_frame(record)
         return True
 
