@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.aec import EchoCanceller, PassthroughCanceller, ReferenceTimeline
+from assistant.audio.aec import AecStats, EchoCanceller, PassthroughCanceller, ReferenceTimeline
 from assistant.audio.buffers import CapturedFrame, PlayedChunk
 from assistant.audio.duplex import DuplexAudio
 from assistant.audio.sound_files import frames, read_audio
@@ -134,6 +134,18 @@ def test_reference_timeline_places_chunks_by_position() -> None:
     tl.add([chunk(9600, np.ones(1920))])  # a gap in the record: silence in between
     assert not tl.at(3840, 5760).any()
     assert (tl.at(9600, 1920) == 1).all()
+
+
+def test_the_echo_figure_is_not_pulled_down_by_the_user_talking_over_moshi() -> None:
+    """Subframes where the user talks over Moshi keep (rightly) most of their energy: with
+    them the majority of those counted, the figure still says how much echo was removed, and
+    a canceller that removes nothing still reads near 0 dB."""
+    talking_over = AecStats()
+    talking_over.window.extend([1.0] * 550 + [42.0] * 450)
+    assert talking_over.echo_reduction_db == pytest.approx(42.0)
+    failing = AecStats()
+    failing.window.extend([0.5] * 1000)
+    assert failing.echo_reduction_db == pytest.approx(0.5)
 
 
 def test_reference_timeline_says_how_far_the_output_is_known() -> None:
