@@ -140,3 +140,12 @@ def test_real_loop_metrics_match_its_records_exactly(tmp_path: Path) -> None:
     # The session's metrics log: one JSON line a second, the last one matching the records.
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert lines and json.loads(lines[-1])["frames"]["finished"] == len(records)
+
+
+def test_the_lag_control_plans_with_a_high_quantile_of_each_stage() -> None:
+    m = MetricsCollector()
+    assert m.recent_high("encode") == 0.0  # nothing yet
+    for i in range(10):
+        m.on_frame(FrameRecord(index=i, captured=0.0, encode_start=0.0, encode_end=(i + 1) / 1000))
+    assert m.recent_high("encode") == pytest.approx(10.0)  # the 0.9 quantile of 1..10 ms
+    assert m.recent_high("encode", 0.5) == pytest.approx(6.0)

@@ -385,8 +385,8 @@ class ConversationLoop:
         through, its decoding (after the frames already waiting for the decoder, which is as
         slow as the model or slower when the codec can't keep up), then the wait until the
         speaker plays it. `counted`: the frame is already among those on their way."""
-        before = sum(self.metrics.recent_mean(stage) for stage in stages)
-        decode = self.metrics.recent_mean("decode")
+        before = sum(self.metrics.recent_high(stage) for stage in stages)
+        decode = self.metrics.recent_high("decode")
         with self._lock:
             ahead = self._downstream - counted
         waiting = max(0.0, ahead * decode - before)

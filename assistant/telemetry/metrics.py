@@ -131,10 +131,6 @@ class _Window:
         with self._lock:
             return list(self._values)
 
-    def mean(self) -> float:
-        with self._lock:
-            return sum(self._values) / len(self._values) if self._values else 0.0
-
 
 @dataclass
 class _Stage:
@@ -225,10 +221,13 @@ class MetricsCollector:
         cost = (frames_ns + self._snapshot_ns) / 1000.0 / max(c["finished"], 1)
         return replace(snap, collection_us_per_frame=cost)
 
-    def recent_mean(self, stage: str) -> float:
-        """The stage's mean over the recent window (ms; 0 before any frame): cheap, for the
-        lag control, which must follow a machine whose load changes."""
-        return self._stages[stage].window.mean()
+    def recent_high(self, stage: str, q: float = 0.9) -> float:
+        """The stage's `q` quantile over the recent window (ms; 0 before any frame), for the
+        lag control, which must follow a machine whose load changes: planning with the mean,
+        a jittery stage (the real codec on 2 cores: p50 115, p95 150 ms) put the delay's p95
+        at 513 ms against a 500 ms budget."""
+        values = sorted(self._stages[stage].window.values())
+        return values[min(int(q * len(values)), len(values) - 1)] if values else 0.0
 
     def session_histograms(self) -> dict[str, Histogram]:
         """Each stage's histogram over the whole session (live objects: read, don't write)."""
