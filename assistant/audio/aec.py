@@ -26,10 +26,10 @@ from ..errors import AudioError
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from .buffers import CapturedFrame, PlayedChunk
 
-# A 10 ms subframe counts towards the echo reduction when the far end plays (~ -50 dBFS) and
-# the mic hears something (~ -70 dBFS; below that there is no echo to speak of).
 log = logging.getLogger(__name__)
 
+# A 10 ms subframe counts towards the echo reduction when the far end plays (~ -50 dBFS) and
+# the mic hears something (~ -70 dBFS; below that there is no echo to speak of).
 FAR_ACTIVE_RMS = 3e-3
 MIC_ACTIVE_RMS = 3e-4
 # How far after the mic frame's capture time its reference starts: the margin by which the

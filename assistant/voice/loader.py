@@ -27,7 +27,6 @@ from ..checkpoint.scanned import already_scanned, remember_scanned
 from ..checkpoint.validate import (
     CheckpointReport,
     inspect_checkpoint,
-    load_text_tokenizer,
     require_valid,
 )
 from ..checkpoint.values import (
@@ -105,13 +104,8 @@ def load(
 ) -> LoadedModel:
     """`prepared`: what `prepare(files)` returned, when the caller already ran it."""
     report, est = prepared or prepare(files, check_memory=check_memory)
-    inspected = report.text_tokenizer
-    if inspected is not None and inspected.processor is not None:
-        text_tokenizer = inspected.processor
-    elif files.text_tokenizer is not None:
-        text_tokenizer = load_text_tokenizer(files.text_tokenizer)
-    else:
-        text_tokenizer = None
+    # Parsed by the inspection (which checked its vocabulary): not read a second time.
+    text_tokenizer = report.text_tokenizer.processor if report.text_tokenizer else None
     set_cache_limit(cache_limit)
     model = build_model(report.model.config, report.model.quantization)
     require_regular(files.model, CheckpointError)  # MLX opens it itself: no FIFO, no device
