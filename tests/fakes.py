@@ -114,6 +114,10 @@ class FakeAudio:
             out, self._started = self._started, []
         return out
 
+    def upcoming(self, n: int) -> tuple[int, np.ndarray]:
+        # Its played chunks carry no index: the timeline places them one after the other.
+        return 0, np.zeros(n, dtype=np.float32)
+
     def drain_dropped(self) -> list[object]:
         return []
 

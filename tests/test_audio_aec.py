@@ -148,12 +148,19 @@ def test_the_echo_figure_is_not_pulled_down_by_the_user_talking_over_moshi() -> 
     assert failing.echo_reduction_db == pytest.approx(0.5)
 
 
-def test_reference_timeline_says_how_far_the_output_is_known() -> None:
-    """The loop waits on this before cancelling a frame whose reference is not all written."""
+def test_the_reference_reaches_into_what_is_queued_to_play() -> None:
+    """Past the last sample played, a frame's reference comes from what is queued next (the
+    loop never waits for it to be played); what was played always wins."""
     tl = ReferenceTimeline()
-    assert tl.written_until() is None  # nothing played yet: nothing to wait for
-    tl.add([chunk(0, np.zeros(1920)), chunk(1920, np.zeros(480))])
-    assert tl.written_until() == pytest.approx(10.0 + 2400 / SR)
+    played, queued = np.full(2400, 0.5, np.float32), np.full(1920, 0.25, np.float32)
+    tl.add([chunk(0, played)])
+    assert tl.end == 2400
+    tl.expect(2400, queued)
+    np.testing.assert_array_equal(tl.at(1920, 1920), np.r_[played[:480], queued[:1440]])
+    assert tl.unknown_samples == 0
+    assert not tl.at(4320, 480).any() and tl.unknown_samples == 480  # beyond both: silence
+    tl.add([chunk(2400, np.ones(960, np.float32))])  # then played otherwise: that counts
+    np.testing.assert_array_equal(tl.at(2400, 1920), np.r_[np.ones(960), queued[960:]])
 
 
 def test_reference_for_a_frame_keeps_a_steady_offset() -> None:

@@ -165,6 +165,26 @@ def test_records_what_was_played_for_the_echo_canceller() -> None:
     assert len(buf.drain_played()) == 3 and buf.counters.played_drops == 2
 
 
+def test_upcoming_is_what_the_next_pulls_play() -> None:
+    """The echo canceller's reference reaches past what was played into what is queued: the
+    prediction must be what the output then takes, in every state of the buffer."""
+    buf = make(min_ms=20)
+    assert buf.upcoming(N) == (0, pytest.approx(np.zeros(N)))  # nothing queued: silence
+    buf.push(ramp(N))
+    buf.push(ramp(N, N))
+    for blocks in (1, 3):  # priming (the rest of the cushion, then a fade-in), then playing
+        start, expected = buf.upcoming(2 * N)
+        played = run(buf, blocks)
+        assert start == buf.drain_played()[0].index
+        np.testing.assert_array_equal(expected[: len(played)], played)
+    left = 2 * N - (4 * B - 480)  # queued audio not played yet
+    start, expected = buf.upcoming(2 * N)  # it runs out: silence after it (and a fade-out)
+    played = run(buf, 2 * N // B)
+    assert left == 2400 and expected[:left].all() and not expected[left:].any()
+    np.testing.assert_array_equal(expected[: left - FADE_SAMPLES], played[: left - FADE_SAMPLES])
+    assert not played[left:].any()
+
+
 def test_callback_uses_dac_time_fills_every_channel_and_never_raises() -> None:
     buf = PlayoutBuffer(JitterBounds(min_ms=0))
     buf.push(ramp(B), tag="x")

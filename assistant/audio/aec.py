@@ -6,8 +6,9 @@ the reverse (far-end) stream, 10 ms at a time, before the mic audio. AEC3 finds 
 itself, from about 5 ms to 500 ms of lead of the reference over its echo (measured), and fails
 when the reference comes after its echo. A sound played at t is heard at t + the acoustic
 delay, so the reference for a mic frame captured at t is what was played from t + a small lead
-on (`ReferenceTimeline.reference_for`): it is already known then, since output is recorded when
-it is written, ahead of its play time. `set_stream_delay_ms` changed nothing measurable.
+on (`ReferenceTimeline.reference_for`): known by the time the frame is processed, from what
+was played and, past it, what is queued to play next. `set_stream_delay_ms` changed nothing
+measurable.
 Side effects of AEC3 on the user's voice: ~9 ms of delay (222 samples at 24 kHz) and shifted
 phases, the spectrum kept within 0.5 dB. Cost here: ~0.6 ms per 80 ms frame.
 """
@@ -34,12 +35,9 @@ FAR_ACTIVE_RMS = 3e-3
 MIC_ACTIVE_RMS = 3e-4
 # How far after the mic frame's capture time its reference starts: the margin by which the
 # reference leads the echo, on top of the acoustic delay, against errors in the timestamps.
-# Kept small: the reference must already have been written to the output when the frame is
-# processed, and that is only ~ one block plus the output latency ahead.
+# Kept small: the loop must know the reference when it processes the frame, from what was
+# played and what is queued to play next (`ReferenceTimeline.expect`).
 REFERENCE_LEAD_S = 0.04
-# The longest a mic frame waits for the rest of its reference to be written (a frame read
-# the moment it is complete is up to ~lead minus the output latency ahead of it).
-REFERENCE_WAIT_S = 0.05
 
 
 @dataclass
@@ -248,7 +246,8 @@ class ReferenceTimeline:
         self._offset: int | None = None  # output index - input index
         self._disagree = 0
         self.reanchors = 0  # times the offset was re-estimated
-        self.unknown_samples = 0  # asked-for samples not played yet (the lead is too long)
+        self.unknown_samples = 0  # asked-for samples neither played nor queued yet
+        self._upcoming: tuple[int, np.ndarray] | None = None  # (index, samples) about to play
 
     def add(self, chunks: list[PlayedChunk]) -> None:
         """Store played chunks at their `index` (without one: right after the previous)."""
@@ -265,12 +264,15 @@ class ReferenceTimeline:
             self._end = max(self._end or 0, start + len(x))
             self._anchor = (chunk.t_play, index)
 
-    def written_until(self) -> float | None:
-        """The play time up to which the output is known (None before any was played)."""
-        if self._anchor is None or self._end is None:
-            return None
-        t0, i0 = self._anchor
-        return t0 + (self._end - i0) / self.sample_rate
+    def expect(self, index: int, samples: np.ndarray) -> None:
+        """What the output will play from position `index` on, as far as it is queued: used
+        where nothing played is known yet, until played chunks replace it."""
+        self._upcoming = (int(index), np.asarray(samples, dtype=np.float32).reshape(-1))
+
+    @property
+    def end(self) -> int | None:
+        """The output position just after the last sample played (None before any)."""
+        return self._end
 
     def output_index(self, t: float) -> int | None:
         """The output position heard at time `t`, per the latest chunk's timestamp."""
@@ -285,9 +287,15 @@ class ReferenceTimeline:
         if self._end is None:
             return out
         idx = np.arange(index, index + n)
-        self.unknown_samples += int(np.count_nonzero(idx >= self._end))
         ok = (idx < self._end) & (idx >= max(0, self._end - len(self._ring)))
         out[ok] = self._ring[idx[ok] % len(self._ring)]
+        later = idx >= self._end
+        if self._upcoming is not None:
+            start, ahead = self._upcoming
+            queued = later & (idx >= start) & (idx < start + len(ahead))
+            out[queued] = ahead[idx[queued] - start]
+            later &= ~queued
+        self.unknown_samples += int(np.count_nonzero(later))
         return out
 
     def window(self, t_start: float, n: int = FRAME_SAMPLES) -> np.ndarray:

@@ -269,6 +269,9 @@ class DuplexAudio:
     def drain_played(self) -> list[PlayedChunk]:
         return self.playout.drain_played()
 
+    def upcoming(self, n: int) -> tuple[int, np.ndarray]:
+        return self.playout.upcoming(n)
+
     def _check(self) -> None:
         if self._stopping:
             return

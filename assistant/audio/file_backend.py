@@ -156,6 +156,10 @@ class FileAudio:
             self._played.clear()
         return chunks
 
+    def upcoming(self, n: int) -> tuple[int, np.ndarray]:
+        with self._lock:  # nothing waits: a frame is written the moment it is played
+            return self._played_samples, np.zeros(n, dtype=np.float32)
+
     def stop(self) -> None:
         self._stopped = True
         if self._writer is not None:

@@ -186,6 +186,29 @@ class PlayoutBuffer:
             self._played.clear()
         return chunks
 
+    def upcoming(self, n: int) -> tuple[int, np.ndarray]:
+        """The next `n` samples the output will take, as things stand, and the output position
+        (`PlayedChunk.index`) of the first: the rest of the priming wait in silence, then what
+        is queued, then silence. Exact unless audio is queued or dropped before it plays (the
+        echo canceller's reference runs a little ahead of what has already been played)."""
+        out = np.zeros(n, dtype=np.float32)
+        with self._lock:
+            start = self._pulled
+            if not self._playing and self._wait_left is None:
+                return start, out  # nothing queued: silence
+            pos = 0 if self._playing else max(self._wait_left or 0, 0)
+            first, offset = pos, self._offset
+            for chunk in self._chunks:
+                if pos >= n:
+                    break
+                take = min(n - pos, len(chunk.samples) - offset)
+                out[pos : pos + take] = chunk.samples[offset : offset + take]
+                pos, offset = pos + take, 0
+            if (self._fade_in or not self._playing) and pos > first:
+                ramp = min(FADE_SAMPLES, pos - first)
+                out[first : first + ramp] *= np.linspace(0.0, 1.0, ramp, endpoint=False)
+        return start, out
+
     def clear(self) -> None:
         """Forget queued audio (e.g. when the assistant is interrupted)."""
         with self._lock:

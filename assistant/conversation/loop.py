@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..audio.aec import REFERENCE_WAIT_S, Canceller, ReferenceTimeline
+from ..audio.aec import Canceller, ReferenceTimeline
 from ..audio.buffers import CapturedFrame
 from ..audio.interface import AudioIO
 from ..frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
@@ -208,7 +208,7 @@ class ConversationLoop:
             cleaned = mic
             if self.echo is not None:
                 # Every frame, even one about to be dropped: the canceller adapts continuously.
-                self._await_reference(frame)
+                self._take_reference(frame)
                 # Lined up by sample position: the two streams' timestamps wander apart.
                 cleaned = self.echo.process(mic, self._timeline.reference_for(frame))
                 if self.session is not None:
@@ -333,22 +333,21 @@ class ConversationLoop:
                 self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
-    def _await_reference(self, frame: CapturedFrame) -> None:
-        """Take in what the speaker played, waiting (briefly) until it covers the frame's
-        reference: it runs `lead_s` ahead of the capture, and output is known only about a
-        block plus the output latency before it plays. A frame read the moment it is
-        captured found the tail of its reference still unwritten (zeros), and the echo
-        reduction fell from 30-44 to 20-23 dB under overload."""
+    def _take_reference(self, frame: CapturedFrame) -> None:
+        """Take in what the speaker played and, beyond it, what it is about to play: a frame's
+        reference runs `lead_s` past its capture, and output is played only about a block
+        plus the output latency after it is written. Without the queued audio, a frame read
+        the moment it is captured found the tail of its reference unknown (zeros): the echo
+        reduction fell from 30-44 to 20-23 dB under overload. Waiting for it to be played
+        instead cost every frame 20-45 ms of delay."""
         timeline = self._timeline
-        needed = frame.t_capture + timeline.lead_s + len(frame.samples) / SAMPLE_RATE
-        deadline = time.monotonic() + REFERENCE_WAIT_S
-        while True:
+        ahead = len(frame.samples) + round((timeline.lead_s + 0.1) * SAMPLE_RATE)
+        for _ in range(3):  # a block played between the two calls: take it in, look again
             timeline.add(self.audio.drain_played())
-            known = timeline.written_until()
-            if known is None or known >= needed or time.monotonic() >= deadline:
-                return
-            if self._stop.wait(0.002):
-                return
+            start, upcoming = self.audio.upcoming(ahead)
+            if start <= (timeline.end or 0):
+                break
+        timeline.expect(start, upcoming)
 
     def _stale(self, record: FrameRecord) -> bool:
         """Drop a frame read from the microphone that could not be heard in time: older than
