@@ -83,7 +83,7 @@ Latency = Annotated[
     typer.Option(
         "--latency",
         help="Audio latency profile: low (5 ms blocks, thinnest cushion), balanced (5 ms "
-        "blocks) or safe (20 ms blocks, thick cushion): quicker glitches sooner on a busy "
-        "machine.",
+        "blocks) or safe (20 ms blocks, thick cushion). The quicker the profile, the sooner "
+        "it glitches on a busy machine.",
     ),
 ]
