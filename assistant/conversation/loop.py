@@ -341,6 +341,8 @@ class ConversationLoop:
         reduction fell from 30-44 to 20-23 dB under overload. Waiting for it to be played
         instead cost every frame 20-45 ms of delay."""
         timeline = self._timeline
+        # The reference ends about `lead_s` past what was played; 100 ms more covers a frame
+        # whose timestamps put it further out (they wobble by tens of ms).
         ahead = len(frame.samples) + round((timeline.lead_s + 0.1) * SAMPLE_RATE)
         for _ in range(3):  # a block played between the two calls: take it in, look again
             timeline.add(self.audio.drain_played())
