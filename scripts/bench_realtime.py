@@ -7,7 +7,8 @@ Sections (all by default; pick with --only):
   overload  a model 3x slower than real time (pass-through, outside delay and how much is
             audible), and the real codec on this CPU (`assistant chat` on a tiny checkpoint)
   memory    `assistant chat --input` for --frames frames with the real codec: the process
-            tree's peak RSS per quarter, sampled by this process from /proc
+            tree's peak memory per quarter (PSS, and RSS summed), sampled by this process
+            from /proc
   stall     a thread ticking every 5 ms in the process that owns the codec, across roll-overs,
             beside the same thread while an instance is built in-process (how it was)
   startup   from `assistant chat` to "Listening" on the tiny checkpoint, through PulseAudio
@@ -388,17 +389,22 @@ def real_codec_chat(pulse: PulseAudio, checkpoint: Path, speech: Path, work: Pat
 
 
 # --- memory ----------------------------------------------------------------------------------
-def tree_rss(pid: int) -> int:
+def tree_memory(pid: int) -> tuple[int, int]:
+    """The process tree's memory: (RSS summed, PSS summed). PSS splits each shared page among
+    the processes that map it (the codec's forked workers share their server's weights, which
+    RSS counts in each); where the platform has no PSS, the RSS sum twice."""
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            info = p.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss, pss
 
 
 def section_memory(frames: int, checkpoint: Path) -> None:
@@ -420,10 +426,10 @@ def section_memory(frames: int, checkpoint: Path) -> None:
     proc = subprocess.Popen(
         [*cmd, "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, tuple[int, int]]] = []
     t0 = time.monotonic()
     while proc.poll() is None:
-        samples.append((time.monotonic() - t0, tree_rss(proc.pid)))
+        samples.append((time.monotonic() - t0, tree_memory(proc.pid)))
         time.sleep(0.25)
     err = proc.stderr.read().decode() if proc.stderr else ""
     sessions = sorted((work / "home" / "sessions").glob("*"))
@@ -433,18 +439,26 @@ def section_memory(frames: int, checkpoint: Path) -> None:
     # Quarters of the run by frames: frames ran at a steady pace, so by time.
     end = samples[-1][0] if samples else 1.0
 
-    def peak(a: float, b: float) -> int:
-        return max((r for t, r in samples if a * end <= t < b * end), default=0)
+    def peak(a: float, b: float, kind: int = 1) -> int:
+        return max((m[kind] for t, m in samples if a * end <= t < b * end), default=0)
 
     mib = 2**20
     q2, h2 = peak(0.25, 0.5), peak(0.5, 1.0)
     rows = [
         ("frames through the loop", f"{done} of {frames} in {end:.0f} s (exit {proc.returncode})"),
         (
-            "tree peak RSS, quarters 1-4",
+            "tree peak PSS, quarters 1-4",
             " / ".join(f"{peak(i / 4, (i + 1) / 4) / mib:.0f}" for i in range(4)) + " MiB",
         ),
-        ("second half minus second quarter", f"{(h2 - q2) / mib:+.1f} MiB (target <= 64)"),
+        (
+            "  (RSS summed: shared pages in each)",
+            " / ".join(f"{peak(i / 4, (i + 1) / 4, 0) / mib:.0f}" for i in range(4)) + " MiB",
+        ),
+        ("PSS: second half minus second quarter", f"{(h2 - q2) / mib:+.1f} MiB (target <= 64)"),
+        (
+            "  (RSS summed: the same)",
+            f"{(peak(0.5, 1.0, 0) - peak(0.25, 0.5, 0)) / mib:+.1f} MiB",
+        ),
         (
             "codec roll-overs enc / dec",
             f"{codec.get('encode', {}).get('rollovers')} / "

@@ -229,32 +229,32 @@ def test_chat_values_are_checked_before_anything_starts(tmp_path: Path, case: st
 
 
 @pytest.mark.parametrize(
-    ("args", "spawned"), [(["chat", "--checkpoint", "/nonexistent"], 2), (["chat", "--help"], 0)]
+    ("args", "spawned"), [(["chat", "--checkpoint", "/nonexistent"], 1), (["chat", "--help"], 0)]
 )
-def test_chat_starts_its_codec_workers_first_and_ends_those_not_used(
+def test_chat_starts_its_codec_fork_server_first_and_ends_it_if_not_used(
     monkeypatch: pytest.MonkeyPatch, args: list[str], spawned: int
 ) -> None:
-    """`chat` spawns its two codec workers before anything else (they import while the
+    """`chat` starts its codec's fork server before anything else (it imports while the
     command line is read and the checkpoint checked); a chat that ends before its codec opens
-    leaves none behind. `--help` starts none."""
+    leaves it not running. `--help` starts none."""
     import psutil
 
     from assistant import cli
-    from assistant.voice import codec_process
+    from assistant.voice import codec_forks
 
-    started: list[subprocess.Popen[bytes]] = []
-    real_spawn = codec_process._spawn
+    started: list[codec_forks.ForkServer] = []
+    real_server = codec_forks.ForkServer
 
-    def spawn() -> subprocess.Popen[bytes]:
-        started.append(real_spawn())
+    def server() -> codec_forks.ForkServer:
+        started.append(real_server())
         return started[-1]
 
-    monkeypatch.setattr(codec_process, "_spawn", spawn)
+    monkeypatch.setattr(codec_forks, "ForkServer", server)
     monkeypatch.setattr(sys, "argv", ["assistant", *args])
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     assert exit_.value.code == (1 if spawned else 0)
     assert len(started) == spawned
-    assert not codec_process._spares
-    for proc in started:
+    assert codec_forks._spare is None
+    for proc in (s._proc for s in started):
         assert proc.poll() is not None or psutil.Process(proc.pid).status() == "zombie"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ import assistant.voice.codec as codec_module
 from assistant.audio.sound_files import read_audio
 from assistant.errors import CodecError
 from assistant.frames import FRAME_SAMPLES
-from assistant.voice import codec_process
+from assistant.voice import codec_forks, codec_process
 from assistant.voice.codec import CodecStats, StreamingCodec
 
 HELLO = Path(codec_module.__file__).parent.parent / "data" / "hello.wav"
@@ -284,16 +286,87 @@ def alive(pid: int) -> bool:
     return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
 
-def test_workers_are_processes_of_their_own_and_exit_on_close(mimi_file):
+def test_workers_are_forked_ready_built_share_the_weights_and_exit_on_close(mimi_file):
+    """Both workers are forked by one fork server (this process's child, running this
+    package's worker module), which built the instance once: each worker's own memory (USS)
+    is a small part of what it maps, the weights staying shared with the server."""
     with StreamingCodec(mimi_file) as codec:
+        codec.wait_ready()
+        assert codec.forking
+        server = psutil.Process(codec._server.pid)  # type: ignore[union-attr]
+        assert server.ppid() == os.getpid()
+        assert "assistant.voice.codec_child" in " ".join(server.cmdline())
         pids = codec.worker_pids()
-        assert len(pids) == 2 and os.getpid() not in pids
-        for pid in pids:  # children of this process, running this package's worker
+        assert len(pids) == 2 and os.getpid() not in pids and server.pid not in pids
+        for pid in pids:
             proc = psutil.Process(pid)
-            assert proc.ppid() == os.getpid()
-            assert "assistant.voice.codec_process" in " ".join(proc.cmdline())
+            assert proc.ppid() == server.pid
+            mem = proc.memory_full_info()
+            assert mem.uss < 0.25 * mem.rss, (mem.uss, mem.rss)
+        assert codec.stats.encode.pid in pids and codec.stats.decode.pid in pids
         codec.encode(speech_frames(1)[0])
-    assert not [pid for pid in pids if alive(pid)]
+    assert not [pid for pid in [*pids, server.pid] if alive(pid)]
+
+
+@pytest.mark.parametrize("verdict_after", [0, 2])
+def test_spawned_workers_when_forked_ones_fail_their_probe(
+    mimi_file, reference, monkeypatch, verdict_after
+):
+    """A platform where forked workers would not work, as the server's probe says: before the
+    first workers are forked (0), or after (2: the verdict comes while they start). Either
+    way the workers are spawned instead, and serve as usual."""
+    asked = []
+
+    def forks_work(self: codec_forks.ForkServer, timeout: float) -> tuple[bool | None, str]:
+        asked.append(timeout)
+        return (None, "") if len(asked) <= verdict_after else (False, "its probe hung")
+
+    monkeypatch.setattr(codec_forks.ForkServer, "forks_work", forks_work)
+    frames, ref_codes, _ = reference
+    with StreamingCodec(mimi_file) as codec:
+        codec.wait_ready()
+        assert not codec.forking
+        for pid in codec.worker_pids():
+            assert psutil.Process(pid).ppid() == os.getpid()
+        for frame, expected in zip(frames[:3], ref_codes[:3], strict=True):
+            np.testing.assert_array_equal(codec.encode(frame), expected)
+
+
+def test_the_probe_ends_a_forked_child_that_hangs():
+    """The probe's alarm: a first step that never returns ends the child by SIGALRM."""
+    code = (
+        "import time\n"
+        "from assistant.voice import codec_child as c\n"
+        "class Hangs:\n"
+        "    def encode_step(self, x):\n"
+        "        time.sleep(60)\n"
+        "c.PROBE_TIMEOUT_S = 1\n"
+        "c._probe(c.Built(('m', 8, None), Hangs(), None, 0.0))\n"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == -signal.SIGALRM, proc
+    assert time.monotonic() - t0 < 20
+
+
+def test_workers_are_spawned_once_the_fork_server_is_gone(mimi_file):
+    """The server killed mid-conversation: the workers it forked go on; the next one (here a
+    restart) is spawned, and the restart is counted as usual."""
+    frames = speech_frames(8)
+    with StreamingCodec(mimi_file, call_timeout_s=5.0) as codec:
+        for f in frames[:3]:
+            codec.encode(f)
+        server = codec._server
+        assert server is not None
+        os.kill(server.pid, signal.SIGKILL)
+        victim = codec.stats.encode.pid
+        os.kill(victim, signal.SIGKILL)
+        codes = [codec.encode(f) for f in frames[3:]]
+        stats = codec.stats
+        assert not codec.forking
+        assert psutil.Process(stats.encode.pid).ppid() == os.getpid()
+    assert all(c is not None for c in codes)
+    assert stats.encode.restarts == 1
 
 
 def test_a_failed_successor_is_rebuilt_then_reported(mimi_file, tmp_path, monkeypatch):
@@ -356,7 +429,7 @@ class FakeWorker:
 
 def test_a_successor_late_to_start_is_waited_for_at_the_last_moment(mimi_file, monkeypatch):
     codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, replace_timeout_s=0.5)
-    monkeypatch.setattr(codec_module, "CodecProcess", lambda *a, **k: FakeWorker(ready_after=None))
+    monkeypatch.setattr(codec, "_new_worker", lambda *a, **k: FakeWorker(ready_after=None))
     t0 = time.perf_counter()
     index, error = run_until_error(codec, speech_frames(30))
     elapsed = time.perf_counter() - t0
@@ -376,7 +449,7 @@ def test_a_spare_that_fails_during_warm_up_is_replaced_without_a_glitch(mimi_fil
         fakes.append(FakeWorker(fail_receive=len(fakes) == 0))  # only the first one is broken
         return fakes[-1]
 
-    monkeypatch.setattr(codec_module, "CodecProcess", make)
+    monkeypatch.setattr(codec, "_new_worker", make)
     frames = speech_frames(24)
     for f in frames:  # the current instance carries on, a new spare is built and warmed
         assert codec.encode(f) is not None or True
@@ -515,39 +588,40 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
     assert max(near) < max(0.1, 4 * typical), (max(near), typical)
 
 
-# --- workers started before their Mimi file is known (start-up time) --------------------------
-def test_prestarted_workers_are_taken_by_the_codec_and_serve_it(mimi_file):
-    """`prestart` spawns children that import and wait; the codec's first two workers are those
-    very processes, configured once the file is known, and they encode and decode as usual."""
-    codec_process.prestart(2)
-    spares = [proc.pid for proc in codec_process._spares]
-    assert len(spares) == 2
+# --- a fork server started before its Mimi file is known (start-up time) ---------------------
+def test_the_prestarted_fork_server_is_taken_by_the_codec_and_serves_it(mimi_file):
+    """`prestart` spawns a server that imports and waits; the codec takes that very process,
+    configures it once the file is known, and its workers encode and decode as usual."""
+    codec_forks.prestart()
+    spare = codec_forks._spare
+    assert spare is not None
     with StreamingCodec(mimi_file) as codec:
-        assert sorted(codec.worker_pids()) == sorted(spares)
-        assert not codec_process._spares  # both taken
+        assert codec._server is spare and codec_forks._spare is None
         out = codec.decode(np.zeros(8, np.uint32))
         assert out.shape == (FRAME_SAMPLES,) and np.isfinite(out).all()
         codec.encode(speech_frames(1)[0])  # answered (codes or None), not hung
-    assert not [pid for pid in spares if alive(pid)]
+        assert all(psutil.Process(pid).ppid() == spare.pid for pid in codec.worker_pids())
+    assert not alive(spare.pid)
 
 
-def test_spares_nobody_takes_are_ended():
-    codec_process.prestart(2)
-    pids = [proc.pid for proc in codec_process._spares]
-    codec_process.discard_spares()
-    assert not codec_process._spares
-    assert not [pid for pid in pids if alive(pid)]
+def test_a_fork_server_nobody_takes_is_ended():
+    codec_forks.prestart()
+    spare = codec_forks._spare
+    assert spare is not None
+    codec_forks.discard_spares()
+    assert codec_forks._spare is None and not alive(spare.pid)
 
 
-def test_a_spare_that_died_is_skipped(mimi_file):
-    codec_process.prestart(1)
-    dead = codec_process._spares[0]
-    dead.kill()
-    dead.wait()
+def test_a_prestarted_fork_server_that_died_is_skipped(mimi_file):
+    codec_forks.prestart()
+    dead = codec_forks._spare
+    assert dead is not None
+    os.kill(dead.pid, signal.SIGKILL)
+    dead._proc.wait()
     with StreamingCodec(mimi_file) as codec:
-        assert dead.pid not in codec.worker_pids()
+        assert codec._server is not dead and codec.forking
         codec.decode(np.zeros(8, np.uint32))
-    assert not codec_process._spares
+    assert codec_forks._spare is None
 
 
 def test_a_worker_refuses_anything_but_a_configuration_first(mimi_file):
@@ -559,4 +633,49 @@ def test_a_worker_refuses_anything_but_a_configuration_first(mimi_file):
         assert kind == codec_process.ERROR and b"expected a configuration" in payload
         assert proc.wait(30) == 1
     finally:
-        codec_process._close_unused(proc)
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_fork_server_refuses_to_fork_before_its_configuration():
+    server = codec_forks.ForkServer()
+    try:
+        child = server.fork()
+        assert child.stdout is not None
+        with server.changed:
+            assert server.changed.wait_for(lambda: server.gone, 30)
+        assert server._proc.wait(30) == 1
+        assert codec_process.read_message(child.stdout.fileno(), time.monotonic() + 5) is None
+    finally:
+        server.close()
+
+
+def test_the_memory_figure_counts_the_shared_weights_once(mimi_file):
+    """The dashboards' RSS of the process tree: a forked worker's RSS includes the weights it
+    shares with its server; they are counted once, not once per worker."""
+    from assistant.telemetry.metrics import tree_rss
+
+    mib = 2**20
+    with StreamingCodec(mimi_file) as codec:
+        codec.wait_ready()
+        assert codec._server is not None
+        me, server = psutil.Process(), psutil.Process(codec._server.pid)
+        workers = [psutil.Process(pid).memory_info().rss for pid in codec.worker_pids()]
+        own = me.memory_info().rss + server.memory_info().rss
+        total = tree_rss(me)
+    assert min(workers) > 100 * mib  # each maps the weights...
+    assert own - 32 * mib <= total <= own + 64 * mib, (total, own, workers)  # ...counted once
+
+
+def test_a_worker_killed_before_it_is_forked_ends_once_forked(mimi_file):
+    """Killed while its server still builds (no pid yet): once forked it reads end-of-file
+    and exits, and the server reports it."""
+    server = codec_forks.ForkServer()
+    try:
+        assert server.configure(str(mimi_file), 8, None)
+        child = server.fork()
+        assert child.pid == 0  # the build takes ~0.5 s: not forked yet
+        child.kill()
+        assert child.wait(30) == 0 and child.pid > 0
+    finally:
+        server.close()

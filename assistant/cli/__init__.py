@@ -20,7 +20,7 @@ from .. import interrupts, logs
 from ..app_settings import apply_settings
 from ..console import err_console
 from ..errors import AssistantError
-from ..voice import codec_process
+from ..voice import codec_forks
 
 app = typer.Typer(
     name="assistant",
@@ -32,8 +32,8 @@ app = typer.Typer(
 
 # Long-running commands keep a log from their start; the others only on an internal error.
 LOGGED_COMMANDS = frozenset({"chat", "serve", "menubar", "demo"})
-# Commands that open the Mimi codec: its two worker processes start before anything else
-# (start-up time: they import while this process imports and checks the checkpoint).
+# Commands that open the Mimi codec: its fork server starts before anything else (start-up
+# time: it imports while this process imports and checks the checkpoint).
 CODEC_COMMANDS = frozenset({"chat", "demo"})
 _MAX_MESSAGE = 400
 
@@ -94,7 +94,7 @@ def main() -> None:
     interrupts.install()  # (again: main() may be called directly)
     command = _command(sys.argv[1:])
     if command in CODEC_COMMANDS and not {"--help", "-h"} & set(sys.argv[1:]):
-        codec_process.prestart(2)
+        codec_forks.prestart()
     code = 0
     try:
         # Before anything imports huggingface_hub (it reads HF_HOME once): the folders a
@@ -142,5 +142,5 @@ def main() -> None:
         where = f"details in {path}" if path else "set ASSISTANT_DEBUG=1 for the traceback"
         _say("internal error", f"{type(e).__name__}: {e} ({where})")
         code = 1
-    codec_process.discard_spares()
+    codec_forks.discard_spares()
     interrupts.finish(code)

@@ -247,17 +247,29 @@ class MetricsCollector:
 
 
 def tree_rss(process: psutil.Process) -> int:
-    """Resident memory of a process and all its children (0 where /proc is hidden)."""
-    total = 0
+    """Resident memory of a process and all its children (0 where /proc is hidden).
+
+    A grandchild forked by a child (a codec worker forked by the codec's fork server) maps
+    its parent's pages, shared copy-on-write, so its RSS counts them again: only what it holds
+    beyond its parent's RSS is added (exact RSS-level accounting, PSS or USS, reads every
+    mapping: ~20 ms a worker, too slow for a live dashboard)."""
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0
+    rss: dict[int, int] = {}
+    parent: dict[int, int] = {}
     for member in family:
         try:
-            total += member.memory_info().rss
+            rss[member.pid] = member.memory_info().rss
+            parent[member.pid] = member.ppid()
         except psutil.Error:  # exited meanwhile
             continue
+    total = 0
+    for pid, size in rss.items():
+        up = parent[pid]
+        forked = pid != process.pid and up != process.pid and up in rss
+        total += max(0, size - rss[up]) if forked else size
     return total
 
 

@@ -9,4 +9,8 @@ moshika; see `checkpoint.catalogue`).
     kv_cache.py    the ring KV cache of exactly `context` steps
     sampling.py    greedy and top-k sampling with per-engine keys
     codec.py       the Mimi codec (rustymimi) for the live loop, with roll-over
+    codec_process.py   one codec worker process, from the parent's side
+    codec_forks.py     the fork server: Mimi built once, workers forked ready from it
+    codec_child.py     the worker's own side (and the fork server's)
+    codec_wire.py      the messages between them
 """

@@ -2,7 +2,9 @@
 
 Each side (encoder, decoder) runs rustymimi in a worker process of its own (`codec_process`),
 so the two sides work in parallel, a build never holds this process's GIL, and memory goes
-back to the system when an instance retires. Every failure becomes a `CodecError` naming the
+back to the system when an instance retires. Workers are forked ready-built from one fork
+server (`codec_forks`), which builds the instance once; where that fails, each worker is
+spawned and builds its own. Every failure becomes a `CodecError` naming the
 Mimi file and the operation; a worker that dies or hangs is replaced (and counted) or, when
 it keeps dying, ends the conversation with that error: never a hang. Each side must be
 called from a single thread.
@@ -30,6 +32,8 @@ from ..checkpoint.mimi_layout import MIMI_CODEBOOK_SIZE
 from ..errors import CodecError
 from ..files import require_regular
 from ..frames import FRAME_SAMPLES
+from .codec_child import PROBE_TIMEOUT_S
+from .codec_forks import ForkServer, take_spare
 from .codec_process import CodecProcess, WorkerDied
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 FRAME_LIMIT = 4096  # frames one rustymimi 0.4.1 instance can stream (max_seq_len 8192 at 25 Hz)
 MAX_CODEBOOKS = 32  # the published Mimi has 32; rustymimi panics on 0
 START_TIMEOUT_S = 60.0  # starting Python and building an instance: ~1 s here, far more if swapping
+PROBE_WAIT_S = PROBE_TIMEOUT_S + 5.0  # the probe's verdict, at the latest (its alarm, and margin)
 
 
 @dataclass
@@ -51,7 +56,7 @@ class SideStats:
     total_s: float = 0.0
     max_s: float = 0.0
     last_switch_s: float = 0.0  # the call that switched to a replacement instance
-    last_build_s: float = 0.0  # building the latest instance (in its own process)
+    last_build_s: float = 0.0  # building the latest instance in its own process (0: forked)
     pid: int = 0  # the worker serving now
 
     @property
@@ -92,8 +97,27 @@ class _Side:
         self._deadline = c.frame_limit - 1 - c.fade_frames - c.warmup_frames
 
     def _spawn(self) -> CodecProcess:
-        c = self.c
-        return CodecProcess(self.op, c.path, c.codebooks, c.max_seq_len)
+        return self.c._new_worker(self.op)
+
+    def start(self, timeout: float) -> None:
+        """Wait for the first instance. A forked one that dies starting (its server died, or
+        forking fails here) is replaced once, by a spawned one if forking fails."""
+        try:
+            self._cur.wait_ready(timeout)
+        except WorkerDied as e:
+            if not self._cur.forked:
+                raise
+            log.warning("Mimi %s: %s; starting another", self.op, e.message)
+            self.c._check_forks(wait=True, respawn=False)
+            self.respawn_first()
+            self._cur.wait_ready(timeout)
+        self.stats.pid = self._cur.pid
+        self.stats.last_build_s = self._cur.build_s
+
+    def respawn_first(self) -> None:
+        """Replace a forked first instance that has not served yet with a spawned one."""
+        self._cur.kill()
+        self._cur = self.c._new_worker(self.op, self._cur.warmup_steps)
 
     # --- the schedule -----------------------------------------------------------------------
     def _successor_ready(self, wait: bool) -> bool:
@@ -196,6 +220,8 @@ class _Side:
             except WorkerDied as e:
                 self.stats.restarts += 1
                 log.warning("Mimi %s: %s; restarting it", self.op, e.message)
+                if self._cur.forked:  # forking may be what fails here: spawn if so
+                    self.c._check_forks(wait=True, respawn=False)
                 if self.stats.restarts > self.c.max_failures:
                     raise CodecError(
                         f"{e.message}; the Mimi {self.op} worker keeps failing "
@@ -302,14 +328,17 @@ class StreamingCodec:
         check_mimi_file(self.path, codebooks)
         # rustymimi counts transformer steps at 25 Hz: two per 80 ms frame.
         self.max_seq_len = None if frame_limit == FRAME_LIMIT else 2 * frame_limit
-        # Both first instances build at once, each in its own process.
-        enc = CodecProcess("encode", self.path, codebooks, self.max_seq_len, warmup=start_warmup)
-        try:
-            dec = CodecProcess(
-                "decode", self.path, codebooks, self.max_seq_len, warmup=start_warmup
-            )
+        self._server_lock = threading.Lock()
+        self._server = self._start_server()
+        try:  # both first instances at once, each in its own process
+            enc = self._new_worker("encode", start_warmup)
+            try:
+                dec = self._new_worker("decode", start_warmup)
+            except BaseException:
+                enc.kill()
+                raise
         except BaseException:
-            enc.kill()
+            self._drop_server("")
             raise
         self._enc = _Side(self, "encode", enc, start_warmup)
         self._dec = _Side(self, "decode", dec, start_warmup)
@@ -330,8 +359,10 @@ class StreamingCodec:
                 return
             try:
                 for side in (self._enc, self._dec):
-                    side._cur.wait_ready(limit)
-                    side.stats.last_build_s = side._cur.build_s
+                    side.start(limit)
+                if not self._check_forks(wait=False):  # some may have been spawned anew
+                    for side in (self._enc, self._dec):
+                        side.start(limit)
             except BaseException:
                 self.close()
                 raise
@@ -390,6 +421,82 @@ class StreamingCodec:
         self.closed = True
         self._enc.close()
         self._dec.close()
+        self._drop_server("")
+
+    # --- where workers come from ------------------------------------------------------------
+    def _start_server(self) -> ForkServer | None:
+        """The prestarted fork server, or a new one; None if none can start."""
+        server = take_spare()
+        if server is None:
+            try:
+                server = ForkServer()
+            except OSError as e:
+                log.warning("Mimi: cannot start the fork server (%s); spawning workers", e)
+                return None
+        if not server.configure(str(self.path), self.codebooks, self.max_seq_len):
+            server.close()
+            return None
+        return server
+
+    def _check_forks(self, *, wait: bool, respawn: bool = True) -> bool:
+        """Whether workers are still forked. The fork server's probe (see `codec_child`) gives
+        its verdict ~2 steps after the build, in parallel with the first frames: start-up
+        does not wait for it, and `wait=False` takes only a verdict already given. When it
+        says forked workers fail here, forking stops and (`respawn`) first workers that have
+        not served yet are spawned anew."""
+        with self._server_lock:
+            server = self._server
+        if server is None:
+            return False
+        works, why = server.forks_work(PROBE_WAIT_S if wait else 0.0)
+        if works is None and wait:
+            works, why = False, f"its probe gave no verdict within {PROBE_WAIT_S:g} s"
+        if works is not False:
+            return True
+        self._drop_server(f"forked Mimi workers cannot be used: {why}")
+        for side in (self._enc, self._dec) if respawn else ():
+            if side._cur.forked and not side.stats.frames:
+                side.respawn_first()
+        return False
+
+    def _new_worker(self, op: str, warmup: int = 0) -> CodecProcess:
+        """A worker forked from the server while it is usable, else a spawned one."""
+        child = None
+        with self._server_lock:
+            server = self._server
+        if server is not None and not self._check_forks(wait=False, respawn=False):
+            server = None
+        if server is not None and not server.usable:
+            self._drop_server("the Mimi fork server exited")
+        elif server is not None:
+            try:
+                child = server.fork()
+            except OSError as e:
+                self._drop_server(f"the Mimi fork server failed ({e})")
+        try:
+            return CodecProcess(
+                op, self.path, self.codebooks, self.max_seq_len, warmup=warmup, child=child
+            )
+        except BaseException:
+            if child is not None:  # forked for nothing: it must not wait on its pipe forever
+                child.kill()
+            raise
+
+    def _drop_server(self, why: str) -> None:
+        """Stop forking (from now on each worker is spawned); workers already forked go on."""
+        with self._server_lock:
+            server, self._server = self._server, None
+        if server is None:
+            return
+        if why:
+            log.warning("%s; spawning each worker from now on", why)
+        server.close()
+
+    @property
+    def forking(self) -> bool:
+        """Whether new workers are forked from the fork server (else spawned)."""
+        with self._server_lock:
+            return self._server is not None
 
     def __enter__(self) -> StreamingCodec:
         return self
