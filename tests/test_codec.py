@@ -338,7 +338,7 @@ def test_the_probe_ends_a_forked_child_that_hangs():
         "import time\n"
         "from assistant.voice import codec_child as c\n"
         "class Hangs:\n"
-        "    def encode_step(self, x):\n"
+        "    def decode_step(self, x):\n"
         "        time.sleep(60)\n"
         "c.PROBE_TIMEOUT_S = 1\n"
         "c._probe(c.Built(('m', 8, None), Hangs(), None, 0.0))\n"
