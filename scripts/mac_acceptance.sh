@@ -187,6 +187,8 @@ print(f"| frames | {s['frames_stepped']} answered of {s['frames_captured']} hear
 print(f"| audio | {s['audio']} |")
 print(f"| memory | {s['memory']} |")
 print(f"| errors | {s['errors'] or 'none'} |")
+forking = s.get("codec", {}).get("forking")
+print(f"| codec workers | {'forked from one build' if forking else 'spawned (see the log)'} |")
 EOF
 }
 

@@ -292,7 +292,7 @@ def test_workers_are_forked_ready_built_share_the_weights_and_exit_on_close(mimi
     is a small part of what it maps, the weights staying shared with the server."""
     with StreamingCodec(mimi_file) as codec:
         codec.wait_ready()
-        assert codec.forking
+        assert codec.forking and codec.stats.forking  # (summary.json's codec.forking)
         server = psutil.Process(codec._server.pid)  # type: ignore[union-attr]
         assert server.ppid() == os.getpid()
         assert "assistant.voice.codec_child" in " ".join(server.cmdline())
@@ -325,7 +325,7 @@ def test_spawned_workers_when_forked_ones_fail_their_probe(
     frames, ref_codes, _ = reference
     with StreamingCodec(mimi_file) as codec:
         codec.wait_ready()
-        assert not codec.forking
+        assert not codec.forking and not codec.stats.forking
         for pid in codec.worker_pids():
             assert psutil.Process(pid).ppid() == os.getpid()
         for frame, expected in zip(frames[:3], ref_codes[:3], strict=True):

@@ -68,6 +68,7 @@ class SideStats:
 class CodecStats:
     encode: SideStats
     decode: SideStats
+    forking: bool = False  # new workers are forked from the fork server (else spawned)
 
 
 def check_mimi_file(mimi_path: Path, codebooks: int) -> None:
@@ -405,7 +406,9 @@ class StreamingCodec:
     @property
     def stats(self) -> CodecStats:
         """Copies of both sides' counters: cheap, and fine to read from any thread."""
-        return CodecStats(encode=replace(self._enc.stats), decode=replace(self._dec.stats))
+        return CodecStats(
+            encode=replace(self._enc.stats), decode=replace(self._dec.stats), forking=self.forking
+        )
 
     def worker_pids(self) -> list[int]:
         """Every codec worker process alive now (current, successors, fading)."""
