@@ -93,10 +93,10 @@ def main() -> None:
     """Console-script entry point: run one command, map every way it ends to an exit code."""
     interrupts.install()  # (again: main() may be called directly)
     command = _command(sys.argv[1:])
-    if command in CODEC_COMMANDS and not {"--help", "-h"} & set(sys.argv[1:]):
-        codec_forks.prestart()
     code = 0
     try:
+        if command in CODEC_COMMANDS and not {"--help", "-h"} & set(sys.argv[1:]):
+            codec_forks.prestart()  # (inside: a Ctrl-C while it starts is one line too)
         # Before anything imports huggingface_hub (it reads HF_HOME once): the folders a
         # process without the user's shell (the app, its login item) takes from the settings
         # file.
