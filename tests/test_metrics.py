@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from assistant.conversation.lag import LagPolicy
@@ -149,3 +151,33 @@ def test_the_lag_control_plans_with_a_high_quantile_of_each_stage() -> None:
         m.on_frame(FrameRecord(index=i, captured=0.0, encode_start=0.0, encode_end=(i + 1) / 1000))
     assert m.recent_high("encode") == pytest.approx(10.0)  # the 0.9 quantile of 1..10 ms
     assert m.recent_high("encode", 0.5) == pytest.approx(6.0)
+
+
+class _FakeProcess:
+    """What `tree_rss` reads of a psutil.Process; `gone` makes ppid() fail, as for a process
+    that exits between two reads."""
+
+    def __init__(self, pid: int, ppid: int, rss: int, kids: tuple = (), gone: bool = False) -> None:
+        self.pid, self._ppid, self._rss, self._kids, self._gone = pid, ppid, rss, kids, gone
+
+    def children(self, recursive: bool = False) -> list[_FakeProcess]:
+        return list(self._kids)
+
+    def memory_info(self) -> SimpleNamespace:
+        return SimpleNamespace(rss=self._rss)
+
+    def ppid(self) -> int:
+        if self._gone:
+            raise psutil.NoSuchProcess(self.pid)
+        return self._ppid
+
+
+def test_tree_rss_counts_a_forked_grandchild_beyond_its_parent_and_skips_the_vanished() -> None:
+    from assistant.telemetry.metrics import tree_rss
+
+    server = _FakeProcess(2, 1, 400)
+    worker = _FakeProcess(3, 2, 430)  # forked by the server: 30 of its own
+    vanished = _FakeProcess(4, 1, 999, gone=True)  # exits between memory_info() and ppid()
+    spawned = _FakeProcess(5, 1, 50)
+    root = _FakeProcess(1, 0, 100, (server, worker, vanished, spawned))
+    assert tree_rss(root) == 100 + 400 + 30 + 50  # type: ignore[arg-type]

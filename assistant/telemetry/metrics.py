@@ -261,10 +261,10 @@ def tree_rss(process: psutil.Process) -> int:
     parent: dict[int, int] = {}
     for member in family:
         try:
-            rss[member.pid] = member.memory_info().rss
-            parent[member.pid] = member.ppid()
+            size, up = member.memory_info().rss, member.ppid()
         except psutil.Error:  # exited meanwhile
             continue
+        rss[member.pid], parent[member.pid] = size, up
     total = 0
     for pid, size in rss.items():
         up = parent[pid]
