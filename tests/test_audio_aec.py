@@ -204,7 +204,7 @@ def test_real_loopback_echo_is_cancelled(pulse: PulseAudio, tmp_path: Path) -> N
                 frame = audio.read_frame(timeout=2.0)
                 assert frame is not None
                 audio.play_frame(chunk)
-                timeline.add(audio.drain_played())
+                timeline.take_in(audio, len(frame.samples))  # as the loop does
                 reference = timeline.reference_for(frame)
                 mic.append(frame.samples)
                 out.append(aec.process(frame.samples, reference))

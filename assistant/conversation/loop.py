@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..audio.aec import Canceller, ReferenceTimeline
-from ..audio.buffers import CapturedFrame
 from ..audio.interface import AudioIO
-from ..frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ..frames import FRAME_MS, FRAME_SAMPLES
 from ..telemetry.histogram import Histogram
 from ..telemetry.metrics import MetricsCollector
 from ..telemetry.model_card import ModelCard
@@ -208,7 +207,7 @@ class ConversationLoop:
             cleaned = mic
             if self.echo is not None:
                 # Every frame, even one about to be dropped: the canceller adapts continuously.
-                self._take_reference(frame)
+                self._timeline.take_in(self.audio, len(frame.samples))
                 # Lined up by sample position: the two streams' timestamps wander apart.
                 cleaned = self.echo.process(mic, self._timeline.reference_for(frame))
                 if self.session is not None:
@@ -333,24 +332,6 @@ class ConversationLoop:
                 self._emit_frame(record)
 
     # --- helpers -------------------------------------------------------------------------------
-    def _take_reference(self, frame: CapturedFrame) -> None:
-        """Take in what the speaker played and, beyond it, what it is about to play: a frame's
-        reference runs `lead_s` past its capture, and output is played only about a block
-        plus the output latency after it is written. Without the queued audio, a frame read
-        the moment it is captured found the tail of its reference unknown (zeros): the echo
-        reduction fell from 30-44 to 20-23 dB under overload. Waiting for it to be played
-        instead cost every frame 20-45 ms of delay."""
-        timeline = self._timeline
-        # The reference ends about `lead_s` past what was played; 100 ms more covers a frame
-        # whose timestamps put it further out (they wobble by tens of ms).
-        ahead = len(frame.samples) + round((timeline.lead_s + 0.1) * SAMPLE_RATE)
-        for _ in range(3):  # a block played between the two calls: take it in, look again
-            timeline.add(self.audio.drain_played())
-            start, upcoming = self.audio.upcoming(ahead)
-            if start <= (timeline.end or 0):
-                break
-        timeline.expect(start, upcoming)
-
     def _stale(self, record: FrameRecord) -> bool:
         """Drop a frame read from the microphone that could not be heard in time: older than
         the whole budget (captured during a stall), or predicted to arrive late once encoded,
