@@ -50,7 +50,9 @@ def service():
 def run_storm(svc: ServiceProcess, kinds: list[str], count: int) -> dict:
     """The storm from its own process (its threads do not slow the probe's clock)."""
     info = svc.client.info
-    args = ["--port", str(info.port), "--token", info.token, "--count", str(count)]
+    # --token=...: a token may start with "-" (URL-safe base64), which argparse would take for
+    # an option if it came as its own argument.
+    args = ["--port", str(info.port), f"--token={info.token}", "--count", str(count)]
     result = subprocess.run(
         [sys.executable, "-m", "tests.http_storm", *args, "--kinds", ",".join(kinds)],
         capture_output=True,
