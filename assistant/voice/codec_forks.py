@@ -47,9 +47,8 @@ ORPHAN_POLL_S = 0.05  # how often a worker whose server is gone is looked for
 class ForkedChild:
     """A worker the server forked, seen as `CodecProcess` sees a `subprocess.Popen`."""
 
-    def __init__(self, server: ForkServer, request: int, fds: tuple[int, int, int]) -> None:
+    def __init__(self, server: ForkServer, fds: tuple[int, int, int]) -> None:
         self._server = server
-        self.request = request
         self._pid = 0
         self.returncode: int | None = None
         stdin_w, stdout_r, stderr_r = fds
@@ -146,7 +145,6 @@ class ForkServer:
         self.changed = threading.Condition()  # guards what follows; notified on each report
         self.gone = False  # the server has exited (end-of-file on its socket)
         self.build_error: str | None = None
-        self.built = False
         self.by_pid: dict[int, ForkedChild] = {}
         self._by_request: dict[int, ForkedChild] = {}
         self._next_request = 1
@@ -180,9 +178,6 @@ class ForkServer:
         self._key = key
         return True
 
-    def matches(self, mimi: str, codebooks: int, max_seq_len: int | None) -> bool:
-        return self._key == (mimi, codebooks, max_seq_len)
-
     def forks_work(self, timeout: float) -> tuple[bool | None, str]:
         """The probe's verdict (see `codec_child`), waited for up to `timeout` seconds: True
         when forked workers work (or when the build failed: the workers then report why),
@@ -211,7 +206,7 @@ class ForkServer:
             with self._send_lock:
                 with self.changed:
                     request, self._next_request = self._next_request, self._next_request + 1
-                    child = ForkedChild(self, request, ours)
+                    child = ForkedChild(self, ours)
                     self._by_request[request] = child
                 try:
                     send_fork(self._sock, request, list(theirs))
@@ -262,7 +257,6 @@ class ForkServer:
     def _on_report(self, kind: bytes, payload: bytes) -> None:
         with self.changed:
             if kind == READY:
-                self.built = True
                 log.debug("Mimi fork server %d built: %s", self.pid, payload.decode())
             elif kind == ERROR:
                 self.build_error = payload.decode(errors="replace")
