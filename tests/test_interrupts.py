@@ -10,8 +10,10 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from assistant.checkpoint.catalogue import MIMI_FILE
 from assistant.telemetry.trace import read_trace
 
 SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
@@ -178,16 +180,34 @@ def test_sigterm_during_start_up_is_one_line(tiny_checkpoint, tmp_path: Path) ->
 def test_interrupted_make_checkpoint_leaves_no_folder(tmp_path: Path) -> None:
     target = tmp_path / "out" / "tiny-q4"
     make = Assistant("make-checkpoint", str(target), "--quant", "q4", home=tmp_path / "home")
+    # The signal must land while the Mimi file (the last big one) is still being written, on
+    # any machine speed: the process is frozen while the test looks, and signalled only if it
+    # was frozen mid-write; otherwise it runs on for a moment and the test looks again.
+    mid_write = f".tiny-q4.*.partial/{MIMI_FILE}.partial"
     deadline = time.monotonic() + 60
-    while not list(target.parent.glob(".tiny-q4.*.partial")) and time.monotonic() < deadline:
-        assert make.proc.poll() is None, make.stderr
+    while time.monotonic() < deadline:
+        assert make.proc.poll() is None, f"finished before it could be interrupted: {make.stderr}"
+        make.proc.send_signal(signal.SIGSTOP)
+        _wait_stopped(make.proc.pid)
+        if list(target.parent.glob(mid_write)):
+            make.proc.send_signal(signal.SIGINT)  # pending until it runs again
+            make.proc.send_signal(signal.SIGCONT)
+            break
+        make.proc.send_signal(signal.SIGCONT)
         time.sleep(0.01)
-    time.sleep(0.3)  # some files written
-    make.proc.send_signal(signal.SIGINT)
     code = make.wait()
     assert code == 130 and _lines(make.stderr) == ["interrupted"], make.stderr
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # and no hidden half-folder either
+
+
+def _wait_stopped(pid: int, timeout: float = 10) -> None:
+    """Until the kernel shows the process stopped (SIGSTOP is asynchronous)."""
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + timeout
+    while proc.status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, f"process {pid} did not stop: {proc.status()}"
+        time.sleep(0.001)
 
 
 def test_make_checkpoint_appears_whole(tmp_path: Path) -> None:
