@@ -7,6 +7,10 @@ read those folders from this file instead (`assistant settings --save` records t
 
     <the default data folder>/settings.json      {"HF_HOME": "/Volumes/Models/hf", ...}
 
+Besides the folders, the file holds the history's preferences (PREFERENCES): how long
+conversations are kept (`"retention": "30d"`; default: forever) and whether the user's side is
+transcribed after each conversation (`"transcribe": "background"` or `"off"`).
+
 It sits in the platform's data folder itself (it may move the data folder elsewhere);
 `ASSISTANT_SETTINGS` names another file (the tests use one of their own). The environment
 always wins: a value the environment sets is never replaced from the file.
@@ -29,6 +33,8 @@ APP_BUNDLE_ID = "dev.moshi-assistant"
 APP_BUNDLE_ENV = "MOSHI_ASSISTANT_APP"
 VARIABLES = ("ASSISTANT_HOME", "HF_HOME", "HF_HUB_CACHE")
 SETTINGS_NAME = "settings.json"
+# Preferences the file may hold besides the folders, with their defaults.
+PREFERENCES = {"retention": "forever", "transcribe": "background"}
 
 log = logging.getLogger(__name__)
 _applied: dict[str, str] = {}  # what apply_settings filled in, in this process
@@ -43,6 +49,24 @@ def settings_file() -> Path:
 
 def load_settings(path: Path | None = None) -> dict[str, str]:
     """The folders the file sets ({} without a file); an unreadable file is logged, not fatal."""
+    raw = _load_raw(path)
+    return {k: v for k, v in raw.items() if k in VARIABLES and isinstance(v, str) and v}
+
+
+def preference(name: str, path: Path | None = None) -> str:
+    """One of PREFERENCES as the file sets it, else its default."""
+    value = _load_raw(path).get(name)
+    return value if isinstance(value, str) and value else PREFERENCES[name]
+
+
+def save_preference(name: str, value: str, path: Path | None = None) -> Path:
+    """Record one preference (the file's other entries kept), atomically."""
+    if name not in PREFERENCES:
+        raise ValueError(f"not a preference: {name}")
+    return _save(_load_raw(path) | {name: value}, path)
+
+
+def _load_raw(path: Path | None) -> dict[str, object]:
     path = settings_file() if path is None else path
     try:
         raw = json.loads(path.read_text())
@@ -54,7 +78,7 @@ def load_settings(path: Path | None = None) -> dict[str, str]:
     if not isinstance(raw, dict):
         log.warning("%s: not a JSON object, ignored", path)
         return {}
-    return {k: v for k, v in raw.items() if k in VARIABLES and isinstance(v, str) and v}
+    return raw
 
 
 def setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -85,7 +109,12 @@ def save_settings(values: Mapping[str, str], path: Path | None = None) -> Path:
     unknown = set(values) - set(VARIABLES)
     if unknown:
         raise ValueError(f"not a setting: {', '.join(sorted(unknown))}")
-    merged = load_settings(path) | {k: str(Path(v).expanduser()) for k, v in values.items()}
+    merged = _load_raw(path) | {k: str(Path(v).expanduser()) for k, v in values.items()}
+    return _save(merged, path)
+
+
+def _save(merged: Mapping[str, object], path: Path | None) -> Path:
+    path = settings_file() if path is None else path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(json.dumps(merged, indent=2) + "\n")

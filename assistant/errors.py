@@ -132,6 +132,22 @@ class ServiceRefusedError(ServiceError):
         super().__init__(message)
 
 
+class HistoryError(AssistantError):
+    """A past conversation cannot be read, played, exported or deleted."""
+
+
+class UnknownSessionError(HistoryError):
+    """No conversation has this id (the service answers 404)."""
+
+
+class SessionBusyError(HistoryError):
+    """The conversation is being recorded, played or transcribed: it cannot be changed now."""
+
+
+class TranscriptionError(AssistantError):
+    """The user's side of a conversation could not be transcribed."""
+
+
 class PlatformError(AssistantError):
     """The command needs another operating system (the menu bar needs macOS)."""
 

@@ -35,9 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "audio": set(),  # devices, streams, echo cancellation, sound files
     "telemetry": {"checkpoint"},  # records, metrics, summary, trace (the model card reads a report)
     "conversation": {"checkpoint", "voice", "audio", "telemetry"},
+    "history": {"checkpoint", "stt", "audio", "telemetry", "conversation"},  # past conversations
     "dashboard": {"telemetry", "conversation"},  # the terminal UI
     "bench": {"checkpoint", "voice", "audio", "telemetry"},
-    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation"},
+    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation", "history"},
     "menubar": {"checkpoint", "service"},
     "cli": {
         "checkpoint",
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
         "audio",
         "telemetry",
         "conversation",
+        "history",
         "dashboard",
         "bench",
         "service",

@@ -56,6 +56,8 @@ COMMAND_MODULES = {
     "ctl": "serve",
     "menubar": "menubar",
     "settings": "settings",
+    "history": "history",
+    "transcribe": "transcribe",
 }
 
 

@@ -104,6 +104,10 @@ def chat(
         # Decoded now, so an unreadable file is refused before the model loads, not after.
         settings = replace(settings, input_file=read_audio(input_wav))
     outcome = converse(settings, dashboard=not no_dashboard, input_label=str(input_wav or ""))
+    if outcome.session is not None:
+        from ..history.recognizer import after_conversation
+
+        after_conversation()  # the user's side, in the background; the retention setting
     if outcome.error is not None:
         raise outcome.error
 

@@ -8,6 +8,10 @@
     metrics.jsonl    a metrics snapshot a second: recent and session percentiles, memory ...
     summary.json     the session's summary, rewritten every flush
     trace.json       a Chrome trace of every frame's stages (open it in ui.perfetto.dev)
+    transcript.json  both sides, written after the conversation by the transcriber (history/)
+
+The file names live in `session_files`; while it records, the writer holds the folder's lock
+(so the history never deletes, and the transcriber never reads, a conversation in progress).
 
 A write failure (a full disk) stops the recording, not the conversation: it is reported once
 through `error` and every file stays as its last complete flush left it (WAV headers that match
@@ -23,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ from ..paths import make_private, private_opener
 from ..telemetry.metrics import MetricsCollector
 from ..telemetry.records import FrameRecord
 from ..telemetry.trace import ChromeTrace
+from . import session_files as files
 from .transcript import is_new_utterance
 
 FLUSH_SECONDS = 1.0
@@ -62,18 +68,27 @@ class SessionWriter:
         self._closed = False
         self._files: list[Any] = []  # everything opened, for close()
         self._cleaned: StreamingWavWriter | None = None
+        self._lock_fds: list[int] = []
+        # When the conversation started, as the history shows it (local time, with its offset).
+        self.started = datetime.now().astimezone().isoformat(timespec="seconds")
         try:
             make_private(folder)
-            self._user = self._open(StreamingWavWriter, folder / "user.wav")
-            self._moshi = self._open(StreamingWavWriter, folder / "moshi.wav")
+            self._lock_fds = files.hold_recording(folder)
+            self._user = self._open(StreamingWavWriter, folder / files.USER_WAV)
+            self._moshi = self._open(StreamingWavWriter, folder / files.MOSHI_WAV)
             self._cleaned = (
-                self._open(StreamingWavWriter, folder / "user_aec.wav") if echo_cancelled else None
+                self._open(StreamingWavWriter, folder / files.USER_AEC_WAV)
+                if echo_cancelled
+                else None
             )
-            self._transcript = self._open(AppendOnlyFile, folder / "transcript.txt")
-            self._frames = self._open(AppendOnlyFile, folder / "frames.jsonl")
-            self._metrics_log = self._open(AppendOnlyFile, folder / "metrics.jsonl")
+            self._transcript = self._open(AppendOnlyFile, folder / files.TRANSCRIPT_TXT)
+            self._frames = self._open(AppendOnlyFile, folder / files.FRAMES)
+            self._metrics_log = self._open(AppendOnlyFile, folder / files.METRICS)
             start = time.monotonic() if t0 is None else t0
-            self._trace = self._open(ChromeTrace, folder / "trace.json", start)
+            self._trace = self._open(ChromeTrace, folder / files.TRACE, start)
+        except files.Busy as e:
+            self.error = f"recording stopped: {folder} is {e.what}"
+            self._closed = True
         except (OSError, AssistantError) as e:
             # No room even to start: the conversation goes on without a recording.
             self.error = f"recording stopped: {e}"
@@ -130,6 +145,8 @@ class SessionWriter:
             # that cannot write leaves the file as its last flush did.
             with contextlib.suppress(OSError, AssistantError):
                 file.close()
+        files.release(self._lock_fds)
+        self._lock_fds = []
 
     # --- internals ----------------------------------------------------------------------------
     def _open(self, kind: Callable[..., Any], path: Path, *args: object) -> Any:
@@ -150,12 +167,13 @@ class SessionWriter:
 
     def _write_stats(self) -> None:
         """summary.json replaced whole, or (the disk full) left as the last flush wrote it."""
-        tmp = self.folder / "summary.json.partial"
-        text = json.dumps(self._stats(), indent=2, default=float) + "\n"
+        tmp = self.folder / (files.SUMMARY + files.PARTIAL_SUFFIX)
+        summary = {"started": self.started, **self._stats()}
+        text = json.dumps(summary, indent=2, default=float) + "\n"
         try:
             with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
                 f.write(text)
-            os.replace(tmp, self.folder / "summary.json")
+            os.replace(tmp, self.folder / files.SUMMARY)
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from ..conversation.chat import Chat, ChatSettings
 from ..conversation.loop import LoopEvents
 from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
 from ..errors import AssistantError, CodecError, ServiceRefusedError
+from ..history.recognizer import after_conversation
 from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
 
@@ -249,6 +250,7 @@ class Controller:
                     self.conversations += 1
                 outcome = chat.run(on_ready=None)
                 self.session = outcome.session
+                after_conversation()  # the user's side, in the background; retention
                 if outcome.error is not None:
                     self._fail(outcome.error)
             except Exception as e:  # a model or device failure: reported, not fatal
