@@ -9,6 +9,7 @@ what is wrong and never stops the listing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -213,8 +214,8 @@ def delete(conversation_id: str, root: Path | None = None) -> list[str]:
                     os.unlink(entry.path)  # a link is removed, never what it points to
                 else:
                     left.append(entry.name)
-            if not left:
-                os.unlink(folder / files.LOCK)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / files.LOCK)  # held until the end: nobody starts meanwhile
     except files.Busy as e:
         raise SessionBusyError(f"cannot delete {conversation_id}: it is {e.what}") from None
     except OSError as e:
