@@ -32,16 +32,18 @@ BASE = {
 ALLOWED: dict[str, set[str]] = {
     "checkpoint": set(),  # the file formats: no runtime, no MLX
     "voice": {"checkpoint"},  # the MLX runtime
+    "stt": {"checkpoint", "voice"},  # speech to text (its memory check is voice's)
     "audio": set(),  # devices, streams, echo cancellation, sound files
     "telemetry": {"checkpoint"},  # records, metrics, summary, trace (the model card reads a report)
     "conversation": {"checkpoint", "voice", "audio", "telemetry"},
     "dashboard": {"telemetry", "conversation"},  # the terminal UI
-    "bench": {"checkpoint", "voice", "audio", "telemetry"},
-    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation"},
+    "bench": {"checkpoint", "voice", "audio", "telemetry", "stt"},
+    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation", "stt"},
     "menubar": {"checkpoint", "service"},
     "cli": {
         "checkpoint",
         "voice",
+        "stt",
         "audio",
         "telemetry",
         "conversation",
@@ -124,6 +126,9 @@ def test_base_modules_import_only_the_base() -> None:
         "assistant.checkpoint.resolve",
         "assistant.checkpoint.synthetic.checkpoint",
         "assistant.checkpoint.quantize",
+        "assistant.checkpoint.stt_hub",
+        "assistant.checkpoint.stt_validate",
+        "assistant.checkpoint.synthetic.stt",
         "assistant.menubar.menu",
         "assistant.service.client",
     ],
