@@ -155,3 +155,7 @@ class PlatformError(AssistantError):
 class PrefillNotSupportedError(AssistantError, NotImplementedError):
     """More than one step at once: moshi_mlx's Transformer passes no causal mask, so a
     multi-step prefill would let early steps see later ones. Feed steps one at a time."""
+
+
+class TranscriptionStopped(AssistantError):
+    """A transcription was asked to stop (its `should_stop` said so) before it finished."""

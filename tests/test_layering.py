@@ -32,17 +32,19 @@ BASE = {
 ALLOWED: dict[str, set[str]] = {
     "checkpoint": set(),  # the file formats: no runtime, no MLX
     "voice": {"checkpoint"},  # the MLX runtime
+    "stt": {"checkpoint", "voice"},  # speech to text (its memory check is voice's)
     "audio": set(),  # devices, streams, echo cancellation, sound files
     "telemetry": {"checkpoint"},  # records, metrics, summary, trace (the model card reads a report)
     "conversation": {"checkpoint", "voice", "audio", "telemetry"},
     "history": {"checkpoint", "stt", "audio", "telemetry", "conversation"},  # past conversations
     "dashboard": {"telemetry", "conversation"},  # the terminal UI
-    "bench": {"checkpoint", "voice", "audio", "telemetry"},
-    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation", "history"},
+    "bench": {"checkpoint", "voice", "audio", "telemetry", "stt"},
+    "service": {"checkpoint", "voice", "audio", "telemetry", "conversation", "stt", "history"},
     "menubar": {"checkpoint", "service"},
     "cli": {
         "checkpoint",
         "voice",
+        "stt",
         "audio",
         "telemetry",
         "conversation",
@@ -126,6 +128,9 @@ def test_base_modules_import_only_the_base() -> None:
         "assistant.checkpoint.resolve",
         "assistant.checkpoint.synthetic.checkpoint",
         "assistant.checkpoint.quantize",
+        "assistant.checkpoint.stt_hub",
+        "assistant.checkpoint.stt_validate",
+        "assistant.checkpoint.synthetic.stt",
         "assistant.menubar.menu",
         "assistant.service.client",
     ],

@@ -45,6 +45,11 @@ class Preset:
         return (self.model_file, self.mimi_file, self.text_tokenizer_file)
 
     @property
+    def download_command(self) -> str:
+        """The command that fetches this preset into the hub cache."""
+        return f"assistant download --voice {self.voice} --quant {self.quant}"
+
+    @property
     def download_size(self) -> int:
         """Bytes of the two large files (the text tokenizer is under 1 MB)."""
         return self.model_size + self.mimi_size

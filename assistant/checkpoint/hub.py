@@ -133,8 +133,8 @@ def _hub_call(p: Preset, name: str, fn: Callable[..., T], *args: Any) -> T:
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         raise MissingFilesError(
             f"{where}: cannot reach the Hugging Face hub and the file is not cached "
-            f"(in {cache_dir()}); connect to the internet and run `assistant download "
-            f"--voice {p.voice} --quant {p.quant}`, or pass a folder holding the files"
+            f"(in {cache_dir()}); connect to the internet and run `{p.download_command}`, "
+            "or pass a folder holding the files"
         ) from None
     except GatedRepoError:
         raise DownloadError(
@@ -150,8 +150,8 @@ def _hub_call(p: Preset, name: str, fn: Callable[..., T], *args: Any) -> T:
         reason = "name resolution failed" if "NameResolution" in str(e) else type(e).__name__
         raise MissingFilesError(
             f"{where}: cannot reach the Hugging Face hub ({reason}) and the file is not cached "
-            f"(in {cache_dir()}); connect to the internet and run `assistant download "
-            f"--voice {p.voice} --quant {p.quant}`, or pass a folder holding the files"
+            f"(in {cache_dir()}); connect to the internet and run `{p.download_command}`, "
+            "or pass a folder holding the files"
         ) from None
     except OSError as e:
         raise MissingFilesError(

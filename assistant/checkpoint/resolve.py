@@ -174,7 +174,7 @@ def from_hub(p: Preset, *, download: bool) -> CheckpointFiles:
     if missing:
         raise MissingFilesError(
             f"{p.repo_id}: not downloaded yet: {', '.join(missing)} "
-            f"(in {hub.cache_dir()}). Run `assistant download --voice {p.voice} --quant {p.quant}` "
+            f"(in {hub.cache_dir()}). Run `{p.download_command}` "
             "on a machine with internet access, or put the files in a folder and pass that folder"
         )
     model = paths[p.model_file]

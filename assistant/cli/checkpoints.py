@@ -11,6 +11,8 @@ from rich.table import Table
 from ..checkpoint import hub
 from ..checkpoint.catalogue import Preset, find_preset, preset
 from ..checkpoint.resolve import CheckpointFiles, resolve
+from ..checkpoint.stt_hub import STT_NAME, STT_PRESET, download_stt
+from ..checkpoint.stt_validate import inspect_stt, require_valid_stt, stt_files
 from ..checkpoint.validate import CheckpointReport, inspect_checkpoint, require_valid
 from ..console import console, err_console
 from ..errors import MissingFilesError
@@ -75,8 +77,17 @@ def info(
 def download(
     voice: Voice = "moshiko",
     quant: Annotated[str, typer.Option("--quant", "-q", help="q4, q8 or bf16.")] = "q4",
+    stt: Annotated[
+        bool,
+        typer.Option(
+            "--stt", help=f"Kyutai's speech-to-text model instead ({STT_PRESET.repo_id})."
+        ),
+    ] = False,
 ) -> None:
     """Fetch a published checkpoint into the Hugging Face cache (resumable, with progress)."""
+    if stt:
+        _download_stt()
+        return
     p = preset(voice, quant)
     missing = [n for n, path in hub.cached_files(p).items() if path is None]
     if missing and not hub.offline():
@@ -90,6 +101,25 @@ def download(
     if report.problems:
         raise typer.Exit(1)
     console.print(f"[green]Ready:[/] {p.name} is in {hub.cache_dir()}")
+
+
+def _download_stt() -> None:
+    p = STT_PRESET
+    missing = [n for n, path in hub.cached_files(p).items() if path is None]
+    if missing and not hub.offline():
+        console.print(
+            f"Downloading {p.repo_id}: {', '.join(missing)} "
+            f"(about {p.download_size / 1e9:.1f} GB in all) into {hub.cache_dir()}"
+        )
+    folder = download_stt()
+    report = inspect_stt(stt_files(folder))
+    require_valid_stt(report)
+    c = report.config
+    console.print(
+        f"[green]Ready:[/] {STT_NAME} ({report.model.parameter_count / 1e9:.2f} B parameters, "
+        f"{c.num_layers} layers, text delay {c.audio_delay_seconds:g} s) is in {folder}",
+        soft_wrap=True,
+    )
 
 
 def load(

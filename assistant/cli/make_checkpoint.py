@@ -20,7 +20,9 @@ from rich.progress import (
 
 from ..checkpoint.config import PRESET_CONFIGS
 from ..checkpoint.quantize import quantize_folder
+from ..checkpoint.stt_config import STT_CONFIGS
 from ..checkpoint.synthetic.checkpoint import make_checkpoint, preset_config
+from ..checkpoint.synthetic.stt import make_stt_checkpoint, stt_config
 from ..checkpoint.writing import QUANT_PRESETS, CheckpointFolder, parse_quant
 from ..console import console
 from ..errors import UsageError
@@ -39,14 +41,14 @@ def make_checkpoint_command(
         ),
     ] = None,
     quant: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--quant",
             "-q",
             help=f"{', '.join(QUANT_PRESETS)}: 4-bit (groups of 32), 8-bit (groups of 64) "
-            "or bfloat16, as published.",
+            "or bfloat16, as published [default: q4; stt: bf16, the only one published].",
         ),
-    ] = "q4",
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Random seed for the weights [default: 0].")
     ] = None,
@@ -63,6 +65,14 @@ def make_checkpoint_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Rewrite files that are already there.")
     ] = False,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="moshi (speech to speech) or stt (Kyutai's speech to text, laid out as "
+            f"kyutai/stt-1b-en_fr-mlx; --config {' or '.join(STT_CONFIGS)} [default: tiny]).",
+        ),
+    ] = "moshi",
 ) -> None:
     """Write a synthetic checkpoint: random weights, exactly the published files and sizes.
 
@@ -71,7 +81,12 @@ def make_checkpoint_command(
     are. With --from, an existing bf16 checkpoint is quantized instead (the model is always
     rewritten).
     """
-    quantization = parse_quant(quant)  # typed errors before anything touches the disk
+    if kind == "stt":
+        _make_stt(folder, config, quant, seed, source, overwrite)
+        return
+    if kind != "moshi":
+        raise UsageError(f"unknown --kind {kind!r}; choose moshi or stt")
+    quantization = parse_quant(quant or "q4")  # typed errors before anything touches the disk
     if source is not None:
         if quantization is None:
             raise UsageError("--from quantizes a bf16 checkpoint: choose --quant q4 or q8")
@@ -126,6 +141,44 @@ def make_checkpoint_command(
                 "(--mimi-file / --text-tokenizer).[/]",
                 soft_wrap=True,
             )
+
+
+def _make_stt(
+    folder: Path,
+    config: str | None,
+    quant: str | None,
+    seed: int | None,
+    source: str | None,
+    overwrite: bool,
+) -> None:
+    if source is not None:
+        raise UsageError(
+            "--from quantizes Moshi checkpoints; the STT model is published in bf16 only"
+        )
+    if quant not in (None, "bf16"):
+        raise UsageError("the STT model is published in bf16 only: leave out --quant")
+    stt_config(config or "tiny")  # a typed error before anything touches the disk
+    start = time.perf_counter()
+    with _ProgressBar() as bar:
+        result = make_stt_checkpoint(
+            folder,
+            config_name=config or "tiny",
+            seed=seed or 0,
+            overwrite=overwrite,
+            progress=bar.update,
+        )
+    elapsed = time.perf_counter() - start
+    sizes = ", ".join(f"{p.name} {_size(p.stat().st_size)}" for p in result.files)
+    verb = (
+        f"wrote {len(result.written)} of {len(result.files)} files"
+        if result.written
+        else "already complete"
+    )
+    console.print(
+        f"[green]{result.folder}[/]: {verb} ({sizes}; {_size(result.total_bytes)} in all) "
+        f"in {elapsed:.1f} s; speech to text, random weights: it babbles",
+        soft_wrap=True,
+    )
 
 
 class _ProgressBar:
