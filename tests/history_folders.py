@@ -64,7 +64,9 @@ def make_conversation(
 def make_many(root: Path, n: int) -> list[Path]:
     return [
         make_conversation(
-            root, f"{(T0 + timedelta(minutes=i)):%Y-%m-%d_%H-%M-%S}-chat", started=T0 + timedelta(minutes=i)
+            root,
+            f"{(T0 + timedelta(minutes=i)):%Y-%m-%d_%H-%M-%S}-chat",
+            started=T0 + timedelta(minutes=i),
         )
         for i in range(n)
     ]

@@ -52,7 +52,9 @@ class ScriptedRecognizer:
             if i == self.fail_at:
                 raise KeyboardInterrupt  # a kill in the middle
             if progress is not None:
-                progress((i + 1) * FRAME_SAMPLES / SAMPLE_RATE, frames * FRAME_SAMPLES / SAMPLE_RATE)
+                progress(
+                    (i + 1) * FRAME_SAMPLES / SAMPLE_RATE, frames * FRAME_SAMPLES / SAMPLE_RATE
+                )
         return list(self.words)
 
 
@@ -273,7 +275,9 @@ def test_search_finds_both_sides_with_times(root: Path) -> None:
     assert search("   ") == []
 
 
-def test_export_is_one_private_zip_with_markdown_and_stereo_audio(root: Path, tmp_path: Path) -> None:
+def test_export_is_one_private_zip_with_markdown_and_stereo_audio(
+    root: Path, tmp_path: Path
+) -> None:
     folder = make_conversation(root, aec=True)
     transcriber.transcribe_session(folder, ScriptedRecognizer(USER_WORDS))
     c = store.open_conversation(folder.name)

@@ -56,7 +56,7 @@ def history(
         return
     # Plain aligned columns: the first words take what the terminal's width leaves.
     rows = [_row(c) for c in found]
-    headers = ("id", "started", "length", "voice", "words", "delay", "first words")
+    headers: tuple[str, ...] = ("id", "started", "length", "voice", "words", "delay", "first words")
     if console.width < NARROW:  # the id holds the start time already
         rows = [r[:1] + r[2:] for r in rows]
         headers = headers[:1] + headers[2:]

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -49,7 +49,7 @@ class Recognizer(Protocol):
         *,
         progress: Callable[[float, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-    ) -> list[TimedWord]: ...
+    ) -> Sequence[TimedWord]: ...
 
 
 def user_audio_path(folder: Path) -> Path:
