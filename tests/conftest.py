@@ -127,6 +127,18 @@ def tiny_checkpoint(
     return make
 
 
+@pytest.fixture(scope="session")
+def tiny_stt(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path, mimi_file: Path
+) -> Path:
+    """A tiny random-weight speech-to-text checkpoint in the published layout (made once)."""
+    from assistant.checkpoint.synthetic.stt import make_stt_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny-stt")
+    make_stt_checkpoint(folder, config_name="tiny", cache_dir=synthetic_cache)
+    return folder
+
+
 # --- PulseAudio virtual devices for the audio tests (tests/test_audio_*.py) -------------------
 
 

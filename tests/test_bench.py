@@ -341,3 +341,47 @@ def test_a_missing_input_file_is_an_audio_error(tiny_checkpoint, tmp_path: Path)
     assert result.exit_code == 1
     assert str(tmp_path / "no.wav") in str(result.exception)
     assert "no such audio file" in str(result.exception)
+
+
+def test_the_bench_listens_to_each_variant_and_says_random_weights_make_it_meaningless(
+    tiny_checkpoint, tiny_stt: Path, speech: Path, tmp_path: Path
+) -> None:
+    folders = [tiny_checkpoint(q) for q in ("q4", "bf16")]
+    out = tmp_path / "bench"
+    args = [a for f in folders for a in ("--checkpoint", str(f))]
+    result = bench(*args, "--stt", str(tiny_stt), out=out, speech=speech)
+    assert result.exit_code == 0, result.output
+    assert "Listening: speech recognition" in result.output and "meaningless" in result.output
+    data = json.loads((out / "report.json").read_text())
+    for v in data["variants"]:
+        heard = v["listening"]
+        assert heard["meaningful"] is False and heard["heard"]  # the random recogniser babbles
+        if heard["said"]:
+            assert heard["word_error_rate"] >= 0
+        else:
+            assert heard["word_error_rate"] is None
+    md = (out / "report.md").read_text()
+    assert "## Listening" in md and "](listening.png)" in md
+    width, height = png_size(out / "listening.png")
+    assert width >= 600 and height >= 300
+
+
+def test_without_a_speech_model_the_bench_says_why_it_did_not_listen(
+    tiny_checkpoint, speech: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    result = bench("--checkpoint", str(tiny_checkpoint("bf16")), out=out, speech=speech)
+    assert result.exit_code == 0, result.output
+    note = json.loads((out / "report.json").read_text())["listening_note"]
+    assert note.startswith("not measured:") and "stt" in note
+
+
+def test_word_error_rate() -> None:
+    from assistant.bench.listening import word_error_rate, words
+
+    assert word_error_rate(words("Hello, there!"), words("hello there")) == 0
+    assert (
+        word_error_rate(words("a b c d"), words("a x c")) == 0.5
+    )  # one substitution, one deletion
+    assert word_error_rate(words("a b"), words("a b c d")) == 1.0  # two insertions
+    assert word_error_rate([], words("babble")) is None

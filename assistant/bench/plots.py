@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..frames import FRAME_MS
-from .report import LATENCY_PLOT, STEPS_PLOT
+from .report import LATENCY_PLOT, LISTENING_PLOT, STEPS_PLOT
 from .results import BenchRun
 
 
@@ -49,7 +49,23 @@ def write_plots(run: BenchRun) -> list[Path]:
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     steps = _save(fig, run.folder / STEPS_PLOT)
-    return [latency, steps]
+    heard = [r for r in results if r.listening is not None and r.listening.wer is not None]
+    if not heard:
+        return [latency, steps]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    rates = [r.listening.wer * 100 for r in heard if r.listening and r.listening.wer is not None]
+    ax.bar(range(len(heard)), rates, color="tab:blue")
+    ax.set_xticks(range(len(heard)), [f"{r.label}\n({r.model.quant_label})" for r in heard])
+    ax.set_ylabel("word error rate, %")
+    meaningless = any(not (r.listening and r.listening.meaningful) for r in heard)
+    ax.set_title(
+        "Speech recognised in each variant's audio against its own text"
+        + ("\n(random weights: meaningless here)" if meaningless else "")
+    )
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    listening = _save(fig, run.folder / LISTENING_PLOT)
+    return [latency, steps, listening]
 
 
 def _save(fig: Any, path: Path) -> Path:

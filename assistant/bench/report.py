@@ -13,6 +13,7 @@ JSON_NAME = "report.json"
 MARKDOWN_NAME = "report.md"
 LATENCY_PLOT = "latency.png"
 STEPS_PLOT = "step_times.png"
+LISTENING_PLOT = "listening.png"
 
 METHOD = {
     "input": "The user's speech is encoded with Mimi once; every variant gets the same codes "
@@ -43,6 +44,12 @@ METHOD = {
     "codebooks). KL: mean over steps of KL(reference || variant) of the softmaxed text logits, "
     "in nats. Every step counts, warm-up included (forced, each is a fair comparison). "
     "The reference against itself is 100 %, 100 %, 0.",
+    "listening": "Each variant's decoded audio (moshi-<variant>.wav) is transcribed by speech "
+    "recognition (Kyutai STT on MLX, greedy) and compared, word by word (lower case, no "
+    "punctuation), with the text the variant itself produced on its text stream: word error "
+    "rate = (substitutions + deletions + insertions) / words said, as the Moshi paper judges "
+    "generated speech. It shows whether the audio still says what the model meant, which token "
+    "agreement cannot. Meaningless on random weights (a synthetic model or recogniser).",
 }
 
 
@@ -85,6 +92,8 @@ def render_markdown(run: BenchRun) -> str:
             "",
             f"![Step time across the conversation]({STEPS_PLOT})",
         ]
+        if any(r.listening is not None for r in run.ordered):
+            lines += ["", f"![Word error rate per variant]({LISTENING_PLOT})"]
     lines += ["", "## How these are measured", ""]
     lines += [f"- **{key}**: {text}" for key, text in METHOD.items()]
     return "\n".join(lines) + "\n"

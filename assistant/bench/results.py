@@ -11,6 +11,7 @@ from ..checkpoint.inspection import ModelInfo
 from ..frames import FRAME_MS
 from ..voice.sampling import SamplingConfig
 from .fidelity import Fidelity, Recording
+from .listening import Listening
 from .speech import UserSpeech
 from .system import MachineInfo
 from .timing import Timing
@@ -93,6 +94,7 @@ class VariantResult:
     decode: Timing | None = None  # Mimi decode of this variant's own codes, per frame
     audio_file: Path | None = None
     fidelity: Fidelity | None = None
+    listening: Listening | None = None  # speech recognition on its audio (bench --listen)
 
     @property
     def timed_ms(self) -> list[float]:
@@ -158,6 +160,7 @@ class VariantResult:
             "mimi_decode_ms_per_frame": self.decode.to_dict() if self.decode else None,
             "audio_file": self.audio_file.name if self.audio_file else None,
             "fidelity": self.fidelity.to_dict() if self.fidelity else None,
+            "listening": self.listening.to_dict() if self.listening else None,
         }
 
 
@@ -175,6 +178,7 @@ class BenchRun:
     failures: list[VariantFailure] = field(default_factory=list)
     reference: str | None = None
     finished: bool = False
+    listening_note: str | None = None  # why the variants' speech was not transcribed
 
     @property
     def ordered(self) -> list[VariantResult]:
@@ -196,4 +200,5 @@ class BenchRun:
             "variants_requested": self.labels,
             "variants": [r.to_dict() for r in self.ordered],
             "errors": [f.to_dict() for f in self.failures],
+            "listening_note": self.listening_note,
         }

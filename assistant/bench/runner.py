@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from ..audio.sound_files import read_audio
 from ..errors import AssistantError, BenchError
 from ..paths import new_session_dir
 from ..voice.memory import release_freed_memory
 from .fidelity import compare
+from .listening import Hearer, listen
 from .measure import Status, decode_variant, measure_variant, quiet
 from .plots import write_plots
 from .report import write_report
@@ -37,6 +40,9 @@ from .variants import (
 )
 
 log = logging.getLogger(__name__)
+
+# Loads the speech recogniser: (it, whether its weights are the published ones).
+Listener = Callable[[], tuple[Hearer, bool]]
 
 
 @dataclass
@@ -55,8 +61,10 @@ def run_bench(
     out: Path | None = None,
     download: bool = True,
     status: Status = quiet,
+    listener: Listener | None = None,
 ) -> BenchOutcome:
-    """Check, then measure every variant; partial results are written, not lost."""
+    """Check, then measure every variant; partial results are written, not lost. With a
+    `listener` (it loads speech to text), each variant's audio is transcribed at the end."""
     status("Checking the variants ...")
     variants, failures = check_variants(
         requests, download=download, check_memory=settings.check_memory
@@ -97,6 +105,11 @@ def run_bench(
             _decode_one(run, result, mimi, outcome)
             write_report(run)
         current = None
+        if listener is not None:
+            tokenizers = {v.label: v.files.text_tokenizer for v in variants}
+            published = all(v.files.preset is not None for v in variants)
+            _listen_all(run, listener, tokenizers, published, outcome, status)
+            write_report(run)
     except KeyboardInterrupt:
         outcome.interrupted = True
         run.failures.append(VariantFailure(current or "-", "interrupted", "stopped by Ctrl-C"))
@@ -153,6 +166,42 @@ def _decode_one(run: BenchRun, result: VariantResult, mimi: Path, outcome: Bench
         log.error("decoding %s failed", result.label, exc_info=e)
         run.failures.append(VariantFailure(result.label, "decode", f"{type(e).__name__}: {e}"))
         outcome.unexpected.append(e)
+
+
+def _listen_all(
+    run: BenchRun,
+    listener: Listener,
+    tokenizers: dict[str, Path | None],
+    published: bool,
+    outcome: BenchOutcome,
+    status: Status,
+) -> None:
+    status("Loading speech to text ...")
+    try:
+        stt, stt_published = listener()
+    except AssistantError as e:
+        run.listening_note = f"not measured: {e}"
+        return
+    for result in run.ordered:
+        tokenizer = tokenizers.get(result.label)
+        if result.audio_file is None or tokenizer is None:
+            continue
+        status(f"{result.label}: listening")
+        try:
+            audio = read_audio(result.audio_file)
+            result.listening = listen(
+                stt,
+                audio,
+                result.recording.tokens,
+                tokenizer,
+                meaningful=published and stt_published,
+            )
+        except AssistantError as e:
+            run.failures.append(VariantFailure(result.label, "listen", str(e)))
+        except Exception as e:  # the recogniser failing: the other figures still stand
+            log.error("listening to %s failed", result.label, exc_info=e)
+            run.failures.append(VariantFailure(result.label, "listen", f"{type(e).__name__}: {e}"))
+            outcome.unexpected.append(e)
 
 
 def _mimi_file(variants: list[Variant]) -> Path:

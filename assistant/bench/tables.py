@@ -53,7 +53,38 @@ def sections(run: BenchRun) -> list[Section]:
             ("variant", "text tokens agree", "audio tokens agree", "text KL (nats)"),
             [_fidelity_row(r, ref) for r in results],
         ),
+        Section(
+            "Listening: speech recognition on each variant's audio against its own text",
+            ("variant", "word error rate", "said", "heard"),
+            [_listening_row(r, ref) for r in results],
+            _listening_notes(run),
+        ),
     ]
+
+
+def _listening_row(r: VariantResult, ref: str | None) -> tuple[str, ...]:
+    heard = r.listening
+    if heard is None:
+        return (_name(r, ref), "-", "", "")
+    wer = "-" if heard.wer is None else f"{heard.wer * 100:.1f} %"
+    return (_name(r, ref), wer, _clip(heard.said), _clip(heard.heard))
+
+
+def _listening_notes(run: BenchRun) -> tuple[str, ...]:
+    notes = []
+    if run.listening_note:
+        notes.append(f"listening {run.listening_note}")
+    heard = [r.listening for r in run.ordered if r.listening is not None]
+    if any(not h.meaningful for h in heard):
+        notes.append(
+            "random weights (a synthetic checkpoint or speech recogniser): the word error rate "
+            "is meaningless here; it shows the measurement runs end to end"
+        )
+    return tuple(notes)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def headline(run: BenchRun) -> list[str]:

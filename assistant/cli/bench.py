@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..console import console, err_console
 from ..errors import BenchError
 from .options import MimiFile, TextTokenizerFile, Voice
+
+if TYPE_CHECKING:
+    from ..bench.listening import Hearer
+    from ..bench.runner import Listener
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +59,21 @@ def bench(
     skip_memory_check: Annotated[
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,
+    listen: Annotated[
+        bool,
+        typer.Option(
+            help="Transcribe each variant's audio and report its word error rate against its own "
+            "text (needs a speech-to-text model: see --stt)."
+        ),
+    ] = True,
+    stt: Annotated[
+        str | None,
+        typer.Option(
+            "--stt",
+            help="Speech-to-text checkpoint for --listen: a folder or a catalogue name (default: "
+            "ASSISTANT_STT, else kyutai/stt-1b-en_fr-mlx from the Hugging Face cache).",
+        ),
+    ] = None,
 ) -> None:
     """Compare checkpoint variants (default: q4 and q8) side by side on identical input.
 
@@ -87,7 +106,13 @@ def bench(
     pcm, source = user_speech(None, input_wav)
     with console.status("Starting ...") as status:
         outcome = run_bench(
-            requests, pcm, source, settings, out=out, status=lambda m: status.update(m)
+            requests,
+            pcm,
+            source,
+            settings,
+            out=out,
+            status=lambda m: status.update(m),
+            listener=_listener(stt) if listen else None,
         )
     run = outcome.run
     for line in headline(run):
@@ -111,6 +136,18 @@ def bench(
             f"{what} ({first.label}: {first.message}); the report of what was measured is in "
             f"{run.folder}"
         )
+
+
+def _listener(spec: str | None) -> Listener:
+    def load() -> tuple[Hearer, bool]:
+        from ..history import recognizer
+
+        folder = recognizer.find_model(spec)
+        # Kyutai's published weights live in the Hugging Face cache under their repo's name.
+        published = any(part.startswith("models--kyutai--stt") for part in folder.parts)
+        return recognizer.load(folder), published
+
+    return load
 
 
 def _debug() -> bool:

@@ -18,6 +18,7 @@ from ..errors import AudioError
 from ..frames import FRAME_MS, SAMPLE_RATE
 
 DEMO_ROOT = Path("checkpoints")
+DEMO_CACHE = DEMO_ROOT / ".synthetic-cache"  # the Mimi file both demo models share (linked)
 DEMO_TEXT = "Hello Moshi. Can you hear me? Tell me something about the weather today."
 
 
@@ -71,11 +72,34 @@ def demo(
     summary = outcome.summary
     frames = summary.counters.frames_stepped if summary else 0
     step = summary.stage("step").p50 if summary else 0.0
+    both_sides(outcome.session)
     console.print(
         f"{frames} frames; model step p50 {step:.1f} ms against the "
         f"{FRAME_MS:.0f} ms budget. The recordings, transcript.txt, summary.json and "
-        f"trace.json are in {outcome.session}"
+        f"trace.json are in {outcome.session}; `assistant history` lists it."
     )
+
+
+def both_sides(session: Path) -> None:
+    """The user's side transcribed (by a random-weight speech-to-text model: it babbles too),
+    then both sides as `assistant history show` prints them."""
+    from ..checkpoint.synthetic.stt import make_stt_checkpoint
+    from ..history import transcripts
+    from ..history.transcriber import transcribe_session
+    from ..stt import SpeechToText
+
+    folder = DEMO_ROOT / "demo-stt-tiny"
+    with console.status(f"Making a tiny random-weight speech-to-text model in {folder} (once) ..."):
+        make_stt_checkpoint(folder, config_name="tiny", seed=0, cache_dir=DEMO_CACHE)
+    with console.status("Transcribing your side ..."):
+        stt = SpeechToText.load(folder)
+        lines = transcribe_session(session, stt)
+    console.print(
+        "[bold yellow]Both sides[/] (speech to text has random weights too: your side "
+        "babbles as well; this shows the transcript, not what was said):"
+    )
+    console.print(transcripts.as_text(lines), markup=False, end="", soft_wrap=True)
+    console.rule()
 
 
 def _ensure_checkpoint(folder: Path, quant: str) -> None:
@@ -84,7 +108,7 @@ def _ensure_checkpoint(folder: Path, quant: str) -> None:
 
     q = parse_quant(quant)  # a UsageError for anything but q4, q8, bf16
     with console.status(f"Making a tiny random-weight checkpoint in {folder} (once) ..."):
-        made = make_checkpoint(folder, config_name="tiny", quant=q, seed=0)
+        made = make_checkpoint(folder, config_name="tiny", quant=q, seed=0, cache_dir=DEMO_CACHE)
     if made.written:
         console.print(f"Made {folder} (tiny synthetic Moshi, {quant}).")
 

@@ -70,10 +70,11 @@ def transcribe(
     folder = store.folder_of(target)
     recognizer = load_recognizer(stt)
     with _progress() as bar:
-        task = bar.add_task("Transcribing", total=None)
+        task = bar.add_task("Transcribing", total=None, seconds="")
 
         def progress(done: float, total: float) -> None:
-            bar.update(task, completed=done, total=total)
+            seconds = f"{done:.0f}/{total:.0f} s of audio"
+            bar.update(task, completed=done, total=total, seconds=seconds)
 
         lines = transcriber.transcribe_session(folder, recognizer, progress=progress)
     console.print(transcripts.as_text(lines) or "(nothing was said)", markup=False, end="")
@@ -86,9 +87,12 @@ def _transcribe_file(path: Path, stt: str | None) -> None:
     samples = read_audio(path)
     recognizer = load_recognizer(stt)
     with _progress() as bar:
-        task = bar.add_task("Transcribing", total=None)
+        task = bar.add_task("Transcribing", total=None, seconds="")
         words = recognizer.transcribe(
-            samples, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            samples,
+            progress=lambda d, t: bar.update(
+                task, completed=d, total=t, seconds=f"{d:.0f}/{t:.0f} s of audio"
+            ),
         )
     for line in transcripts.lines_from_words(transcripts.USER, words):
         console.print(f"[{line.start:8.2f}s] {escape(line.text)}", soft_wrap=True)
@@ -117,7 +121,7 @@ def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
+        TextColumn("{task.fields[seconds]}"),
         TimeRemainingColumn(),
         console=console,
         transient=True,

@@ -24,6 +24,7 @@ from typing import Any
 from ..conversation import session_files as files
 from ..errors import HistoryError, SessionBusyError, UnknownSessionError
 from ..files import read_regular
+from ..frames import FRAME_SECONDS
 from ..paths import sessions_dir
 from . import transcripts
 
@@ -173,7 +174,10 @@ def _read_summary(c: Conversation, folder: Path) -> None:
             c.started = datetime.fromisoformat(started)
         except ValueError:
             c.problems.append("summary.json: unreadable start time")
-    c.duration_s = _number(raw.get("elapsed_s"))
+    # The recording's length (frames heard x 80 ms): a file fed as fast as it can go takes
+    # another wall-clock time than it lasts.
+    frames = _number(raw.get("frames_captured"))
+    c.duration_s = frames * FRAME_SECONDS if frames else _number(raw.get("elapsed_s"))
     model = _object(raw.get("model"))
     c.voice = _text(model.get("voice"))
     c.quant = _text(model.get("quantization"))
