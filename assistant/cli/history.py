@@ -200,7 +200,8 @@ def prune_command(
         raise UsageError("--older-than needs an age (12h, 30d, 2w)")
     result = prune(age, dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
-    console.print(f"{verb} {len(result.deleted)} conversations older than {older_than}.")
+    n = len(result.deleted)
+    console.print(f"{verb} {n} conversation{'' if n == 1 else 's'} older than {older_than}.")
     for cid, why in result.kept_busy.items():
         err_console.print(f"[yellow]kept[/] {escape(cid)}: {escape(why)}", soft_wrap=True)
 
