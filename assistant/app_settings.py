@@ -31,7 +31,8 @@ APP_NAME = "moshi-assistant"
 # the bundle's path in the Python it starts, so that Python knows it runs as the app.
 APP_BUNDLE_ID = "dev.moshi-assistant"
 APP_BUNDLE_ENV = "MOSHI_ASSISTANT_APP"
-VARIABLES = ("ASSISTANT_HOME", "HF_HOME", "HF_HUB_CACHE")
+# ASSISTANT_STT: the speech-to-text checkpoint (a folder or a catalogue name) for the history.
+VARIABLES = ("ASSISTANT_HOME", "HF_HOME", "HF_HUB_CACHE", "ASSISTANT_STT")
 SETTINGS_NAME = "settings.json"
 # Preferences the file may hold besides the folders, with their defaults.
 PREFERENCES = {"retention": "forever", "transcribe": "background"}

@@ -320,3 +320,21 @@ def test_retention_keeps_everything_by_default_and_says_so_for_a_bad_value(root:
     assert apply_retention("forever").deleted == []
     assert apply_retention("soon").deleted == []
     assert len(apply_retention("1h").deleted) == 2  # T0 is in the past
+
+
+def test_settings_record_retention_and_transcription(isolated_settings: Path) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.app_settings import preference
+    from assistant.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    assert (preference("retention"), preference("transcribe")) == ("forever", "background")
+    result = runner.invoke(app, ["settings", "--retention", "30D", "--transcribe", "off"])
+    assert result.exit_code == 0, result.output
+    assert "Conversations kept: 30d; your side transcribed: off" in result.output
+    assert (preference("retention"), preference("transcribe")) == ("30d", "off")
+    assert runner.invoke(app, ["settings", "--retention", "soon"]).exit_code != 0
+    assert runner.invoke(app, ["settings", "--transcribe", "always"]).exit_code != 0
+    assert preference("retention") == "30d"

@@ -56,12 +56,20 @@ def transcribe(
         typer.Option("--pending", help="Transcribe every conversation not done yet, then exit."),
     ] = False,
     stt: SttOption = None,
+    no_yield: Annotated[
+        bool,
+        typer.Option(
+            "--no-yield",
+            hidden=True,  # benchmarks: measure what a worker that never pauses would cost
+            help="With --pending: go on while a conversation is recorded.",
+        ),
+    ] = False,
 ) -> None:
     """Write down the user's side of a conversation (both sides into transcript.json/.txt)."""
     if pending == (target is not None):
         raise UsageError("give a conversation's id or an audio file, or --pending (not both)")
     if target is None:
-        _run_pending(stt)
+        _run_pending(stt, yield_to_conversations=not no_yield)
         return
     path = Path(target)
     if path.suffix and path.exists() and not (store.sessions_dir() / target).is_dir():
@@ -98,14 +106,16 @@ def _transcribe_file(path: Path, stt: str | None) -> None:
         console.print(f"[{line.start:8.2f}s] {escape(line.text)}", soft_wrap=True)
 
 
-def _run_pending(stt: str | None) -> None:
+def _run_pending(stt: str | None, *, yield_to_conversations: bool = True) -> None:
     """The background worker: lowest priority, logging to the assistant's log."""
     from .. import interrupts, logs
 
     logs.start("transcribe")
     os.nice(19)
     worker = transcriber.BackgroundWorker(
-        lambda: load_recognizer(stt), stop=lambda: interrupts.received is not None
+        lambda: load_recognizer(stt),
+        stop=lambda: interrupts.received is not None,
+        yield_to_conversations=yield_to_conversations,
     )
     report = worker.run()
     if report.busy:

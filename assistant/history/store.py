@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -148,8 +149,11 @@ def describe(folder: Path) -> Conversation:
         if wav not in names:
             c.problems.append(f"{wav} missing")
     c.recording = files.LOCK in names and files.is_recording(folder)
-    _read_summary(c, folder)
-    _read_transcript(c, folder)
+    if files.SUMMARY in names:
+        _read_summary(c, folder)
+    elif not c.recording:
+        c.problems.append("summary.json missing")
+    _read_transcript(c, folder, names)
     return c
 
 
@@ -157,11 +161,7 @@ def _read_summary(c: Conversation, folder: Path) -> None:
     try:
         raw = json.loads(read_regular(folder / files.SUMMARY, SUMMARY_MAX_BYTES, HistoryError))
     except HistoryError as e:
-        if "no such" in e.message:
-            if not c.recording:
-                c.problems.append("summary.json missing")
-        else:
-            c.problems.append(f"summary.json: {e.message}")
+        c.problems.append(f"summary.json: {e.message}")
         return
     except ValueError:
         c.problems.append("summary.json is damaged (not JSON)")
@@ -187,19 +187,20 @@ def _read_summary(c: Conversation, folder: Path) -> None:
         c.delay_p95_ms = _number(delay.get("p95"))
 
 
-def _read_transcript(c: Conversation, folder: Path) -> None:
-    try:
-        lines = transcripts.read(folder)
-    except HistoryError as e:
-        c.problems.append(e.message)
-        lines = None
+def _read_transcript(c: Conversation, folder: Path, names: Container[str]) -> None:
+    lines = None
+    if files.TRANSCRIPT_JSON in names:  # (a look-up saves 1,000 failed opens in a listing)
+        try:
+            lines = transcripts.read(folder)
+        except HistoryError as e:
+            c.problems.append(e.message)
     if lines is not None:
         c.transcribed = True
         c.words_user = sum(len(x.text.split()) for x in lines if x.speaker == transcripts.USER)
         c.words_moshi = sum(len(x.text.split()) for x in lines if x.speaker == transcripts.MOSHI)
         text = " ".join(x.text for x in lines)
     else:
-        text = transcripts.moshi_text_live(folder)
+        text = transcripts.moshi_text_live(folder) if files.TRANSCRIPT_TXT in names else ""
         c.words_moshi = len(text.split())
     c.first_words = " ".join(text.split()[:FIRST_WORDS])
 

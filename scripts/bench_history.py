@@ -1,0 +1,202 @@
+"""The history's costs, measured from outside: listing 1,000 conversations, and what a
+background transcription does to a conversation running beside it.
+
+    python scripts/bench_history.py [--sessions 1000] [--only list|disturbance]
+
+list:         `assistant history --json` (a second process, wall time) over N conversation
+              folders written as the loop leaves them; the in-process listing beside it.
+disturbance:  `assistant chat --input hello.wav --realtime` on a tiny synthetic checkpoint,
+              three ways: alone; with `assistant transcribe --pending` working through a long
+              conversation (as after a conversation; it pauses while one records); and with
+              the same worker told never to pause (`--no-yield`, at nice 19). Printed: the
+              chat's model step p50/p95 and frames dropped, from its summary.json.
+The transcription speed itself (seconds of audio per second) is scripts/bench_stt.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parents[1]
+SPEECH = HERE / "assistant" / "data" / "hello.wav"
+RATE = 24_000
+
+
+def write_wav(path: Path, seconds: float) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    pcm = (0.2 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.tobytes())
+
+
+def write_conversation(root: Path, i: int, seconds: float = 1.0) -> Path:
+    """A folder as the loop leaves one: recordings, frames with Moshi's text, a summary."""
+    folder = root / f"2026-01-01_00-{i // 60 % 60:02d}-{i % 60:02d}-{i:05d}-chat"
+    folder.mkdir(parents=True)
+    write_wav(folder / "user.wav", seconds)
+    write_wav(folder / "moshi.wav", seconds)
+    frames = int(seconds * 12.5)
+    (folder / "frames.jsonl").write_text(
+        "".join(
+            json.dumps({"index": k, "text": " word" if k % 3 else None}) + "\n"
+            for k in range(frames)
+        )
+    )
+    (folder / "transcript.txt").write_text("[    0.00s]" + " word" * (frames // 3) + "\n")
+    summary = {
+        "started": "2026-01-01T00:00:00+00:00",
+        "elapsed_s": seconds,
+        "frames_captured": frames,
+        "stages_ms": {"delay": {"count": 10, "p50": 120.0, "p95": 180.0}},
+        "model": {"voice": "moshiko", "quantization": "q4"},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def assistant(*args: str, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def bench_list(n: int, runs: int = 5) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        for i in range(n):
+            write_conversation(home / "sessions", i)
+        env = os.environ | {"ASSISTANT_HOME": str(home)}
+        walls = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            out = assistant("history", "--json", "--limit", str(n), env=env)
+            walls.append(time.perf_counter() - start)
+        assert len(json.loads(out.stdout)) == n
+        sys.path.insert(0, str(HERE))
+        os.environ["ASSISTANT_HOME"] = str(home)
+        from assistant.history.store import list_conversations
+
+        inside = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            list_conversations()
+            inside.append(time.perf_counter() - start)
+        bare = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import assistant.cli"], check=True, env=env)
+            bare.append(time.perf_counter() - start)
+    print(f"\nHistory of {n} conversations ({runs} runs, median):")
+    for label, times in (
+        ("`assistant history --json`, wall time (a second process)", walls),
+        ("of which Python and the CLI's imports alone", bare),
+        ("list_conversations() in process", inside),
+    ):
+        print(f"  {label:58} {statistics.median(times) * 1000:7.0f} ms")
+
+
+def bench_disturbance(seconds_pending: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        env = os.environ | {
+            "ASSISTANT_HOME": str(tmp_path / "home"),
+            "ASSISTANT_SETTINGS": str(tmp_path / "s.json"),
+        }
+        ckpt, stt = tmp_path / "tiny-q4", tmp_path / "stt"
+        assistant("make-checkpoint", str(ckpt), "--quant", "q4", env=env)
+        assistant("make-checkpoint", str(stt), "--kind", "stt", env=env)
+        env["ASSISTANT_STT"] = str(stt)
+        # Never transcribe the chats themselves: only the long conversation below.
+        (tmp_path / "s.json").write_text(json.dumps({"transcribe": "off"}))
+        rows = []
+        for label, worker_args in (
+            ("alone", None),
+            ("worker beside it (pauses while a conversation records)", ["--pending"]),
+            ("worker that never pauses (nice 19)", ["--pending", "--no-yield"]),
+        ):
+            sessions = tmp_path / "home" / "sessions"
+            pending = sessions / "long-pending"
+            if worker_args:
+                if pending.exists():
+                    for f in pending.iterdir():
+                        f.unlink()
+                    pending.rmdir()
+                write_conversation(sessions, 0, seconds_pending).rename(pending)
+            worker = None
+            if worker_args:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "assistant", "transcribe", *worker_args],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                log = tmp_path / "home" / "logs" / "transcribe.log"
+                while not (log.exists() and "transcribing" in log.read_text()):
+                    time.sleep(0.1)
+            assistant(
+                "chat", "--checkpoint", str(ckpt), "--input", str(SPEECH), "--realtime",
+                "--no-dashboard", "--seed", "1", env=env,
+            )  # fmt: skip
+            still_working = worker is not None and worker.poll() is None
+            if worker is not None:
+                worker.terminate()
+                worker.wait(60)
+            chats = sorted(
+                p for p in sessions.iterdir() if p.name.endswith("-chat") and p.name != pending.name
+            )
+            summary = json.loads((chats[-1] / "summary.json").read_text())
+            step = summary["stages_ms"]["step"]
+            rows.append(
+                (
+                    label,
+                    step["p50"],
+                    step["p95"],
+                    summary["dropped_input"] + summary["dropped_output"],
+                    summary["frames_captured"],
+                    still_working,
+                )
+            )
+    print(
+        "\nA conversation (tiny model, real codec, hello.wav at real-time pace), with and "
+        "without a transcription beside it:"
+    )
+    print(f"  {'':58} step p50  step p95  dropped / frames  worker still busy at the end")
+    for label, p50, p95, dropped, frames, busy in rows:
+        print(f"  {label:58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5d} / {frames:<5d}     {busy}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--pending-seconds", type=float, default=60.0)
+    parser.add_argument("--only", choices=["list", "disturbance"])
+    args = parser.parse_args()
+    if args.only in (None, "list"):
+        bench_list(args.sessions)
+    if args.only in (None, "disturbance"):
+        bench_disturbance(args.pending_seconds)
+
+
+if __name__ == "__main__":
+    main()
