@@ -155,3 +155,33 @@ def test_sink_watch_reports_a_move_once() -> None:
         None,
         "the speaker 'vspk' went away; Moshi now plays on 'vmic'",
     ]
+
+
+def test_history_play_is_heard_through_the_speaker(pulse: PulseAudio, tmp_path: Path) -> None:
+    """`assistant history play` sends a conversation (a 440 Hz user, a 660 Hz Moshi) to the
+    default speaker: both are heard in what the speaker played."""
+    from tests.history_folders import make_conversation, write_wav
+
+    home = tmp_path / "home"
+    folder = make_conversation(home / "sessions", seconds=2.0)
+    write_wav(folder / "user.wav", 2.0, 440.0)
+    write_wav(folder / "moshi.wav", 2.0, 660.0)
+    env = os.environ | pulse.env | {"ASSISTANT_HOME": str(home)}
+    recorder = pulse.record_speaker(tmp_path / "heard.wav")
+    out = subprocess.run(
+        [sys.executable, "-m", "assistant", "history", "play", folder.name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    heard = recorder.stop()
+    assert out.returncode == 0, out.stderr
+    spectrum = np.abs(np.fft.rfft(heard))
+    freqs = np.fft.rfftfreq(len(heard), 1 / 24000)
+
+    def power(f: float) -> float:
+        return float(spectrum[(freqs > f - 10) & (freqs < f + 10)].max())
+
+    noise = float(np.median(spectrum))
+    assert power(440) > 50 * noise and power(660) > 50 * noise, (power(440), power(660), noise)
