@@ -28,6 +28,7 @@ history_app = typer.Typer(
     no_args_is_help=False,
 )
 
+SCREEN_LIMIT = 50
 NARROW = 110  # columns: below this the list leaves out the start time (the id has it)
 IdArgument = Annotated[str, typer.Argument(help="The conversation's id (or a unique prefix).")]
 
@@ -41,16 +42,24 @@ def history(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     limit: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Show at most this many (newest first).")
-    ] = 50,
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Show at most this many, newest first (default: 50 on screen, all in --json).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Past conversations, newest first (`assistant history --help` for the commands)."""
     if ctx.invoked_subcommand is not None:
         return
-    found = store.list_conversations()[:limit]
+    found = store.list_conversations()
     if as_json:
-        print(json.dumps([c.to_dict() for c in found], indent=1))
+        print(json.dumps([c.to_dict() for c in found[:limit]], indent=1))
         return
+    more = len(found) - (limit or SCREEN_LIMIT)
+    found = found[: limit or SCREEN_LIMIT]
     if not found:
         console.print(f"No conversations yet in {store.sessions_dir()}.", soft_wrap=True)
         return
