@@ -82,6 +82,8 @@ def history(
     for c, row in zip(found, rows, strict=True):
         style = "yellow" if c.problems else None
         console.print(line(row), style=style, markup=False, soft_wrap=True)
+    if more > 0:
+        console.print(f"... and {more} older (--limit N shows more)")
     console.print(
         "[dim]words: yours/Moshi's (- not transcribed yet); delay: mic to speaker, p50/p95 ms[/]"
     )
