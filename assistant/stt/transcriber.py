@@ -73,6 +73,8 @@ class SpeechToText:
         before each frame and, when true, raises TranscriptionStopped."""
         audio = _check_samples(samples)
         total = len(audio) / SAMPLE_RATE
+        if not len(audio):
+            return []
         with self._lock:
             tokens = self.text_tokens(audio, progress=progress, should_stop=should_stop)
         return words_from_tokens(
