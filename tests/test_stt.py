@@ -396,3 +396,32 @@ def test_download_offline_says_how(isolated_hub: Path) -> None:
         download_stt()
     _one_line(e.value, "HF_HUB_OFFLINE")
     assert "assistant download --stt" in str(e.value)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_make_checkpoint_stt_and_download_offline(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    result = runner.invoke(app, ["make-checkpoint", str(tmp_path / "s"), "--kind", "stt"])
+    assert result.exit_code == 0, result.output
+    assert "speech to text" in result.output
+    report = inspect_stt(stt_files(tmp_path / "s"))
+    assert report.problems == [] and report.config == STT_TINY
+    again = runner.invoke(app, ["make-checkpoint", str(tmp_path / "s"), "--kind", "stt"])
+    assert again.exit_code == 0 and "already complete" in again.output
+
+    refused = runner.invoke(
+        app, ["make-checkpoint", str(tmp_path / "q"), "--kind", "stt", "-q", "q4"]
+    )
+    assert isinstance(refused.exception, UsageError) and "bf16 only" in str(refused.exception)
+    assert not (tmp_path / "q").exists()
+
+    offline = runner.invoke(app, ["download", "--stt"])
+    assert isinstance(offline.exception, MissingFilesError)
+    assert "kyutai/stt-1b-en_fr-mlx" in str(offline.exception)
