@@ -23,7 +23,6 @@ from assistant.errors import (
     AssistantError,
     CheckpointError,
     ConfigError,
-    MismatchError,
     MissingFilesError,
     TokenizerError,
     UsageError,
@@ -172,9 +171,10 @@ def test_wrong_shape_is_one_line(stt_folder: Path, tmp_path: Path) -> None:
     specs[name] = type(specs[name])(name, (64, 100), "BF16")
     (folder / "model.safetensors").unlink()
     write_sparse(folder / "model.safetensors", specs)
-    with pytest.raises(MismatchError) as e:
+    with pytest.raises(CheckpointError) as e:
         SpeechToText.load(folder)
     _one_line(e.value, "model.safetensors")
+    assert "weights do not match config.json" in str(e.value)
     assert f"{name}: expected BF16[64, 176], found BF16[64, 100]" in str(e.value)
 
 
@@ -236,6 +236,35 @@ def test_tokenizer_of_another_size_is_one_line(
         require_valid_stt(inspect_stt(stt_files(folder)))
     _one_line(e.value, STT_TINY.tokenizer_name)
     assert "but the model's text vocabulary is 8000" in str(e.value)
+
+
+def test_too_little_memory_is_refused_before_loading(
+    stt_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.errors import InsufficientMemoryError
+    from assistant.stt import loader
+    from assistant.voice.memory import GiB, MachineMemory
+
+    monkeypatch.setattr(loader, "machine_memory", lambda: MachineMemory(ram=GiB))
+    with pytest.raises(InsufficientMemoryError) as e:
+        SpeechToText.load(stt_folder)
+    assert "\n" not in str(e.value) and "speech to text" in str(e.value)
+    monkeypatch.setattr(loader, "build_stt_model", lambda _r: pytest.fail("built anyway"))
+    with pytest.raises(InsufficientMemoryError):
+        SpeechToText.load(stt_folder)
+
+
+def test_encoder_rolls_over_to_a_warmed_up_instance(stt_folder: Path) -> None:
+    from assistant.stt.encoder import FrameEncoder
+
+    audio = _speechlike(1.2)
+    encoder = FrameEncoder(stt_folder / STT_TINY.mimi_name, 32, rollover_after=6, warmup_frames=2)
+    codes = [encoder.encode(audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]) for i in range(14)]
+    # Frames 0-5 by the first instance; the second re-encodes 4-5, then serves 6-9; the third 10-13.
+    assert encoder.rollovers == 2
+    assert all(
+        c.shape == (32,) and c.dtype == np.int32 and 0 <= c.min() <= c.max() < 2048 for c in codes
+    )
 
 
 def test_truncated_model_is_one_line(stt_folder: Path, tmp_path: Path) -> None:

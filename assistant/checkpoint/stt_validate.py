@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, MismatchError, MissingFilesError, TokenizerError
+from ..errors import CheckpointError, CodecError, MissingFilesError, TokenizerError
 from .safetensors_reader import read_header
 from .stt_config import CONFIG_FILE, SttConfig
 from .stt_layout import stt_layout_problems, stt_parameter_count
@@ -120,10 +120,13 @@ def inspect_stt(files: SttFiles) -> SttReport:
 def require_valid_stt(report: SttReport) -> None:
     """The typed one-line error for the first file with problems (model first)."""
     if report.model.problems:
-        raise MismatchError(report.model.problems, path=report.model.path)
+        problems = report.model.problems
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"weights do not match {CONFIG_FILE}: {'; '.join(problems[:3])}{more}",
+            path=report.model.path,
+        )
     if report.codec.problems:
-        from ..errors import CodecError
-
         more = len(report.codec.problems) - 1
         raise CodecError(
             report.codec.problems[0] + (f"; and {more} more" if more else ""),
