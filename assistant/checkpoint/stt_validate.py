@@ -127,9 +127,9 @@ def require_valid_stt(report: SttReport) -> None:
             path=report.model.path,
         )
     if report.codec.problems:
-        more = len(report.codec.problems) - 1
+        left = len(report.codec.problems) - 1
         raise CodecError(
-            report.codec.problems[0] + (f"; and {more} more" if more else ""),
+            report.codec.problems[0] + (f"; and {left} more" if left else ""),
             path=report.codec.path,
         )
     if report.text_tokenizer.problems:
