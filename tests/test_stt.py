@@ -454,3 +454,48 @@ def test_cli_make_checkpoint_stt_and_download_offline(tmp_path: Path) -> None:
     offline = runner.invoke(app, ["download", "--stt"])
     assert isinstance(offline.exception, MissingFilesError)
     assert "kyutai/stt-1b-en_fr-mlx" in str(offline.exception)
+
+
+def test_attention_window_past_the_context_equals_moshi_mlx(
+    stt_folder: Path, tmp_path: Path
+) -> None:
+    """A model with a 20-step context run for 60 steps attends to the last 20 steps, the current
+    one included (PyTorch moshi's window, and voice/kv_cache's). moshi_mlx's own trimming keeps
+    one key more (`t + min(context, k_len - t)`), so its reference runs with context 19: the same
+    20 keys. Without the cache fix, the rotating cache's layout would differ from step 20 on."""
+    from dataclasses import replace
+
+    from moshi_mlx import models, utils
+
+    from assistant.checkpoint.safetensors_writer import write_safetensors
+    from assistant.checkpoint.synthetic.lm import LmTensorSource
+
+    config = replace(STT_TINY, context=20)
+    folder = _copy(stt_folder, tmp_path / "c")
+    _replace(folder / "config.json", json.dumps(config.to_dict()))
+    (folder / "model.safetensors").unlink()
+    specs = list(stt_tensors(config).values())
+    write_safetensors(folder / "model.safetensors", specs, LmTensorSource(None, seed=3))
+    stt = SpeechToText.load(folder)
+
+    reference = models.Lm(models.LmConfig.from_config_dict({**config.to_dict(), "context": 19}))
+    reference.set_dtype(mx.bfloat16)
+    reference.load_weights(str(folder / "model.safetensors"), strict=True)
+    gen = models.LmGen(
+        model=reference,
+        max_steps=60,
+        text_sampler=utils.Sampler(temp=0),
+        audio_sampler=utils.Sampler(temp=0),
+    )
+    rng = np.random.default_rng(0)
+    text = mx.array([[config.text_card]], dtype=mx.int32)
+    codes = [mx.array([[config.card]], dtype=mx.int32)] * config.n_q
+    ours, theirs = [], []
+    for _ in range(60):
+        frame = rng.integers(0, config.card, size=config.n_q).astype(np.int32)
+        text = stt._step(text, codes)
+        ours.append(int(text.item()))
+        codes = [mx.array([[int(c)]], dtype=mx.int32) for c in frame]
+        theirs.append(int(gen.step(mx.array(frame)[None])[0].item()))
+    assert ours == theirs
+    assert len(set(ours[20:])) > 1
