@@ -87,10 +87,9 @@ def bench(label: str, folder: Path, frames: int, warmup: int, whole_seconds: flo
         t = time.perf_counter()
         mx.eval(stt._step(text, codes))
         steps.append(time.perf_counter() - t)
-    print(
-        f"  alone: Mimi encode {statistics.median(encode[warmup:]) * 1000:.0f} ms/frame, model step "
-        f"{statistics.median(steps[1:]) * 1000:.0f} ms/frame"
-    )
+    encode_ms = statistics.median(encode[warmup:]) * 1000
+    step_ms = statistics.median(steps[1:]) * 1000
+    print(f"  alone: Mimi encode {encode_ms:.0f} ms/frame, model step {step_ms:.0f} ms/frame")
     if whole_seconds > 0:
         clip = speechlike(whole_seconds)
         t = time.perf_counter()
