@@ -13,6 +13,9 @@ check, find, fetch, write and quantize them.
     writing.py             checkpoint folders written atomically, with a disk check
     quantize.py            bf16 -> q4/q8 exactly as the published files were made
     synthetic/             random-weight checkpoints in exactly the published layout
+    stt_config.py, stt_layout.py, stt_validate.py, stt_hub.py
+                           Kyutai's speech-to-text model: its config.json, tensors, checks
+                           before loading, catalogue entry and download (synthetic/stt.py)
 
 Importing this package never imports MLX (a test checks it); quantizing calls `mx.quantize`,
 imported when it runs.

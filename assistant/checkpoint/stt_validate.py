@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, MismatchError, MissingFilesError, TokenizerError
+from ..errors import CheckpointError, CodecError, MissingFilesError, TokenizerError
 from .safetensors_reader import read_header
-from .stt_config import CONFIG_FILE, SttConfig
+from .stt_config import CONFIG_FILE, SttConfig, read_config_dict
 from .stt_layout import stt_layout_problems, stt_parameter_count
 from .validate import (
     CodecInfo,
@@ -67,8 +67,6 @@ class SttReport:
 
 def stt_files(folder: str | Path) -> SttFiles:
     """The folder's files as its config names them; a missing one is one line saying which."""
-    from .stt_config import read_config_dict
-
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise CheckpointError("not a folder (an STT checkpoint is a folder)", path=folder)
@@ -92,8 +90,6 @@ def stt_files(folder: str | Path) -> SttFiles:
 
 def inspect_stt(files: SttFiles) -> SttReport:
     """Every file's header checked against the config. Format errors raise at once."""
-    from .stt_config import read_config_dict
-
     raw = read_config_dict(files.config)
     config = SttConfig.from_dict(raw, source=files.config)
     header = read_header(files.model)
@@ -120,13 +116,16 @@ def inspect_stt(files: SttFiles) -> SttReport:
 def require_valid_stt(report: SttReport) -> None:
     """The typed one-line error for the first file with problems (model first)."""
     if report.model.problems:
-        raise MismatchError(report.model.problems, path=report.model.path)
+        problems = report.model.problems
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"weights do not match {CONFIG_FILE}: {'; '.join(problems[:3])}{more}",
+            path=report.model.path,
+        )
     if report.codec.problems:
-        from ..errors import CodecError
-
-        more = len(report.codec.problems) - 1
+        left = len(report.codec.problems) - 1
         raise CodecError(
-            report.codec.problems[0] + (f"; and {more} more" if more else ""),
+            report.codec.problems[0] + (f"; and {left} more" if left else ""),
             path=report.codec.path,
         )
     if report.text_tokenizer.problems:

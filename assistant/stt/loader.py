@@ -8,7 +8,9 @@ moshi_mlx from the config exactly as its `run_inference` does, loaded strictly a
 One change to the reference: moshi_mlx gives the main transformer a rotating KV cache of 4096
 slots whatever the context, and from step 4096 (5 min 28 s) its window stops following the
 latest steps. The cache here holds exactly `context` slots, so the attention always covers the
-last `context` steps, for audio of any length (the same result up to step 4096).
+last `context` steps, the current one included, for audio of any length: PyTorch moshi's
+window, and the one `voice/kv_cache.py` gives Moshi. (moshi_mlx's trimming keeps one key more
+once `context` steps have passed; before that, 60 s for this model, the two are the same.)
 """
 
 from __future__ import annotations

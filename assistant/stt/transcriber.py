@@ -73,6 +73,8 @@ class SpeechToText:
         before each frame and, when true, raises TranscriptionStopped."""
         audio = _check_samples(samples)
         total = len(audio) / SAMPLE_RATE
+        if not len(audio):
+            return []
         with self._lock:
             tokens = self.text_tokens(audio, progress=progress, should_stop=should_stop)
         return words_from_tokens(
@@ -90,8 +92,10 @@ class SpeechToText:
         *,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
+        flush: bool = True,
     ) -> list[int]:
-        """The greedy text token of every step for `audio` (padded as described above)."""
+        """The greedy text token of every step for `audio` (padded as described above;
+        `flush=False` leaves out the silence after it: for timing frames)."""
         total = len(audio) / SAMPLE_RATE
         audio_frames = math.ceil(len(audio) / FRAME_SAMPLES)
         encoder = FrameEncoder(self.mimi, self.config.n_q)
@@ -101,7 +105,7 @@ class SpeechToText:
         text = mx.array([[self.config.text_card]], dtype=mx.int32)  # the initial token
         codes = [mx.array([[self.config.card]], dtype=mx.int32)] * self.config.n_q  # padding
         tokens: list[int] = []
-        for index, frame in enumerate(self._frames(audio, audio_frames)):
+        for index, frame in enumerate(self._frames(audio, audio_frames, flush)):
             if should_stop is not None and should_stop():
                 raise TranscriptionStopped(
                     f"stopped after {min(index * FRAME_SECONDS, total):.1f} of {total:.1f} s"
@@ -116,7 +120,7 @@ class SpeechToText:
                 progress(min(max(done, 0) * FRAME_SECONDS, total), total)
         return tokens
 
-    def _frames(self, audio: np.ndarray, audio_frames: int) -> Iterator[np.ndarray]:
+    def _frames(self, audio: np.ndarray, audio_frames: int, flush: bool) -> Iterator[np.ndarray]:
         silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         for _ in range(self.prefix_frames):
             yield silence
@@ -125,7 +129,7 @@ class SpeechToText:
             if len(frame) < FRAME_SAMPLES:
                 frame = np.concatenate([frame, silence[len(frame) :]])
             yield frame
-        for _ in range(self.flush_frames):
+        for _ in range(self.flush_frames if flush else 0):
             yield silence
 
     def _step(self, text: mx.array, codes: list[mx.array]) -> mx.array:

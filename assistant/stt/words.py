@@ -53,7 +53,7 @@ def words_from_tokens(
             continue
         start = _clamp(first * FRAME_SECONDS - offset_s, duration_s)
         end = _clamp((last + 1) * FRAME_SECONDS - offset_s, duration_s)
-        words.append(Word(round(start, 3), round(max(start, end), 3), text))
+        words.append(Word(start, max(start, end), text))
     return words
 
 
