@@ -56,6 +56,7 @@ def test_menu_structure_in_order(make_app: Callable[..., Harness]) -> None:
         "Mute microphone",
         "---",
         "Open dashboard",
+        "Recent conversations",
         "Open recordings",
         "---",
         "Launch at login",
@@ -71,6 +72,7 @@ def test_menu_structure_in_order(make_app: Callable[..., Harness]) -> None:
     assert tk.find("Voice", "moshiko").checked and not tk.find("Voice", "moshika").checked
     assert not tk.find("Mute microphone").checked and not tk.find("Launch at login").checked
     assert tk.find("Open dashboard").enabled and tk.find("Open recordings").enabled
+    assert tk.find("Recent conversations").enabled
 
 
 @pytest.mark.parametrize(
@@ -237,6 +239,16 @@ def test_open_dashboard(make_app: Callable[..., Harness], monkeypatch: pytest.Mo
     app = make_app(FakeClient())
     app.tk.find("Open dashboard").click()
     assert opened == ["http://127.0.0.1:8737/#token=secret-token"]
+
+
+def test_recent_conversations_opens_the_conversations_page(
+    make_app: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url))
+    app = make_app(FakeClient())
+    app.tk.find("Recent conversations").click()
+    assert opened == ["http://127.0.0.1:8737/#view=conversations&token=secret-token"]
 
 
 def test_open_recordings(make_app: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -422,6 +434,7 @@ def test_a_vanished_service_is_notified_once(make_app: Callable[..., Harness]) -
     assert app.tk.title == "Moshi ⊘"
     assert not app.tk.find("Mute microphone").enabled
     assert not app.tk.find("Open dashboard").enabled
+    assert not app.tk.find("Recent conversations").enabled
     client.alive = True  # started again elsewhere (`assistant serve`): picked up
     app.tk.tick()
     assert app.tk.title == "Moshi ○"

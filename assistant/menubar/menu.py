@@ -14,7 +14,7 @@ notification, never an exception in the UI loop.
     Voice ▸ moshiko / moshika
     Mute microphone
     ─────
-    Open dashboard / Open recordings
+    Open dashboard / Recent conversations / Open recordings
     ─────
     Launch at login
     ─────
@@ -66,6 +66,7 @@ class Items:
     voices: dict[str, MenuItem]
     mute: MenuItem
     dashboard: MenuItem
+    conversations: MenuItem
     recordings: MenuItem
     login: MenuItem
     quit: MenuItem
@@ -122,6 +123,9 @@ class MenuController:
             },
             mute=tk.item("Mute microphone", guard("Could not mute", self.toggle_mute)),
             dashboard=tk.item("Open dashboard", guard("Could not open", self.open_dashboard)),
+            conversations=tk.item(
+                "Recent conversations", guard("Could not open", self.open_conversations)
+            ),
             recordings=tk.item("Open recordings", guard("Could not open", self.open_recordings)),
             login=tk.item("Launch at login", guard("Launch at login", self.toggle_login)),
             quit=tk.item(f"Quit {APP_NAME}", self.quit),  # quit handles its own failures
@@ -138,6 +142,7 @@ class MenuController:
                 items.mute,
                 None,
                 items.dashboard,
+                items.conversations,
                 items.recordings,
                 None,
                 items.login,
@@ -183,6 +188,7 @@ class MenuController:
         items.mute.set_checked(v.muted)
         items.mute.set_enabled(v.connected)
         items.dashboard.set_enabled(v.connected)
+        items.conversations.set_enabled(v.connected)
         items.login.set_checked(self.agent.is_enabled())
 
     # --- the poll -------------------------------------------------------------------------------
@@ -348,6 +354,12 @@ class MenuController:
         if self.client is None:
             raise ServiceNotRunningError("the assistant service is not running")
         webbrowser.open(self.client.info.dashboard_url)
+
+    def open_conversations(self) -> None:
+        """The dashboard's Conversations page: past conversations to play, search, delete."""
+        if self.client is None:
+            raise ServiceNotRunningError("the assistant service is not running")
+        webbrowser.open(self.client.info.conversations_url)
 
     def open_recordings(self) -> None:
         folder = sessions_dir()

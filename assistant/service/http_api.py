@@ -11,8 +11,14 @@ long: connections.py.
     POST /api/switch              {"voice": "moshika", "quant": "q8"} or {"checkpoint": "..."}
     POST /api/quit                answer, then stop the conversation and the service
 
+    GET    /api/sessions[?q=words]   past conversations, newest first (history_api.py)
+    GET    /api/sessions/{id}        one: details, both sides' lines, delay over time
+    GET    /api/sessions/{id}/audio  its stereo WAV, by byte ranges (a `?key=` link)
+    DELETE /api/sessions/{id}        delete it (409 while recorded or played; 404 unknown)
+
 The controller is synchronous and thread-based; handlers call it on worker threads so the
-event loop never waits on it: reads on two threads, actions one at a time on a third.
+event loop never waits on it: reads on two threads, actions one at a time on a third; the
+history's disk work on two more of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from aiohttp import web
 
 from .connections import ConnectionGuard, Limits
 from .controller import Controller
+from .history_api import HistoryApi, is_audio_path
 from .http_policy import (
     BODY,
     MAX_BODY,
@@ -50,8 +57,10 @@ PAGES = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/conversations.js": ("conversations.js", "text/javascript; charset=utf-8"),
 }
-# Everything the page needs is served from here: nothing from the internet.
+# Everything the page needs is served from here: nothing from the internet (the conversations'
+# audio included: media-src falls back to 'self').
 PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'"
 FIELDS = {
     "/api/start": set(),
@@ -73,6 +82,7 @@ class Api:
         self.guard = guard
         self.limits: Limits = guard.limits
         self.stopping = stopping  # set: the service is shutting down (by `quit` or a signal)
+        self.history: HistoryApi | None = None
         self._reads = ThreadPoolExecutor(2, thread_name_prefix="service-read")
         self._actions = ThreadPoolExecutor(1, thread_name_prefix="service-action")
         self._live_lock = asyncio.Lock()
@@ -85,7 +95,7 @@ class Api:
             middlewares=[
                 json_errors,
                 local_only(port),
-                bearer_token(token, public=set(PAGES)),
+                bearer_token(token, public=set(PAGES), linkable=is_audio_path),
                 read_body(FIELDS, self.limits.body_timeout_s),
                 in_flight(self.guard),
             ],
@@ -104,6 +114,8 @@ class Api:
                 web.post("/api/quit", self.quit),
             ]
         )
+        self.history = HistoryApi(token)
+        app.add_routes(self.history.routes())
         return app
 
     # --- reads --------------------------------------------------------------------------------
@@ -200,3 +212,5 @@ class Api:
         """After the server stopped: no more calls into the controller."""
         self._reads.shutdown(wait=False, cancel_futures=True)
         self._actions.shutdown(wait=False, cancel_futures=True)
+        if self.history is not None:
+            self.history.close()

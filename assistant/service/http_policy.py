@@ -5,7 +5,9 @@ address; every request but the dashboard's page must carry the random token from
 file, which only the user can read (mode 0600). The Host header must be one, naming the
 loopback address, so a web page elsewhere cannot reach the service by DNS rebinding, and a
 browser request from another origin is refused (CSRF). The dashboard page holds no secret:
-it gets the token from its URL's fragment (never sent over the wire).
+it gets the token from its URL's fragment (never sent over the wire). A conversation's audio,
+which an <audio> element fetches with no way to add a header, may carry instead a key made
+from the token for that one path (`link_key`): it opens nothing else and reveals no token.
 
 What: a JSON object of at most 16 kB, with only the fields its endpoint knows, arriving within
 a few seconds. aiohttp's own parser refuses what is not HTTP (a negative or doubled
@@ -18,11 +20,13 @@ with its traceback and answered 500, and the service carries on.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -39,6 +43,7 @@ MAX_BODY = 16 * 1024
 BODY = "body"  # where `read_body` leaves the parsed body on the request
 NO_STORE = {"Cache-Control": "no-store"}
 TOKEN_HINT = "missing or wrong token (it is in the service file, readable by its user)"
+LINK_HINT = "wrong or stale link key (open the conversation again)"
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -113,19 +118,35 @@ def local_only(port: int) -> Middleware:
     return check
 
 
-def bearer_token(token: str, public: set[str]) -> Middleware:
-    """Every request but GET/HEAD of the `public` pages carries `Authorization: Bearer token`."""
+def bearer_token(
+    token: str, public: set[str], linkable: Callable[[str], bool] = lambda path: False
+) -> Middleware:
+    """Every request but GET/HEAD of the `public` pages carries `Authorization: Bearer token`;
+    a GET/HEAD of a `linkable` path may carry its `link_key` as `?key=` instead."""
     expected = token.encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not (request.method in ("GET", "HEAD") and request.path in public):
+        reading = request.method in ("GET", "HEAD")
+        if not (reading and request.path in public):
             given = request.headers.getall("Authorization", [])
-            if len(given) != 1 or not _token_matches(given[0], expected):
+            keys = request.query.getall("key", []) if reading and linkable(request.path) else []
+            if keys and not given:
+                if len(keys) != 1 or not _key_matches(keys[0], link_key(token, request.path)):
+                    raise refusal(401, LINK_HINT)
+            elif len(given) != 1 or not _token_matches(given[0], expected):
                 raise refusal(401, TOKEN_HINT)
         return await handler(request)
 
     return check
+
+
+def link_key(token: str, path: str) -> str:
+    """The key that opens one path without the token, for what a page cannot give a header
+    (an <audio> element's requests): it opens that path only, and reveals nothing of the
+    token."""
+    digest = hmac.new(token.encode(), b"link:" + path.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def read_body(fields: Mapping[str, set[str]], timeout_s: float) -> Middleware:
@@ -165,6 +186,10 @@ def _token_matches(header: str, expected: bytes) -> bool:
     # as the bytes that came, anything (non-ASCII included) is just a wrong token.
     given = value.strip().encode("utf-8", "surrogateescape")
     return scheme == "Bearer" and hmac.compare_digest(given, expected)
+
+
+def _key_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def _shown(values: list[str]) -> str:

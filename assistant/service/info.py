@@ -34,6 +34,11 @@ class ServiceInfo:
         """The web dashboard; the token rides in the fragment, which browsers never send."""
         return f"{self.url}/#token={self.token}"
 
+    @property
+    def conversations_url(self) -> str:
+        """The dashboard's Conversations page (past conversations: list, play, search)."""
+        return f"{self.url}/#view=conversations&token={self.token}"
+
 
 def service_dir() -> Path:
     return data_dir() / "service"

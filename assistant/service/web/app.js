@@ -8,11 +8,16 @@ const POLL_MS = 500;
 let token = null;
 let maxDelayMs = 500;
 
+// The fragment holds the view (`view=conversations&id=...`, conversations.js) and, when the
+// page is opened by `assistant ctl open` or the menu bar, the token.
 function readToken() {
-  const match = location.hash.match(/token=([A-Za-z0-9_\-]+)/);
-  if (match) {
-    sessionStorage.setItem("assistant-token", match[1]);
-    history.replaceState(null, "", location.pathname);  // out of the address bar
+  const params = new URLSearchParams(location.hash.slice(1));
+  const given = params.get("token");
+  if (given && /^[A-Za-z0-9_\-]+$/.test(given)) {
+    sessionStorage.setItem("assistant-token", given);
+    params.delete("token");
+    const rest = params.toString();  // out of the address bar; the view stays
+    history.replaceState(null, "", location.pathname + (rest ? "#" + rest : ""));
   }
   return sessionStorage.getItem("assistant-token");
 }
