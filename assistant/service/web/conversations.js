@@ -170,7 +170,11 @@ function showLines(lines) {
     item.append(element("span", "at", stamp(line.start)),
                 element("span", "who", line.speaker === "user" ? "You" : "Moshi"),
                 element("span", "text", line.text));
+    item.tabIndex = 0;  // reachable from the keyboard: Enter plays from there too
     item.addEventListener("click", () => seek(line.start));
+    item.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") seek(line.start);
+    });
     list.append(item);
     opened.lines.push({ start: line.start, end: line.end, item });
   }
@@ -288,6 +292,10 @@ function initConversations() {
   $("cancel-delete").addEventListener("click", () => $("confirm").classList.add("hidden"));
   $("confirm-delete").addEventListener("click", deleteOpened);
   window.addEventListener("hashchange", route);
+  // Back to the tab after a while: conversations may have ended (or been deleted) meanwhile.
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && viewParams().get("view") === "conversations") loadList();
+  });
   route();
 }
 
