@@ -250,7 +250,10 @@ class Controller:
                     self.conversations += 1
                 outcome = chat.run(on_ready=None)
                 self.session = outcome.session
-                after_conversation()  # the user's side, in the background; retention
+                try:
+                    after_conversation()  # the user's side, in the background; retention
+                except Exception:  # never in the way of the service's own state
+                    log.exception("after the conversation")
                 if outcome.error is not None:
                     self._fail(outcome.error)
             except Exception as e:  # a model or device failure: reported, not fatal
