@@ -192,12 +192,12 @@ class FakePopen:
 class Harness:
     """The controller on the stand-in toolkit, with a service that is there or not."""
 
-    def __init__(self, home: Path, client: FakeClient | None) -> None:
+    def __init__(self, home: Path, client: FakeClient | None, app: Path | None = None) -> None:
         self.tk = FakeToolkit()
         self.client = client
         self.now = 0.0
         self.launcher = ServiceLauncher(self.connect, clock=lambda: self.now, timeout_s=30)
-        self.agent = LaunchAgent(home=home, app=None)
+        self.agent = LaunchAgent(home=home, app=app)  # app: run as "Moshi Assistant.app"
         # Calls made at once, so each step of a test sees its effect (the threaded version is
         # tested on its own in test_menubar_threads.py).
         self.controller = MenuController(

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from assistant.app_settings import load_settings
+from assistant.errors import AssistantError
 from assistant.menubar.background import DRAIN_S
 from assistant.menubar.display import step_latency
-from assistant.menubar.launch_agent import LABEL, LaunchAgent
-from assistant.menubar.menu import LOST_AFTER, NOT_AS_APP, POLL_S
+from assistant.menubar.launch_agent import LABEL, NOT_AS_APP, LaunchAgent
+from assistant.menubar.menu import LOST_AFTER, POLL_S
 from assistant.menubar.prefs import Prefs, load_prefs, save_prefs
 from assistant.menubar.service_process import service_log
 from assistant.paths import data_dir, sessions_dir
@@ -39,7 +40,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[FakePopen]:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Harness]:
-    return lambda client=None: Harness(tmp_path / "home", client)
+    return lambda client=None, app_bundle=None: Harness(tmp_path / "home", client, app_bundle)
 
 
 # --- the menu ------------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def test_a_vanished_service_is_notified_once(make_app: Callable[..., Harness]) -
 def test_launch_at_login_writes_and_removes_the_agent(
     make_app: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    app = make_app(FakeClient())
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
     item = app.tk.find("Launch at login")
     plist = tmp_path / "home" / "Library" / "LaunchAgents" / f"{LABEL}.plist"
     item.click()
@@ -439,7 +440,8 @@ def test_launch_at_login_writes_and_removes_the_agent(
     with plist.open("rb") as f:
         agent = plistlib.load(f)
     assert agent["Label"] == LABEL == "dev.moshi-assistant.menubar"
-    assert agent["ProgramArguments"] == [sys.executable, "-m", "assistant", "menubar"]
+    # By bundle id, through LaunchServices: wherever the app was moved, it is the app that runs.
+    assert agent["ProgramArguments"] == ["/usr/bin/open", "-b", "dev.moshi-assistant"]
     assert agent["RunAtLoad"] is True and agent["KeepAlive"] is False
     assert agent["ProcessType"] == "Interactive"
     log = Path(agent["StandardOutPath"])
@@ -451,23 +453,62 @@ def test_launch_at_login_writes_and_removes_the_agent(
         "ASSISTANT_HOME": os.environ["ASSISTANT_HOME"],
         "HF_HOME": os.environ["HF_HOME"],
     }
-    # Not run as the app: it starts Python, and says what that means for the microphone.
-    assert app.tk.notifications == [("Launch at login", NOT_AS_APP)]
-    assert "ask the microphone for Python" in NOT_AS_APP
+    assert app.tk.notifications == []
     assert [p.name for p in plist.parent.iterdir()] == [plist.name]  # no temp file left
     item.click()
     assert not item.checked and not plist.exists()
     assert list(plist.parent.iterdir()) == []
 
 
-def test_launch_at_login_as_the_app_opens_the_app(tmp_path: Path) -> None:
-    bundle = tmp_path / "Applications" / "Moshi Assistant.app"
-    agent = LaunchAgent(home=tmp_path / "home", app=bundle)
-    agent.enable()
-    with agent.path.open("rb") as f:
-        program = plistlib.load(f)["ProgramArguments"]
-    # Through LaunchServices, as a click would: the app is the responsible process.
-    assert program == ["/usr/bin/open", "-a", str(bundle)]
+def test_launch_at_login_outside_the_app_is_refused_with_a_pointer(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient())  # `assistant menubar` from a terminal: no app
+    item = app.tk.find("Launch at login")
+    item.click()
+    assert not item.checked and not app.agent.path.exists()
+    assert app.tk.notifications == [("Launch at login", NOT_AS_APP)]
+    assert "build_app.sh" in NOT_AS_APP and "Python" not in NOT_AS_APP
+    with pytest.raises(AssistantError, match="only the app can turn it on"):
+        LaunchAgent(home=tmp_path / "home", app=None).enable()
+
+
+def test_a_stale_agent_is_not_enabled_and_the_app_rewrites_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    moved = LaunchAgent(home=home, app=tmp_path / "Applications" / "Moshi Assistant.app")
+    path = moved.path
+    path.parent.mkdir(parents=True)
+    old = {"Label": LABEL, "ProgramArguments": ["/usr/bin/open", "-a", str(tmp_path / "old.app")]}
+    path.write_bytes(plistlib.dumps(old))
+    assert moved.exists() and not moved.is_enabled()  # it exists, but would open nothing
+    assert moved.refresh() and moved.is_enabled()
+    with path.open("rb") as f:
+        assert plistlib.load(f) == moved.definition()
+    path.unlink()
+    assert not moved.refresh() and not path.exists()  # never turned on behind the user's back
+
+
+def test_every_app_start_rewrites_the_agent(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    agent = LaunchAgent(home=tmp_path / "home", app=tmp_path / "Moshi Assistant.app")
+    agent.path.parent.mkdir(parents=True)
+    agent.path.write_bytes(plistlib.dumps({"Label": LABEL, "ProgramArguments": ["python"]}))
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
+    assert app.tk.find("Launch at login").checked and agent.is_enabled()
+
+
+def test_a_stale_agent_outside_the_app_can_be_removed(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient())
+    path = app.agent.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(plistlib.dumps({"Label": LABEL, "ProgramArguments": ["python"]}))
+    item = app.tk.find("Launch at login")
+    assert not item.checked
+    item.click()
+    assert not path.exists() and app.tk.notifications == []
 
 
 def test_the_agent_knows_the_app_from_its_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -477,8 +518,10 @@ def test_the_agent_knows_the_app_from_its_launcher(monkeypatch: pytest.MonkeyPat
     assert LaunchAgent().app is None
 
 
-def test_launch_agent_checkmark_reflects_the_file(make_app: Callable[..., Harness]) -> None:
-    app = make_app(FakeClient())
+def test_launch_agent_checkmark_reflects_the_file(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
     app.agent.enable()  # e.g. by an earlier run
     app.tk.tick()
     assert app.tk.find("Launch at login").checked

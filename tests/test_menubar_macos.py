@@ -36,7 +36,7 @@ def test_disable_on_macos_unloads_best_effort(
     monkeypatch.setattr(launch_agent.shutil, "which", lambda name: launchctl)
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: runs.append(cmd))
     monkeypatch.delenv("XPC_SERVICE_NAME", raising=False)
-    agent = LaunchAgent(home=tmp_path)
+    agent = LaunchAgent(home=tmp_path, app=tmp_path / "Moshi Assistant.app")
     agent.enable()
     agent.disable()
     assert not agent.is_enabled()

@@ -49,10 +49,6 @@ POLL_S = 1.0
 # service busy loading a model) is not worth a "stopped" notification.
 LOST_AFTER = 3
 HIDDEN_UNLESS_CHOSEN = ("bf16",)  # 15 GB and rarely wanted: shown only while it is the choice
-NOT_AS_APP = (
-    "At login this starts Python, not the app, so macOS will ask the microphone for Python. "
-    "Build the app (scripts/build_app.sh), open it and turn this on there instead."
-)
 
 T = TypeVar("T")
 
@@ -149,6 +145,10 @@ class MenuController:
 
     def launch(self) -> None:
         """Attach to a running service or start one, then poll it every second."""
+        try:  # as the app: the login item says what this app would write (moved, updated)
+            self.agent.refresh()
+        except Exception as e:
+            self._failed("Launch at login", e)
         self.toolkit.every(POLL_S, self.tick)
         self.toolkit.every(DRAIN_S, self.drain)
         self._polling = True
@@ -359,12 +359,12 @@ class MenuController:
             raise AssistantError(f"cannot open {folder}: {e}") from None
 
     def toggle_login(self) -> None:
-        if self.agent.is_enabled():
+        """On: write the agent (the app only: refused with a pointer to it from a terminal).
+        Off, or a stale agent outside the app: remove it."""
+        if self.agent.is_enabled() or (self.agent.exists() and self.agent.app is None):
             self.agent.disable()
         else:
             self.agent.enable()
-            if self.agent.app is None:
-                self._notify("Launch at login", NOT_AS_APP)
 
     def quit(self) -> None:
         """Quit the app; the service too if this app started it (one started elsewhere stays).
