@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import plistlib
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from assistant.app_settings import APP_BUNDLE_ID, load_settings
@@ -229,3 +231,41 @@ def test_as_the_app_notifications_take_its_identity(
     assert info == {}  # from a terminal: nothing to take
     fake_rumps.toolkit_module.RumpsToolkit("Moshi Assistant", bundle_id=APP_BUNDLE_ID)
     assert info == {"CFBundleIdentifier": "dev.moshi-assistant", "CFBundleName": "Moshi Assistant"}
+
+
+# --- signals: nothing outlives the app ----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_app_stops_the_service_it_started(signum: int) -> None:
+    """The app (on the stand-in toolkit, as a real process) starts the real service; SIGTERM
+    (what the launcher forwards when the app is killed) or SIGINT takes the Quit path: the
+    service it started ends too, and no process of theirs is left."""
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tests.menubar_standin_app"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    service = None
+    lines: list[str] = []
+    try:
+        assert app.stdout is not None
+        for line in app.stdout:  # ends when the app exits
+            lines.append(line)
+            if line.startswith("attached "):
+                service = psutil.Process(int(line.split()[1]))
+                break
+        assert service is not None, "".join(lines)
+        assert service.is_running() and app.poll() is None
+        app.send_signal(signum)
+        assert app.wait(timeout=60) == 0, "".join(lines) + app.stdout.read()
+        assert "quit" in app.stdout.read()
+        service.wait(timeout=30)  # psutil: gone (it was not our child: it has its own session)
+        assert not service.is_running()
+    finally:  # whatever failed, end what is left, by PID
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        if service is not None and service.is_running():
+            service.kill()

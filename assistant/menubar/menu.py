@@ -99,6 +99,8 @@ class MenuController:
         self._seen_warnings: list[str] = []  # the conversation's warnings already notified
         self._tick_failure: str | None = None  # the poll failure already notified
         self._unanswered = 0  # polls in a row the service did not answer
+        self._quit_requested = False  # by a signal: quit at the next drain, on the UI thread
+        self._quitting = False
         self.items = self._build()
 
     # --- setup ----------------------------------------------------------------------------------
@@ -187,7 +189,10 @@ class MenuController:
 
     # --- the poll -------------------------------------------------------------------------------
     def drain(self) -> None:
-        """On the UI thread: apply the results of calls that came back."""
+        """On the UI thread: apply the results of calls that came back (and quit when a
+        signal asked to)."""
+        if self._quit_requested and not self._quitting:
+            self.quit()
         if self.calls.drain():
             self._render_safely()
 
@@ -366,9 +371,17 @@ class MenuController:
         else:
             self.agent.enable()
 
+    def request_quit(self) -> None:
+        """From a signal handler (SIGTERM, SIGINT): take the Quit path at the next drain, on
+        the UI thread, so the service this app started stops and the microphone is released."""
+        self._quit_requested = True
+
     def quit(self) -> None:
         """Quit the app; the service too if this app started it (one started elsewhere stays).
         The service's answer is awaited off the UI thread (at most the client's timeout)."""
+        if self._quitting:
+            return  # already on its way (a click, then a signal)
+        self._quitting = True
         try:
             if self.client is not None and self.owned:
                 self.calls.submit(self.client.quit, self._quit_answered)
