@@ -121,6 +121,42 @@ def test_build_app_bundle(tmp_path: Path, isolated_settings: Path) -> None:
         assert run.returncode == 1 and "macOS-only" in run.stderr
 
 
+def _build_app(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "build_app.sh"), "--out", str(tmp_path / "out"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_build_app_without_the_command_line_tools_says_so(tmp_path: Path) -> None:
+    """On a Mac without the Command Line Tools, /usr/bin/cc is a stub: `xcode-select -p` is
+    asked first (here `uname` and `xcode-select` are stand-ins on PATH)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in (("uname", "echo Darwin"), ("xcode-select", "exit 2")):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = _build_app(tmp_path, env=env)
+    assert result.returncode == 1
+    assert "xcode-select --install" in result.stderr and "Command Line Tools" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_app_warns_about_a_protected_folder(tmp_path: Path, isolated_settings: Path) -> None:
+    home = tmp_path / "home"
+    python = home / "Documents" / "moshi" / ".venv" / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("ASSISTANT_HOME", "HF_HOME")}
+    result = _build_app(tmp_path, "--python", str(python), env={**env, "HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {python} is in a folder macOS protects" in result.stderr
+    clean = _build_app(tmp_path, env={**env, "HOME": str(home)})
+    assert "protects" not in clean.stderr
+
+
 # --- the rumps adapter, against a fake of the rumps API it uses ----------------------------------
 class _NSMenuItem:
     def __init__(self) -> None:
