@@ -19,6 +19,14 @@
 #   --chat-seconds N  how long to talk (default 30)
 #   --dry-run       plan only: each step's command, nothing run
 #   --fail STEP     with --dry-run: pretend STEP fails (to check the report; the tests use it)
+#   --hang STEP     with --dry-run: really run STEP as a stand-in that never ends (it starts
+#                   processes of its own), to check timeouts and Ctrl-C (the tests use it)
+#   --hang-limit S  the hanging step's time limit (default: that step's own)
+#
+# Each step runs in a process group of its own (job control, `set -m`): at its time limit, or
+# on Ctrl-C, the whole group is ended (TERM, then KILL 10 s later), so nothing a step started
+# (`assistant chat`, `serve`, the menu bar) outlives it; after Ctrl-C the report is still
+# written, the remaining steps marked as not run, and the exit status is 130.
 #
 # Written for the bash 3.2 that macOS ships (no associative arrays, no `timeout` command).
 set -uo pipefail
@@ -31,6 +39,8 @@ q8="auto"
 chat_seconds=30
 dry=0
 fail_step=""
+hang_step=""
+hang_limit=""
 
 while (($#)); do
     case "$1" in
@@ -41,13 +51,15 @@ while (($#)); do
     --chat-seconds) chat_seconds="${2:?--chat-seconds needs a number}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --fail) fail_step="${2:?--fail needs a step name}"; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --hang) hang_step="${2:?--hang needs a step name}"; shift 2 ;;
+    --hang-limit) hang_limit="${2:?--hang-limit needs seconds}"; shift 2 ;;
+    -h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$q8" in auto | yes | no) ;; *) echo "error: --q8 takes auto, yes or no" >&2; exit 2 ;; esac
-if [[ -n "$fail_step" ]] && ((!dry)); then
-    echo "error: --fail only goes with --dry-run" >&2
+if [[ -n "$fail_step$hang_step" ]] && ((!dry)); then
+    echo "error: --fail and --hang only go with --dry-run" >&2
     exit 2
 fi
 if ((!dry)); then
@@ -76,22 +88,62 @@ figures=""   # Markdown collected from the steps that measure something
 
 now() { date +%s; }
 
-# Run "$@" with a time limit (macOS has no `timeout`): TERM after $1 seconds, KILL 10 s later.
-with_limit() {
-    local limit="$1"
-    shift
-    "$@" &
-    local pid=$!
+interrupted=0
+trap 'interrupted=1' INT TERM
+
+# End a step's process group: TERM, then KILL whatever is left 10 s later.
+end_group() {
+    local pgid="$1" i
+    kill -TERM -- "-$pgid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null
+}
+
+# run_limited LIMIT_S LOG command...: "$@" in a process group of its own (from the clone, or
+# the work folder before there is one), its output in LOG, stdin closed. Returns its exit
+# status; 124 at the time limit and 130 on Ctrl-C, its whole group ended either way (macOS has
+# no `timeout`, and a plain background job would share this script's group).
+run_limited() {
+    local limit="$1" log="$2"
+    shift 2
+    set -m # job control: the next background job leads a process group of its own
     (
-        sleep "$limit"
-        kill -TERM "$pid" 2>/dev/null && sleep 10 && kill -KILL "$pid" 2>/dev/null
-    ) &
-    local watchdog=$!
+        cd "$clone" 2>/dev/null || cd "$workdir" || exit 1
+        "$@"
+    ) </dev/null >"$log" 2>&1 &
+    local pid=$!
+    set +m
+    local deadline=$(($(now) + limit)) why=""
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((interrupted)); then why=interrupted; break; fi
+        if (($(now) >= deadline)); then why=timeout; break; fi
+        sleep 0.2
+    done
+    if [[ -n "$why" ]]; then
+        end_group "$pid"
+        wait "$pid" 2>/dev/null
+        [[ "$why" == timeout ]] && return 124
+        return 130
+    fi
     wait "$pid"
     local rc=$?
-    kill "$watchdog" 2>/dev/null
-    wait "$watchdog" 2>/dev/null
+    end_group "$pid" # what the step left behind in its group (a background server)
     return "$rc"
+}
+
+# With --hang: a step that never ends, with processes of its own (like a hung `assistant chat`
+# and the server it started). Their PIDs go to logs/hang.pids for the tests to check.
+hang_stand_in() {
+    sleep 100000 &
+    echo $! >>"$workdir/logs/hang.pids"
+    (sleep 100000) &
+    echo $! >>"$workdir/logs/hang.pids"
+    echo "$BASHPID" >>"$workdir/logs/hang.pids"
+    echo "hanging"
+    wait
 }
 
 passed() {
@@ -114,13 +166,21 @@ step() {
     [[ "$label" == - ]] || shown="$label"
     names+=("$name")
     commands+=("$shown")
+    if ((interrupted)); then
+        results+=("not run (interrupted)")
+        durations+=(0)
+        return 1
+    fi
     if [[ "$needs" != - ]] && ! passed "$needs"; then
         results+=("skipped (needs $needs)")
         durations+=(0)
         echo "== $name: skipped (needs $needs)"
         return 1
     fi
-    if ((dry)); then
+    if ((dry)) && [[ "$name" == "$hang_step" ]]; then
+        limit="${hang_limit:-$limit}"
+        set -- hang_stand_in
+    elif ((dry)); then
         if [[ "$name" == "$fail_step" ]]; then
             results+=("FAILED (exit 1)")
             echo "(dry run: $name fails here)" >"$workdir/logs/$name.log"
@@ -135,15 +195,23 @@ step() {
     echo "== $name ..."
     local started rc
     started="$(now)"
-    (cd "$clone" 2>/dev/null || cd "$workdir" && with_limit "$limit" "$@") \
-        >"$workdir/logs/$name.log" 2>&1
+    run_limited "$limit" "$workdir/logs/$name.log" "$@"
     rc=$?
     durations+=($(($(now) - started)))
     if ((rc == 0)); then
         results+=(passed)
+    elif ((interrupted)); then
+        results+=("FAILED (interrupted)")
+        echo "   interrupted: its processes were ended"
+    elif ((rc == 124)); then
+        results+=("FAILED (timed out after $limit s)")
+        echo "   timed out after $limit s; its processes were ended; see $workdir/logs/$name.log"
     else
         results+=("FAILED (exit $rc)")
         echo "   failed (exit $rc); see $workdir/logs/$name.log"
+    fi
+    if [[ "$(type -t "cleanup_$name")" == function ]] && ((rc != 0)); then
+        "cleanup_$name" >>"$workdir/logs/$name.log" 2>&1 # what LaunchServices started
     fi
     return "$rc"
 }
@@ -383,4 +451,5 @@ for ((i = 0; i < ${#names[@]}; i++)); do
     [[ "${results[$i]}" == FAILED* ]] && failures=$((failures + 1))
 done
 echo "Report: $report ($failures failed of ${#names[@]} steps)"
+((interrupted)) && exit 130
 ((failures == 0))
