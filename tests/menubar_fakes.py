@@ -51,6 +51,8 @@ class FakeToolkit:
         self.timers: list[tuple[float, Callable[[], None]]] = []
         self.notifications: list[tuple[str, str]] = []
         self.quit_called = False
+        self.hotkey: tuple[int, int, Callable[[], None]] | None = None  # code, mask, callback
+        self.refuse_hotkey: str | None = None  # set: registering fails with this reason
 
     def item(self, title: str, callback: Callable[[], None] | None = None) -> FakeItem:
         return FakeItem(title, callback, enabled=callback is not None)
@@ -70,6 +72,14 @@ class FakeToolkit:
     def notify(self, title: str, message: str) -> None:
         self.notifications.append((title, message))
 
+    def set_hotkey(self, key_code: int, modifier_mask: int, callback: Callable[[], None]) -> None:
+        if self.refuse_hotkey is not None:
+            raise RuntimeError(self.refuse_hotkey)
+        self.hotkey = (key_code, modifier_mask, callback)
+
+    def clear_hotkey(self) -> None:
+        self.hotkey = None
+
     def run(self) -> None:
         raise AssertionError("the tests drive the timer themselves")
 
@@ -77,6 +87,11 @@ class FakeToolkit:
         self.quit_called = True
 
     # --- for the tests
+    def press_hotkey(self) -> None:
+        """The global shortcut pressed, whatever app is in front."""
+        assert self.hotkey is not None, "no shortcut registered"
+        self.hotkey[2]()
+
     def tick(self) -> None:
         for _, callback in self.timers:
             callback()
@@ -114,6 +129,7 @@ class FakeClient:
             "quant": "q4",
             "checkpoint": None,
             "muted": False,
+            "listen_first": False,
             "model": None,
             "error": None,
             "session": None,
@@ -155,6 +171,9 @@ class FakeClient:
 
     def mute(self, muted: bool) -> dict[str, Any]:
         return self._call("mute", muted, muted=muted)
+
+    def listen_first(self, on: bool) -> dict[str, Any]:
+        return self._call("listen_first", on, listen_first=on)
 
     def switch(
         self, voice: str | None = None, quant: str | None = None, checkpoint: str | None = None

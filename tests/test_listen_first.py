@@ -111,3 +111,18 @@ def test_no_moshi_audio_before_the_users_first_word(tiny_checkpoint) -> None:
     held = _moshi_frames(tiny, pcm, listen_first=True)
     assert (held[: first + 1] == 0).all(), held[: first + 1]
     assert (held[first + 1 :] > 1e-4).sum() >= 5, held[first:]  # and answers afterwards
+
+
+def test_the_service_takes_listen_first_from_its_option_and_its_api() -> None:
+    from assistant.errors import ServiceRefusedError
+    from tests.service_harness import ServiceProcess
+
+    svc = ServiceProcess("--no-preload", "--listen-first")
+    try:
+        assert svc.client.status()["listen_first"] is True
+        assert svc.client.listen_first(False)["listen_first"] is False
+        with pytest.raises(ServiceRefusedError, match="listen_first"):
+            svc.client._call("POST", "/api/listen-first", {"listen_first": "yes"})
+        assert svc.client.status()["listen_first"] is False
+    finally:
+        svc.close()
