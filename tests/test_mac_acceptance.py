@@ -41,9 +41,11 @@ def test_the_plan_covers_what_a_user_does_in_order(tmp_path: Path) -> None:
         "clone",
         "setup",
         "demo",
+        "devices",
         "memory",
         "download-q4",
         "chat",
+        "listen-first",
         "latency",
         "download-q8",
         "bench",
@@ -51,6 +53,7 @@ def test_the_plan_covers_what_a_user_does_in_order(tmp_path: Path) -> None:
         "menubar",
         "app-build",
         "app",
+        "login",
     ]
     assert {r for r, _ in rows.values()} == {"planned"}
     assert rows["clone"][1] == f"git clone --quiet {REPO} {tmp_path}/moshi-assistant"
@@ -61,6 +64,10 @@ def test_the_plan_covers_what_a_user_does_in_order(tmp_path: Path) -> None:
     assert rows["bench"][1] == "assistant bench --quant q4 --quant q8"  # q8 if it fits
     assert rows["app-build"][1] == "bash scripts/build_app.sh"
     assert "Python child" in rows["app"][1]
+    # The Mac-only checks of issue 22.
+    assert rows["devices"][1] == "assistant devices; CoreAudio transport kinds"
+    assert rows["listen-first"][1].startswith("assistant chat --listen-first")
+    assert "opened by bundle id" in rows["login"][1]
     report = (tmp_path / "report.md").read_text()
     assert "dry run: nothing was run" in report
     assert "run for real only if moshiko-q8 fits" in report
@@ -80,13 +87,13 @@ def test_without_q8_the_bench_is_q4_alone(tmp_path: Path) -> None:
 def test_a_failed_step_skips_what_needs_it_and_is_reported(tmp_path: Path) -> None:
     result, rows = dry_run(tmp_path, "--fail", "download-q4")
     assert result.returncode == 1
-    assert result.stdout.strip().endswith("(1 failed of 14 steps)")
+    assert result.stdout.strip().endswith("(1 failed of 17 steps)")
     assert rows["download-q4"][0] == "FAILED (exit 1)"
-    for needs_model in ("chat", "latency", "download-q8", "service"):
+    for needs_model in ("chat", "listen-first", "latency", "download-q8", "service"):
         assert rows[needs_model][0] == "skipped (needs download-q4)", needs_model
     assert rows["bench"][0] == "skipped (needs download-q8)"
     # What does not need the model still runs: the menu bar and the app.
-    for independent in ("demo", "memory", "menubar", "app-build", "app"):
+    for independent in ("demo", "devices", "memory", "menubar", "app-build", "app", "login"):
         assert rows[independent][0] == "planned", independent
     report = (tmp_path / "report.md").read_text()
     assert "### download-q4: FAILED (exit 1)" in report
