@@ -145,7 +145,7 @@ hang_stand_in() {
     echo $! >>"$workdir/logs/hang.pids"
     (sleep 100000) &
     echo $! >>"$workdir/logs/hang.pids"
-    echo "$BASHPID" >>"$workdir/logs/hang.pids"
+    sh -c 'echo $PPID' >>"$workdir/logs/hang.pids" # this subshell (bash 3.2: no BASHPID)
     echo "hanging"
     wait
 }
@@ -221,6 +221,9 @@ step() {
 }
 
 figure() { figures+="$1"$'\n'; }
+
+# A step's output goes to its log: what the user must do is said here, on the terminal.
+tell() { ((dry)) || echo "   $*"; }
 
 # --- the steps ------------------------------------------------------------------------------
 machine() {
@@ -461,9 +464,11 @@ step devices 120 setup "$a devices; CoreAudio transport kinds" -- devices_kinds
 step memory 120 setup "$a info moshiko-q4" -- "$assistant" info moshiko-q4
 step download-q4 3600 setup "$a download --voice moshiko --quant q4" -- \
     "$assistant" download --voice moshiko --quant q4
+passed download-q4 && tell "next: talk to Moshi for $chat_seconds s once it says Listening"
 step chat "$((chat_seconds + 300))" download-q4 \
     "$a chat --duration $chat_seconds --no-dashboard (you talk)" -- talk && ((!dry)) &&
     figure "### $chat_seconds s conversation"$'\n\n| | |\n|---|---|\n'"$(chat_figures 2>&1)"$'\n'
+passed download-q4 && tell "next: stay SILENT for 10 s (Moshi must not speak), then talk to it"
 step listen-first 400 download-q4 \
     "$a chat --listen-first --duration 30 (silent 10 s, then you talk)" -- listen_first
 step latency 900 download-q4 "$a latency" -- "$assistant" latency
@@ -485,6 +490,7 @@ fi
 step service 900 download-q4 "$a serve; $a ctl status/start/stop/quit" -- service_cycle
 step menubar 300 setup "$a menubar, 20 s" -- menubar_runs
 step app-build 300 setup - -- bash scripts/build_app.sh
+passed app-build && tell "next: the app opens; allow the microphone if asked, then speak for 15 s"
 step app 600 app-build \
     "open the app; its launcher's Python child; a conversation from it; the microphone's level" \
     -- app_runs
