@@ -92,6 +92,20 @@ static int parent_dir(char *path, int levels) {
     return 0;
 }
 
+/* Why `python` cannot be run, in words: a folder macOS protects (Documents, Desktop, Downloads,
+ * iCloud Drive) answers EPERM or EACCES to an app the user has not allowed, which is not the
+ * same as a Python that is not there. */
+static void explain_python(char *message, size_t size, const char *python, int err) {
+    if (err == EPERM || err == EACCES)
+        snprintf(message, size, "not allowed to run %s (%s). If the checkout is in Documents, "
+                 "Desktop, Downloads or iCloud Drive, allow Moshi Assistant in System Settings > "
+                 "Privacy & Security > Files and Folders, or move the checkout (e.g. to ~/src) "
+                 "and run scripts/build_app.sh again.", python, strerror(err));
+    else
+        snprintf(message, size, "no Python at %s. Run scripts/setup.sh in the checkout, then "
+                 "scripts/build_app.sh again.", python);
+}
+
 static void chomp(char *line) {
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -140,8 +154,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (access(python, X_OK) != 0) {
-        snprintf(message, sizeof message, "no Python at %s. Run scripts/setup.sh in the "
-                 "checkout, then scripts/build_app.sh again.", python);
+        explain_python(message, sizeof message, python, errno);
         complain(message);
         return 1;
     }
@@ -161,6 +174,11 @@ int main(int argc, char **argv) {
      * ones), so a forwarded SIGTERM ends Python as usual. */
     pid_t pid;
     int err = posix_spawn(&pid, python, NULL, NULL, args, environ);
+    if (err == EPERM || err == EACCES) {
+        explain_python(message, sizeof message, python, err);
+        complain(message);
+        return 1;
+    }
     if (err != 0) {
         snprintf(message, sizeof message, "cannot start %s: %s", python, strerror(err));
         complain(message);

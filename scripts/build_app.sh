@@ -29,6 +29,26 @@ name="Moshi Assistant"
 exe="moshi-assistant"
 app="$out/$name.app"
 
+# Without the Command Line Tools, /usr/bin/cc is a stub that fails with xcrun's message.
+if [[ "$(uname -s)" == "Darwin" ]] && ! xcode-select -p >/dev/null 2>&1; then
+    echo "error: the app's launcher needs Apple's Command Line Tools, which are not installed:" >&2
+    echo "  run \`xcode-select --install\`, then this script again" >&2
+    exit 1
+fi
+
+# macOS guards Documents, Desktop, Downloads and iCloud Drive: an app running Python from there
+# triggers a Files & Folders prompt, and cannot start at all if it is denied.
+for place in "$repo" "$python"; do
+    case "$place/" in
+    "$HOME/Documents/"* | "$HOME/Desktop/"* | "$HOME/Downloads/"* | "$HOME/Library/Mobile Documents/"*)
+        echo "warning: $place is in a folder macOS protects (Documents, Desktop, Downloads or" >&2
+        echo "  iCloud Drive): the app will ask for access to it, and cannot start if denied." >&2
+        echo "  A checkout elsewhere (e.g. ~/src) avoids it." >&2
+        break
+        ;;
+    esac
+done
+
 # plistlib writes the Info.plist: any Python 3 can, the app's own or the system's.
 builder="$python"
 [[ -x "$builder" ]] || builder="$(command -v python3)" || {

@@ -6,10 +6,14 @@
 #   bash scripts/mac_acceptance.sh --dry-run        # anywhere: print the plan, run nothing
 #
 # Steps: the machine; a fresh clone of this checkout; scripts/setup.sh; `assistant demo`; the
-# memory verdicts; download moshiko q4; 30 s of conversation through the default devices (talk
-# to it); `assistant latency`; `assistant bench` (q4 vs q8 when q8 fits, else q4); the service
-# (serve, ctl start/stop/quit); the menu bar; the app (build, signature, open it: its launcher
-# must run Python as a child; allow the microphone when macOS asks for "Moshi Assistant").
+# audio devices and their CoreAudio kinds (nothing opened); the memory verdicts; download
+# moshiko q4; 30 s of conversation through the default devices (talk to it); listen first
+# (stay silent, then speak: no Moshi audio before your first word); `assistant latency`;
+# `assistant bench` (q4 vs q8 when q8 fits, else q4); the service (serve, ctl start/stop/quit);
+# the menu bar (SIGTERM takes its Quit path: the service it started stops); the app (build,
+# signature, open it: its launcher must run Python as a child; allow the microphone when macOS
+# asks for "Moshi Assistant"; SIGTERM to it stops its service); the login item (the app moved,
+# then opened the way the login item opens it: by bundle id).
 # A failed step is reported with its output's tail; the steps that need it are skipped.
 #
 #   --workdir DIR   where the clone, logs and report go (default: a new folder in /tmp)
@@ -19,6 +23,14 @@
 #   --chat-seconds N  how long to talk (default 30)
 #   --dry-run       plan only: each step's command, nothing run
 #   --fail STEP     with --dry-run: pretend STEP fails (to check the report; the tests use it)
+#   --hang STEP     with --dry-run: really run STEP as a stand-in that never ends (it starts
+#                   processes of its own), to check timeouts and Ctrl-C (the tests use it)
+#   --hang-limit S  the hanging step's time limit (default: that step's own)
+#
+# Each step runs in a process group of its own (job control, `set -m`): at its time limit, or
+# on Ctrl-C, the whole group is ended (TERM, then KILL 10 s later), so nothing a step started
+# (`assistant chat`, `serve`, the menu bar) outlives it; after Ctrl-C the report is still
+# written, the remaining steps marked as not run, and the exit status is 130.
 #
 # Written for the bash 3.2 that macOS ships (no associative arrays, no `timeout` command).
 set -uo pipefail
@@ -31,6 +43,8 @@ q8="auto"
 chat_seconds=30
 dry=0
 fail_step=""
+hang_step=""
+hang_limit=""
 
 while (($#)); do
     case "$1" in
@@ -41,13 +55,15 @@ while (($#)); do
     --chat-seconds) chat_seconds="${2:?--chat-seconds needs a number}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --fail) fail_step="${2:?--fail needs a step name}"; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --hang) hang_step="${2:?--hang needs a step name}"; shift 2 ;;
+    --hang-limit) hang_limit="${2:?--hang-limit needs seconds}"; shift 2 ;;
+    -h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$q8" in auto | yes | no) ;; *) echo "error: --q8 takes auto, yes or no" >&2; exit 2 ;; esac
-if [[ -n "$fail_step" ]] && ((!dry)); then
-    echo "error: --fail only goes with --dry-run" >&2
+if [[ -n "$fail_step$hang_step" ]] && ((!dry)); then
+    echo "error: --fail and --hang only go with --dry-run" >&2
     exit 2
 fi
 if ((!dry)); then
@@ -76,22 +92,62 @@ figures=""   # Markdown collected from the steps that measure something
 
 now() { date +%s; }
 
-# Run "$@" with a time limit (macOS has no `timeout`): TERM after $1 seconds, KILL 10 s later.
-with_limit() {
-    local limit="$1"
-    shift
-    "$@" &
-    local pid=$!
+interrupted=0
+trap 'interrupted=1' INT TERM
+
+# End a step's process group: TERM, then KILL whatever is left 10 s later.
+end_group() {
+    local pgid="$1" i
+    kill -TERM -- "-$pgid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null
+}
+
+# run_limited LIMIT_S LOG command...: "$@" in a process group of its own (from the clone, or
+# the work folder before there is one), its output in LOG, stdin closed. Returns its exit
+# status; 124 at the time limit and 130 on Ctrl-C, its whole group ended either way (macOS has
+# no `timeout`, and a plain background job would share this script's group).
+run_limited() {
+    local limit="$1" log="$2"
+    shift 2
+    set -m # job control: the next background job leads a process group of its own
     (
-        sleep "$limit"
-        kill -TERM "$pid" 2>/dev/null && sleep 10 && kill -KILL "$pid" 2>/dev/null
-    ) &
-    local watchdog=$!
+        cd "$clone" 2>/dev/null || cd "$workdir" || exit 1
+        "$@"
+    ) </dev/null >"$log" 2>&1 &
+    local pid=$!
+    set +m
+    local deadline=$(($(now) + limit)) why=""
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((interrupted)); then why=interrupted; break; fi
+        if (($(now) >= deadline)); then why=timeout; break; fi
+        sleep 0.2
+    done
+    if [[ -n "$why" ]]; then
+        end_group "$pid"
+        wait "$pid" 2>/dev/null
+        [[ "$why" == timeout ]] && return 124
+        return 130
+    fi
     wait "$pid"
     local rc=$?
-    kill "$watchdog" 2>/dev/null
-    wait "$watchdog" 2>/dev/null
+    end_group "$pid" # what the step left behind in its group (a background server)
     return "$rc"
+}
+
+# With --hang: a step that never ends, with processes of its own (like a hung `assistant chat`
+# and the server it started). Their PIDs go to logs/hang.pids for the tests to check.
+hang_stand_in() {
+    sleep 100000 &
+    echo $! >>"$workdir/logs/hang.pids"
+    (sleep 100000) &
+    echo $! >>"$workdir/logs/hang.pids"
+    sh -c 'echo $PPID' >>"$workdir/logs/hang.pids" # this subshell (bash 3.2: no BASHPID)
+    echo "hanging"
+    wait
 }
 
 passed() {
@@ -114,13 +170,21 @@ step() {
     [[ "$label" == - ]] || shown="$label"
     names+=("$name")
     commands+=("$shown")
+    if ((interrupted)); then
+        results+=("not run (interrupted)")
+        durations+=(0)
+        return 1
+    fi
     if [[ "$needs" != - ]] && ! passed "$needs"; then
         results+=("skipped (needs $needs)")
         durations+=(0)
         echo "== $name: skipped (needs $needs)"
         return 1
     fi
-    if ((dry)); then
+    if ((dry)) && [[ "$name" == "$hang_step" ]]; then
+        limit="${hang_limit:-$limit}"
+        set -- hang_stand_in
+    elif ((dry)); then
         if [[ "$name" == "$fail_step" ]]; then
             results+=("FAILED (exit 1)")
             echo "(dry run: $name fails here)" >"$workdir/logs/$name.log"
@@ -135,20 +199,31 @@ step() {
     echo "== $name ..."
     local started rc
     started="$(now)"
-    (cd "$clone" 2>/dev/null || cd "$workdir" && with_limit "$limit" "$@") \
-        >"$workdir/logs/$name.log" 2>&1
+    run_limited "$limit" "$workdir/logs/$name.log" "$@"
     rc=$?
     durations+=($(($(now) - started)))
     if ((rc == 0)); then
         results+=(passed)
+    elif ((interrupted)); then
+        results+=("FAILED (interrupted)")
+        echo "   interrupted: its processes were ended"
+    elif ((rc == 124)); then
+        results+=("FAILED (timed out after $limit s)")
+        echo "   timed out after $limit s; its processes were ended; see $workdir/logs/$name.log"
     else
         results+=("FAILED (exit $rc)")
         echo "   failed (exit $rc); see $workdir/logs/$name.log"
+    fi
+    if [[ "$(type -t "cleanup_$name")" == function ]] && ((rc != 0)); then
+        "cleanup_$name" >>"$workdir/logs/$name.log" 2>&1 # what LaunchServices started
     fi
     return "$rc"
 }
 
 figure() { figures+="$1"$'\n'; }
+
+# A step's output goes to its log: what the user must do is said here, on the terminal.
+tell() { ((dry)) || echo "   $*"; }
 
 # --- the steps ------------------------------------------------------------------------------
 machine() {
@@ -192,6 +267,62 @@ print(f"| codec workers | {'forked from one build' if forking else 'spawned (see
 EOF
 }
 
+devices_kinds() {
+    # Lists the devices without opening any (a Bluetooth headset must keep its profile), and
+    # each one's transport as CoreAudio reports it.
+    "$assistant" devices || return 1
+    "$python" - <<'EOF'
+from assistant.audio.coreaudio import transport_kinds
+kinds = transport_kinds()
+for name, kind in sorted(kinds.items()):
+    print(f"CoreAudio: {name!r}: {kind}")
+if not kinds:
+    raise SystemExit("CoreAudio reported no devices")
+EOF
+}
+
+listen_first() {
+    echo "Listen first: stay SILENT for 10 s (Moshi must not speak), then talk to it."
+    "$assistant" chat --listen-first --duration 30 --no-dashboard || return 1
+    # The newest session: Moshi's audio before the frame where the user's speech starts must
+    # be exact silence, and there must be some after it.
+    "$python" - <<'EOF'
+import sys
+import numpy as np
+from assistant.audio.sound_files import read_audio
+from assistant.audio.speech_onset import SpeechOnset
+from assistant.frames import FRAME_SAMPLES
+from assistant.paths import sessions_dir
+session = sorted(sessions_dir().glob("*-chat"), key=lambda p: p.stat().st_mtime)[-1]
+user, moshi = read_audio(session / "user.wav"), read_audio(session / "moshi.wav")
+onset, first = SpeechOnset(), None
+for i in range(len(user) // FRAME_SAMPLES):
+    if onset.feed(user[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]):
+        first = i
+        break
+if first is None:
+    sys.exit(f"{session}: no speech heard on the microphone")
+before = float(np.abs(moshi[: first * FRAME_SAMPLES]).max(initial=0.0))
+rest = moshi[first * FRAME_SAMPLES :]
+after = float(np.sqrt(np.mean(np.square(rest)))) if len(rest) else 0.0
+print(f"first speech at {first * 0.08:.2f} s; Moshi before it: peak {before:.1e}; "
+      f"after it: RMS {after:.1e} ({session})")
+sys.exit(0 if before == 0.0 and after > 1e-4 else 1)
+EOF
+}
+
+# The service a menu bar or app started must stop with it (SIGTERM takes the Quit path).
+service_gone() {
+    local i
+    for ((i = 0; i < 30; i++)); do
+        "$assistant" ctl status >/dev/null 2>&1 || { echo "its service stopped with it"; return 0; }
+        sleep 1
+    done
+    echo "the service outlived the app that started it"
+    "$assistant" ctl quit 2>/dev/null
+    return 1
+}
+
 q8_fits() {
     case "$q8" in
     yes) return 0 ;;
@@ -226,8 +357,7 @@ menubar_runs() {
     echo "the menu bar ran for 20 s (pid $pid)"
     kill -TERM "$pid"
     wait "$pid"
-    "$assistant" ctl quit 2>/dev/null  # the service it started
-    return 0
+    service_gone # the service it started, stopped by its Quit path
 }
 
 app_runs() {
@@ -267,11 +397,56 @@ print(f"the app's microphone: RMS {rms:.2e} over {len(pcm) / 24000:.1f} s "
 sys.exit(0 if rms > 1e-4 else 1)
 EOF
     local heard=$?
-    kill -TERM "$launcher"  # forwarded to Python: the menu bar ends
+    kill -TERM "$launcher" # forwarded to Python: the menu bar takes its Quit path
     sleep 5
-    "$assistant" ctl quit 2>/dev/null  # the service the app started
     ! kill -0 "$launcher" 2>/dev/null || { echo "the launcher did not quit on SIGTERM"; return 1; }
+    service_gone || return 1
     return "$heard"
+}
+
+# An app this script opened through LaunchServices is not in the step's process group.
+cleanup_app() {
+    local bundle pid
+    for bundle in "$clone/dist" "$workdir/Applications"; do
+        for pid in $(pgrep -f "$bundle/Moshi Assistant.app/Contents/MacOS/moshi-assistant"); do
+            kill -TERM "$pid" 2>/dev/null # this run's app only, by PID
+        done
+    done
+    sleep 5
+    "$assistant" ctl quit 2>/dev/null
+    return 0
+}
+cleanup_login() { cleanup_app; }
+
+login_item() {
+    # Moved (as to /Applications), then opened the way the login item opens it.
+    local built="$clone/dist/Moshi Assistant.app" moved="$workdir/Applications"
+    local app="$moved/Moshi Assistant.app"
+    local lsregister=/System/Library/Frameworks/CoreServices.framework/Frameworks
+    lsregister+=/LaunchServices.framework/Support/lsregister
+    mkdir -p "$moved" && rm -rf "$app" && mv "$built" "$app" || return 1
+    "$lsregister" -f "$app" 2>/dev/null
+    MOSHI_ASSISTANT_APP="$app" "$python" - "$workdir/home" <<'EOF' || return 1
+import plistlib, sys
+from pathlib import Path
+from assistant.menubar.launch_agent import LaunchAgent
+agent = LaunchAgent(home=Path(sys.argv[1]))
+agent.enable()
+program = plistlib.loads(agent.path.read_bytes())["ProgramArguments"]
+print(f"{agent.path}: {program}")
+expected = ["/usr/bin/open", "-b", "dev.moshi-assistant"]
+sys.exit(0 if program == expected and agent.is_enabled() else 1)
+EOF
+    plutil -lint "$workdir/home/Library/LaunchAgents/"*.plist || return 1
+    /usr/bin/open -b dev.moshi-assistant || return 1
+    sleep 15
+    local launcher
+    launcher="$(pgrep -f "$app/Contents/MacOS/moshi-assistant" | head -1)"
+    [[ -n "$launcher" ]] || { echo "open -b did not start the moved app"; return 1; }
+    echo "open -b started the moved app (launcher $launcher)"
+    kill -TERM "$launcher"
+    sleep 5
+    service_gone
 }
 
 echo "Moshi assistant: Mac acceptance run in $workdir$( ((dry)) && echo ' (dry run)')"
@@ -285,12 +460,17 @@ step machine 60 - "sw_vers; sysctl; scripts/find_python.sh" -- machine
 step clone 600 - - -- git clone --quiet "$source" "$clone"
 step setup 1800 clone - -- bash scripts/setup.sh
 step demo 600 setup "$a demo" -- "$assistant" demo
+step devices 120 setup "$a devices; CoreAudio transport kinds" -- devices_kinds
 step memory 120 setup "$a info moshiko-q4" -- "$assistant" info moshiko-q4
 step download-q4 3600 setup "$a download --voice moshiko --quant q4" -- \
     "$assistant" download --voice moshiko --quant q4
+passed download-q4 && tell "next: talk to Moshi for $chat_seconds s once it says Listening"
 step chat "$((chat_seconds + 300))" download-q4 \
     "$a chat --duration $chat_seconds --no-dashboard (you talk)" -- talk && ((!dry)) &&
     figure "### $chat_seconds s conversation"$'\n\n| | |\n|---|---|\n'"$(chat_figures 2>&1)"$'\n'
+passed download-q4 && tell "next: stay SILENT for 10 s (Moshi must not speak), then talk to it"
+step listen-first 400 download-q4 \
+    "$a chat --listen-first --duration 30 (silent 10 s, then you talk)" -- listen_first
 step latency 900 download-q4 "$a latency" -- "$assistant" latency
 # q8 too when it fits this Mac (auto; a dry run plans it), or as --q8 says.
 bench_q8=0
@@ -310,9 +490,12 @@ fi
 step service 900 download-q4 "$a serve; $a ctl status/start/stop/quit" -- service_cycle
 step menubar 300 setup "$a menubar, 20 s" -- menubar_runs
 step app-build 300 setup - -- bash scripts/build_app.sh
+passed app-build && tell "next: the app opens; allow the microphone if asked, then speak for 15 s"
 step app 600 app-build \
     "open the app; its launcher's Python child; a conversation from it; the microphone's level" \
     -- app_runs
+step login 300 app-build "the app moved, then opened by bundle id (the login item's command)" \
+    -- login_item
 
 # --- the report -----------------------------------------------------------------------------
 {
@@ -345,7 +528,7 @@ step app 600 app-build \
         echo
         printf '%s\n' "$figures"
     fi
-    for name in memory latency service; do
+    for name in devices memory listen-first latency service login; do
         if [[ -s "$workdir/logs/$name.log" ]] && passed "$name" && ((!dry)); then
             echo "## $name"
             echo
@@ -374,6 +557,16 @@ step app 600 app-build \
     echo "- System Settings > Privacy & Security > Microphone lists \"Moshi Assistant\"."
     echo "- Notifications from the app are titled \"Moshi Assistant\" (not Python or Script Editor)."
     echo "- The menu bar stayed responsive while a model loaded."
+    echo "- With AirPods (or another Bluetooth headset) as the default input and output, \`assistant chat\`"
+    echo "  said it listens through the built-in microphone, and the AirPods' sound stayed full quality"
+    echo "  (no switch to telephone sound); \`assistant devices\` did not change their sound either."
+    echo "- The mute shortcut (⌃⌥M, shown in the menu) pressed in another app muted: the menu-bar title"
+    echo "  showed 🔇 at once and the web dashboard said \"microphone muted\"; Preferences ▸ Mute shortcut"
+    echo "  changed it, and macOS asked for no Accessibility permission."
+    echo "- Launch at login: after moving the app to /Applications and turning it on there, a logout"
+    echo "  and login brought the menu bar back (System Settings > General > Login Items lists it)."
+    echo "- Built from a checkout in Documents or Desktop, build_app.sh warned; the app asked for access"
+    echo "  to the folder, and when denied its alert said so (not \"no Python\")."
     echo
     echo "All logs: $workdir/logs"
 } >"$report"
@@ -383,4 +576,5 @@ for ((i = 0; i < ${#names[@]}; i++)); do
     [[ "${results[$i]}" == FAILED* ]] && failures=$((failures + 1))
 done
 echo "Report: $report ($failures failed of ${#names[@]} steps)"
+((interrupted)) && exit 130
 ((failures == 0))

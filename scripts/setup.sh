@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine: system packages (Linux), a virtualenv in .venv on a
-# Python that fits (scripts/find_python.sh: 3.10-3.12, native arm64 on a Mac), and the
-# assistant with its test tools (and the menu-bar app on macOS). Safe to run again; it only
+# Set up what the assistant needs to run on a fresh machine: system packages (Linux), a
+# virtualenv in .venv on a Python that fits (scripts/find_python.sh: 3.10-3.12, native arm64
+# on a Mac), and the assistant (and the menu-bar app on macOS). Safe to run again; it only
 # does what is missing.
-#   --browser   also a headless Chromium for the browser tests (scripts/test.sh passes it)
+#   --test-tools   also what the tests need: pytest, ruff, mypy, playwright... (the `dev`
+#                  extra), PulseAudio virtual devices and sox on Linux, a headless Chromium
+#                  for the browser tests. scripts/test.sh passes it. (--browser: the same.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-browser=0
-[[ "${1:-}" == "--browser" ]] && browser=1
-extras="dev"
+tests=0
+[[ "${1:-}" == "--test-tools" || "${1:-}" == "--browser" ]] && tests=1
+extras=()
+((tests)) && extras+=(dev)
 
 case "$(uname -s)" in
 Darwin)
-    extras="dev,menubar"  # rumps: the menu-bar app
+    extras+=(menubar)  # rumps: the menu-bar app
     ;;
 Linux)
-    # PortAudio for sounddevice; PulseAudio virtual devices, espeak-ng and sox for the
-    # audio tests and the demo (no sound card needed).
-    pkgs=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox)
-    ((browser)) && pkgs+=(chromium fonts-dejavu-core)
+    # PortAudio for sounddevice, espeak-ng for the demo's sentence; for the tests PulseAudio
+    # virtual devices (no sound card needed), sox and a browser.
+    pkgs=(libportaudio2 espeak-ng)
+    ((tests)) && pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils sox
+        chromium fonts-dejavu-core)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -48,8 +52,12 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
-if ((browser)) && [[ "$(uname -s)" == Darwin ]] && ! [[ -d "/Applications/Google Chrome.app" ]]; then
+target="."
+if ((${#extras[@]})); then
+    target=".[$(IFS=,; echo "${extras[*]}")]"
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"
+if ((tests)) && [[ "$(uname -s)" == Darwin ]] && ! [[ -d "/Applications/Google Chrome.app" ]]; then
     .venv/bin/playwright install chromium
 fi
 echo "Set up: .venv/bin/assistant is ready."

@@ -3,7 +3,9 @@
 # both phases below (a -m of your own replaces the phase's: call pytest directly for that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --browser
+# The runtime, plus the test tools (pytest, ruff, mypy, playwright, PulseAudio, a browser):
+# setup.sh alone installs only what the assistant needs to run.
+bash scripts/setup.sh --test-tools
 .venv/bin/ruff check assistant tests scripts
 .venv/bin/ruff format --check assistant tests scripts
 .venv/bin/mypy  # settings and strictness: [tool.mypy] in pyproject.toml

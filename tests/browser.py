@@ -1,5 +1,5 @@
 """A headless Chromium for tests that need a real browser (Perfetto's trace importer, the web
-dashboard). The browser comes from the system (`scripts/setup.sh --browser` installs it on
+dashboard). The browser comes from the system (`scripts/setup.sh --test-tools` installs it on
 Linux) or from `playwright install chromium`. Without one the tests skip with the reason, except
 under CI, where a missing browser is a failure."""
 
@@ -39,8 +39,8 @@ def launch() -> Iterator[object]:
         except Error as e:
             message = f"no headless Chromium: {str(e).splitlines()[0]}"
             if os.environ.get("CI"):
-                pytest.fail(message + " (run scripts/setup.sh --browser)")
-            pytest.skip(message + " (run scripts/setup.sh --browser)")
+                pytest.fail(message + " (run scripts/setup.sh --test-tools)")
+            pytest.skip(message + " (run scripts/setup.sh --test-tools)")
         try:
             yield browser
         finally:

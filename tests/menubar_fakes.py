@@ -51,6 +51,8 @@ class FakeToolkit:
         self.timers: list[tuple[float, Callable[[], None]]] = []
         self.notifications: list[tuple[str, str]] = []
         self.quit_called = False
+        self.hotkey: tuple[int, int, Callable[[], None]] | None = None  # code, mask, callback
+        self.refuse_hotkey: str | None = None  # set: registering fails with this reason
 
     def item(self, title: str, callback: Callable[[], None] | None = None) -> FakeItem:
         return FakeItem(title, callback, enabled=callback is not None)
@@ -70,6 +72,14 @@ class FakeToolkit:
     def notify(self, title: str, message: str) -> None:
         self.notifications.append((title, message))
 
+    def set_hotkey(self, key_code: int, modifier_mask: int, callback: Callable[[], None]) -> None:
+        if self.refuse_hotkey is not None:
+            raise RuntimeError(self.refuse_hotkey)
+        self.hotkey = (key_code, modifier_mask, callback)
+
+    def clear_hotkey(self) -> None:
+        self.hotkey = None
+
     def run(self) -> None:
         raise AssertionError("the tests drive the timer themselves")
 
@@ -77,6 +87,11 @@ class FakeToolkit:
         self.quit_called = True
 
     # --- for the tests
+    def press_hotkey(self) -> None:
+        """The global shortcut pressed, whatever app is in front."""
+        assert self.hotkey is not None, "no shortcut registered"
+        self.hotkey[2]()
+
     def tick(self) -> None:
         for _, callback in self.timers:
             callback()
@@ -114,6 +129,7 @@ class FakeClient:
             "quant": "q4",
             "checkpoint": None,
             "muted": False,
+            "listen_first": False,
             "model": None,
             "error": None,
             "session": None,
@@ -156,6 +172,9 @@ class FakeClient:
     def mute(self, muted: bool) -> dict[str, Any]:
         return self._call("mute", muted, muted=muted)
 
+    def listen_first(self, on: bool) -> dict[str, Any]:
+        return self._call("listen_first", on, listen_first=on)
+
     def switch(
         self, voice: str | None = None, quant: str | None = None, checkpoint: str | None = None
     ) -> dict[str, Any]:
@@ -192,12 +211,12 @@ class FakePopen:
 class Harness:
     """The controller on the stand-in toolkit, with a service that is there or not."""
 
-    def __init__(self, home: Path, client: FakeClient | None) -> None:
+    def __init__(self, home: Path, client: FakeClient | None, app: Path | None = None) -> None:
         self.tk = FakeToolkit()
         self.client = client
         self.now = 0.0
         self.launcher = ServiceLauncher(self.connect, clock=lambda: self.now, timeout_s=30)
-        self.agent = LaunchAgent(home=home, app=None)
+        self.agent = LaunchAgent(home=home, app=app)  # app: run as "Moshi Assistant.app"
         # Calls made at once, so each step of a test sees its effect (the threaded version is
         # tested on its own in test_menubar_threads.py).
         self.controller = MenuController(

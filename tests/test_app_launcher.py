@@ -137,3 +137,35 @@ def test_no_config_says_to_rebuild(tmp_path: Path, launcher_binary) -> None:
     message = proc.stderr.read()
     assert f"cannot read {bundle.config}" in message and "scripts/build_app.sh" in message
     assert bundle.lines() == []
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="runs the launcher as `nobody` (root, setpriv)"
+)
+def test_a_python_it_may_not_reach_is_a_permission_error(launcher_binary) -> None:
+    """A checkout in a folder macOS protects answers EPERM/EACCES: said as such (where to
+    allow it, or to move the checkout), not as a missing Python. Here: `nobody` and a venv
+    folder only root may enter."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="launcher-perm-"))
+    try:
+        root.chmod(0o755)
+        bundle = Bundle(root, launcher_binary, "exit 0")
+        for folder in [bundle.exe.parent, bundle.exe.parent.parent, bundle.path]:
+            folder.chmod(0o755)
+        (bundle.path / "Contents" / "Resources").chmod(0o755)
+        bundle.config.chmod(0o644)
+        bundle.python.parent.parent.chmod(0o700)  # the protected folder
+        nobody = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        proc = subprocess.run(
+            [*nobody, str(bundle.exe)], capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert f"not allowed to run {bundle.python} (Permission denied)" in proc.stderr
+        assert "Files and Folders" in proc.stderr and "no Python" not in proc.stderr
+    finally:
+        shutil.rmtree(root)

@@ -126,11 +126,12 @@ def test_24khz_is_native_on_the_virtual_devices(pulse: object) -> None:
 
 
 def test_open_rate_falls_back_to_the_default_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    alsa = DeviceInfo(0, "x", "ALSA", 1, 0, 48000.0)
     monkeypatch.setattr(dev, "supports_rate", lambda d, kind, rate=24000: rate == 48000)
-    assert open_rate(fake(0, "x", 1, 0), "input") == 48000
+    assert open_rate(alsa, "input") == 48000
     monkeypatch.setattr(dev, "supports_rate", lambda d, kind, rate=24000: False)
     with pytest.raises(AudioError, match="accepts neither 24000 Hz nor its default 48000 Hz"):
-        open_rate(fake(0, "x", 1, 0), "input")
+        open_rate(alsa, "input")
 
 
 def test_devices_command_prints_a_table(pulse: object) -> None:

@@ -338,7 +338,7 @@ def test_the_probe_ends_a_forked_child_that_hangs():
         "import time\n"
         "from assistant.voice import codec_child as c\n"
         "class Hangs:\n"
-        "    def decode_step(self, x):\n"
+        "    def encode_step(self, x):\n"
         "        time.sleep(60)\n"
         "c.PROBE_TIMEOUT_S = 1\n"
         "c._probe(c.Built(('m', 8, None), Hangs(), None, 0.0))\n"
@@ -347,6 +347,27 @@ def test_the_probe_ends_a_forked_child_that_hangs():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
     assert proc.returncode == -signal.SIGALRM, proc
     assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize(
+    ("encode", "decode", "expected"),
+    [
+        ("return x", "return x", 0),
+        ("raise RuntimeError('no')", "return x", 1),  # encoding fails in a forked child
+        ("return x", "raise RuntimeError('no')", 1),
+        ("return None", "return x", 1),
+    ],
+)
+def test_the_probe_checks_encoding_and_decoding(encode: str, decode: str, expected: int):
+    code = (
+        "from assistant.voice import codec_child as c\n"
+        "class Tok:\n"
+        f"    def encode_step(self, x):\n        {encode}\n"
+        f"    def decode_step(self, x):\n        {decode}\n"
+        "c._probe(c.Built(('m', 8, None), Tok(), None, 0.0))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == expected, proc.stderr
 
 
 def test_workers_are_spawned_once_the_fork_server_is_gone(mimi_file):

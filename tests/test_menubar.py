@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 from assistant.app_settings import load_settings
+from assistant.errors import AssistantError, UsageError
 from assistant.menubar.background import DRAIN_S
 from assistant.menubar.display import step_latency
-from assistant.menubar.launch_agent import LABEL, LaunchAgent
-from assistant.menubar.menu import LOST_AFTER, NOT_AS_APP, POLL_S
-from assistant.menubar.prefs import Prefs, load_prefs, save_prefs
+from assistant.menubar.hotkey import describe, parse_hotkey
+from assistant.menubar.launch_agent import LABEL, NOT_AS_APP, LaunchAgent
+from assistant.menubar.menu import LOST_AFTER, POLL_S
+from assistant.menubar.prefs import Prefs, load_prefs, prefs_file, save_prefs
 from assistant.menubar.service_process import service_log
 from assistant.paths import data_dir, sessions_dir
 from tests.menubar_fakes import FakeClient, FakePopen, Harness, metrics
@@ -39,7 +41,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[FakePopen]:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Harness]:
-    return lambda client=None: Harness(tmp_path / "home", client)
+    return lambda client=None, app_bundle=None: Harness(tmp_path / "home", client, app_bundle)
 
 
 # --- the menu ------------------------------------------------------------------------------------
@@ -53,12 +55,14 @@ def test_menu_structure_in_order(make_app: Callable[..., Harness]) -> None:
         "---",
         ("Quantization", ["q4", "q8", "bf16"]),
         ("Voice", ["moshiko", "moshika"]),
-        "Mute microphone",
+        "Mute microphone (⌃⌥M)",  # the global shortcut, shown where muting is
+        "Listen first",
         "---",
         "Open dashboard",
         "Recent conversations",
         "Open recordings",
         "---",
+        ("Preferences", ["Mute shortcut"]),
         "Launch at login",
         "---",
         "Quit Moshi Assistant",
@@ -70,9 +74,17 @@ def test_menu_structure_in_order(make_app: Callable[..., Harness]) -> None:
     assert [tk.find("Quantization", q).checked for q in ("q4", "q8", "bf16")] == [1, 0, 0]
     assert tk.find("Quantization", "bf16").hidden and not tk.find("Quantization", "q8").hidden
     assert tk.find("Voice", "moshiko").checked and not tk.find("Voice", "moshika").checked
-    assert not tk.find("Mute microphone").checked and not tk.find("Launch at login").checked
+    assert not tk.find("Mute microphone (⌃⌥M)").checked and not tk.find("Launch at login").checked
     assert tk.find("Open dashboard").enabled and tk.find("Open recordings").enabled
     assert tk.find("Recent conversations").enabled
+    shortcuts = tk.find("Preferences", "Mute shortcut").children
+    assert [(c.title, c.checked) for c in shortcuts] == [
+        ("⌃⌥M", True),
+        ("⌃⌥Space", False),
+        ("⌃⇧M", False),
+        ("F5", False),
+        ("Off", False),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -105,9 +117,9 @@ def test_title_follows_the_live_latency_and_mute(make_app: Callable[..., Harness
     client.metrics = metrics(p50=61.6)
     client.state["muted"] = True
     app.tk.tick()
-    assert app.tk.title == "Moshi ● 62 ms"
+    assert app.tk.title == "Moshi ● 62 ms 🔇"
     assert app.tk.state_line == "Listening · step 62 ms · microphone muted"
-    assert app.tk.find("Mute microphone").checked
+    assert app.tk.find("Mute microphone (⌃⌥M)").checked
 
 
 def test_step_latency_uses_the_window_median_then_the_last_step() -> None:
@@ -133,7 +145,7 @@ def test_start_and_stop(make_app: Callable[..., Harness]) -> None:
 def test_mute_toggles(make_app: Callable[..., Harness]) -> None:
     client = FakeClient()
     app = make_app(client)
-    mute = app.tk.find("Mute microphone")
+    mute = app.tk.find("Mute microphone (⌃⌥M)")
     mute.click()
     assert client.actions == [("mute", True)] and mute.checked
     mute.click()
@@ -432,7 +444,7 @@ def test_a_vanished_service_is_notified_once(make_app: Callable[..., Harness]) -
         app.tk.tick()
     assert [t for t, _ in app.tk.notifications] == ["The assistant service stopped"]
     assert app.tk.title == "Moshi ⊘"
-    assert not app.tk.find("Mute microphone").enabled
+    assert not app.tk.find("Mute microphone (⌃⌥M)").enabled
     assert not app.tk.find("Open dashboard").enabled
     assert not app.tk.find("Recent conversations").enabled
     client.alive = True  # started again elsewhere (`assistant serve`): picked up
@@ -444,7 +456,7 @@ def test_a_vanished_service_is_notified_once(make_app: Callable[..., Harness]) -
 def test_launch_at_login_writes_and_removes_the_agent(
     make_app: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    app = make_app(FakeClient())
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
     item = app.tk.find("Launch at login")
     plist = tmp_path / "home" / "Library" / "LaunchAgents" / f"{LABEL}.plist"
     item.click()
@@ -452,7 +464,8 @@ def test_launch_at_login_writes_and_removes_the_agent(
     with plist.open("rb") as f:
         agent = plistlib.load(f)
     assert agent["Label"] == LABEL == "dev.moshi-assistant.menubar"
-    assert agent["ProgramArguments"] == [sys.executable, "-m", "assistant", "menubar"]
+    # By bundle id, through LaunchServices: wherever the app was moved, it is the app that runs.
+    assert agent["ProgramArguments"] == ["/usr/bin/open", "-b", "dev.moshi-assistant"]
     assert agent["RunAtLoad"] is True and agent["KeepAlive"] is False
     assert agent["ProcessType"] == "Interactive"
     log = Path(agent["StandardOutPath"])
@@ -464,23 +477,62 @@ def test_launch_at_login_writes_and_removes_the_agent(
         "ASSISTANT_HOME": os.environ["ASSISTANT_HOME"],
         "HF_HOME": os.environ["HF_HOME"],
     }
-    # Not run as the app: it starts Python, and says what that means for the microphone.
-    assert app.tk.notifications == [("Launch at login", NOT_AS_APP)]
-    assert "ask the microphone for Python" in NOT_AS_APP
+    assert app.tk.notifications == []
     assert [p.name for p in plist.parent.iterdir()] == [plist.name]  # no temp file left
     item.click()
     assert not item.checked and not plist.exists()
     assert list(plist.parent.iterdir()) == []
 
 
-def test_launch_at_login_as_the_app_opens_the_app(tmp_path: Path) -> None:
-    bundle = tmp_path / "Applications" / "Moshi Assistant.app"
-    agent = LaunchAgent(home=tmp_path / "home", app=bundle)
-    agent.enable()
-    with agent.path.open("rb") as f:
-        program = plistlib.load(f)["ProgramArguments"]
-    # Through LaunchServices, as a click would: the app is the responsible process.
-    assert program == ["/usr/bin/open", "-a", str(bundle)]
+def test_launch_at_login_outside_the_app_is_refused_with_a_pointer(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient())  # `assistant menubar` from a terminal: no app
+    item = app.tk.find("Launch at login")
+    item.click()
+    assert not item.checked and not app.agent.path.exists()
+    assert app.tk.notifications == [("Launch at login", NOT_AS_APP)]
+    assert "build_app.sh" in NOT_AS_APP and "Python" not in NOT_AS_APP
+    with pytest.raises(AssistantError, match="only the app can turn it on"):
+        LaunchAgent(home=tmp_path / "home", app=None).enable()
+
+
+def test_a_stale_agent_is_not_enabled_and_the_app_rewrites_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    moved = LaunchAgent(home=home, app=tmp_path / "Applications" / "Moshi Assistant.app")
+    path = moved.path
+    path.parent.mkdir(parents=True)
+    old = {"Label": LABEL, "ProgramArguments": ["/usr/bin/open", "-a", str(tmp_path / "old.app")]}
+    path.write_bytes(plistlib.dumps(old))
+    assert moved.exists() and not moved.is_enabled()  # it exists, but would open nothing
+    assert moved.refresh() and moved.is_enabled()
+    with path.open("rb") as f:
+        assert plistlib.load(f) == moved.definition()
+    path.unlink()
+    assert not moved.refresh() and not path.exists()  # never turned on behind the user's back
+
+
+def test_every_app_start_rewrites_the_agent(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    agent = LaunchAgent(home=tmp_path / "home", app=tmp_path / "Moshi Assistant.app")
+    agent.path.parent.mkdir(parents=True)
+    agent.path.write_bytes(plistlib.dumps({"Label": LABEL, "ProgramArguments": ["python"]}))
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
+    assert app.tk.find("Launch at login").checked and agent.is_enabled()
+
+
+def test_a_stale_agent_outside_the_app_can_be_removed(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient())
+    path = app.agent.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(plistlib.dumps({"Label": LABEL, "ProgramArguments": ["python"]}))
+    item = app.tk.find("Launch at login")
+    assert not item.checked
+    item.click()
+    assert not path.exists() and app.tk.notifications == []
 
 
 def test_the_agent_knows_the_app_from_its_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -490,8 +542,106 @@ def test_the_agent_knows_the_app_from_its_launcher(monkeypatch: pytest.MonkeyPat
     assert LaunchAgent().app is None
 
 
-def test_launch_agent_checkmark_reflects_the_file(make_app: Callable[..., Harness]) -> None:
-    app = make_app(FakeClient())
+def test_launch_agent_checkmark_reflects_the_file(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient(), app_bundle=tmp_path / "Moshi Assistant.app")
     app.agent.enable()  # e.g. by an earlier run
     app.tk.tick()
     assert app.tk.find("Launch at login").checked
+
+
+# --- the global mute shortcut -------------------------------------------------------------------
+def test_the_mute_shortcut_is_registered_and_toggles_mute(make_app: Callable[..., Harness]) -> None:
+    client = FakeClient()
+    app = make_app(client)
+    assert app.tk.hotkey is not None
+    code, mask, _ = app.tk.hotkey
+    assert (code, mask) == (0x2E, 0x1000 | 0x0800)  # kVK_ANSI_M, controlKey | optionKey
+    app.tk.press_hotkey()
+    assert client.actions == [("mute", True)]
+    assert app.tk.title == "Moshi ○ 🔇" and app.tk.find("Mute microphone (⌃⌥M)").checked
+    app.tk.press_hotkey()
+    assert client.actions[-1] == ("mute", False) and app.tk.title == "Moshi ○"
+
+
+def test_the_mute_shortcut_is_changed_in_preferences(
+    make_app: Callable[..., Harness], tmp_path: Path
+) -> None:
+    app = make_app(FakeClient())
+    app.tk.find("Preferences", "Mute shortcut", "F5").click()
+    assert app.tk.hotkey is not None and app.tk.hotkey[:2] == (0x60, 0)
+    assert app.tk.find("Mute microphone (F5)").enabled
+    assert app.tk.find("Preferences", "Mute shortcut", "F5").checked
+    assert load_prefs().mute_hotkey == "f5"
+    app.tk.find("Preferences", "Mute shortcut", "Off").click()
+    assert app.tk.hotkey is None and app.tk.find("Mute microphone").enabled
+    # Remembered: the next start registers the saved one.
+    save_prefs(Prefs(mute_hotkey="cmd+shift+k"))
+    again = make_app(FakeClient())
+    assert again.tk.hotkey is not None and again.tk.hotkey[:2] == (0x28, 0x0100 | 0x0200)
+    assert again.tk.find("Mute microphone (⇧⌘K)").enabled
+
+
+def test_a_shortcut_that_cannot_be_registered_is_said(make_app: Callable[..., Harness]) -> None:
+    app = make_app(FakeClient())
+    app.tk.refuse_hotkey = "taken by another app"
+    app.tk.find("Preferences", "Mute shortcut", "⌃⇧M").click()
+    assert app.tk.notifications == [("Mute shortcut", "RuntimeError: taken by another app")]
+    app.tk.find("Mute microphone (⌃⇧M)").click()  # the menu still mutes
+    assert app.client is not None and app.client.actions == [("mute", True)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "symbol", "code", "mask"),
+    [
+        ("ctrl+option+m", "⌃⌥M", 0x2E, 0x1800),
+        ("Control+Alt+Space", "⌃⌥Space", 0x31, 0x1800),
+        ("cmd+shift+k", "⇧⌘K", 0x28, 0x0300),  # shown in macOS's order
+        ("f5", "F5", 0x60, 0),
+    ],
+)
+def test_shortcut_spellings(spec: str, symbol: str, code: int, mask: int) -> None:
+    hotkey = parse_hotkey(spec)
+    assert hotkey is not None
+    assert (hotkey.symbol, hotkey.key_code, hotkey.modifier_mask) == (symbol, code, mask)
+    assert parse_hotkey(hotkey.spec) == hotkey
+
+
+def test_bad_shortcuts_are_refused_and_not_kept(tmp_path: Path) -> None:
+    for bad in ("ctrl+", "hyper+m", "m", "ctrl+ctrl+m", "ctrl+option+é"):
+        with pytest.raises(UsageError, match="mute shortcut"):
+            parse_hotkey(bad)
+    assert parse_hotkey("off") is None and describe("nonsense") == "invalid"
+    prefs_file().parent.mkdir(parents=True, exist_ok=True)
+    prefs_file().write_text('{"mute_hotkey": "hyper+m", "listen_first": "yes"}')
+    assert load_prefs() == Prefs()  # unreadable values fall back to the defaults
+
+
+# --- listen first ---------------------------------------------------------------------------------
+def test_listen_first_offline_is_what_the_next_service_starts_with(
+    make_app: Callable[..., Harness], spawned: list[FakePopen]
+) -> None:
+    save_prefs(Prefs(listen_first=True))
+    app = make_app(None)
+    [process] = spawned
+    assert process.args[-1] == "--listen-first"
+    assert app.tk.find("Listen first").checked
+    # Turned off while that service starts: it is told once it answers.
+    app.tk.find("Listen first").click()
+    assert not load_prefs().listen_first
+    app.client = FakeClient(pid=process.pid, listen_first=True)
+    app.tk.tick()
+    assert app.client.actions == [("listen_first", False)]
+    assert not app.tk.find("Listen first").checked
+
+
+def test_listen_first_on_a_running_service(make_app: Callable[..., Harness]) -> None:
+    client = FakeClient()
+    app = make_app(client)
+    item = app.tk.find("Listen first")
+    item.click()
+    assert client.actions == [("listen_first", True)] and item.checked
+    client.state["listen_first"] = False  # changed elsewhere (`ctl`, another app)
+    app.tk.tick()
+    assert not item.checked

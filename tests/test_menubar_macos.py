@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import plistlib
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from assistant.app_settings import APP_BUNDLE_ID, load_settings
@@ -36,7 +38,7 @@ def test_disable_on_macos_unloads_best_effort(
     monkeypatch.setattr(launch_agent.shutil, "which", lambda name: launchctl)
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: runs.append(cmd))
     monkeypatch.delenv("XPC_SERVICE_NAME", raising=False)
-    agent = LaunchAgent(home=tmp_path)
+    agent = LaunchAgent(home=tmp_path, app=tmp_path / "Moshi Assistant.app")
     agent.enable()
     agent.disable()
     assert not agent.is_enabled()
@@ -117,6 +119,42 @@ def test_build_app_bundle(tmp_path: Path, isolated_settings: Path) -> None:
     if sys.platform != "darwin":
         run = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and "macOS-only" in run.stderr
+
+
+def _build_app(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "build_app.sh"), "--out", str(tmp_path / "out"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_build_app_without_the_command_line_tools_says_so(tmp_path: Path) -> None:
+    """On a Mac without the Command Line Tools, /usr/bin/cc is a stub: `xcode-select -p` is
+    asked first (here `uname` and `xcode-select` are stand-ins on PATH)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in (("uname", "echo Darwin"), ("xcode-select", "exit 2")):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = _build_app(tmp_path, env=env)
+    assert result.returncode == 1
+    assert "xcode-select --install" in result.stderr and "Command Line Tools" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_app_warns_about_a_protected_folder(tmp_path: Path, isolated_settings: Path) -> None:
+    home = tmp_path / "home"
+    python = home / "Documents" / "moshi" / ".venv" / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("ASSISTANT_HOME", "HF_HOME")}
+    result = _build_app(tmp_path, "--python", str(python), env={**env, "HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {python} is in a folder macOS protects" in result.stderr
+    clean = _build_app(tmp_path, env={**env, "HOME": str(home)})
+    assert "protects" not in clean.stderr
 
 
 # --- the rumps adapter, against a fake of the rumps API it uses ----------------------------------
@@ -229,3 +267,41 @@ def test_as_the_app_notifications_take_its_identity(
     assert info == {}  # from a terminal: nothing to take
     fake_rumps.toolkit_module.RumpsToolkit("Moshi Assistant", bundle_id=APP_BUNDLE_ID)
     assert info == {"CFBundleIdentifier": "dev.moshi-assistant", "CFBundleName": "Moshi Assistant"}
+
+
+# --- signals: nothing outlives the app ----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_app_stops_the_service_it_started(signum: int) -> None:
+    """The app (on the stand-in toolkit, as a real process) starts the real service; SIGTERM
+    (what the launcher forwards when the app is killed) or SIGINT takes the Quit path: the
+    service it started ends too, and no process of theirs is left."""
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tests.menubar_standin_app"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    service = None
+    lines: list[str] = []
+    try:
+        assert app.stdout is not None
+        for line in app.stdout:  # ends when the app exits
+            lines.append(line)
+            if line.startswith("attached "):
+                service = psutil.Process(int(line.split()[1]))
+                break
+        assert service is not None, "".join(lines)
+        assert service.is_running() and app.poll() is None
+        app.send_signal(signum)
+        assert app.wait(timeout=60) == 0, "".join(lines) + app.stdout.read()
+        assert "quit" in app.stdout.read()
+        service.wait(timeout=30)  # psutil: gone (it was not our child: it has its own session)
+        assert not service.is_running()
+    finally:  # whatever failed, end what is left, by PID
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        if service is not None and service.is_running():
+            service.kill()

@@ -98,7 +98,7 @@ def test_no_call_to_the_service_is_made_on_the_ui_thread(app) -> None:
     drain_until(controller, lambda: tk.title == "Moshi ○")
     steps: list[Callable[[], None]] = [
         tk.find("Start conversation").click,
-        tk.find("Mute microphone").click,
+        tk.find("Mute microphone (⌃⌥M)").click,
         tk.find("Quantization", "q8").click,
         tk.find("Stop conversation").click,
     ]
@@ -175,3 +175,18 @@ def test_start_while_looking_for_the_service_starts_exactly_one(
     time.sleep(0.2)
     controller.drain()
     assert len(spawned) == 1
+
+
+def test_the_mute_shortcut_shows_at_once_while_the_service_answers(app) -> None:
+    """Pressed anywhere (the global shortcut), muting shows in the menu-bar title and the
+    menu at once, before the busy service has answered, and stays when it has."""
+    controller, tk, client = app
+    controller.launch()
+    drain_until(controller, lambda: tk.title == "Moshi ○")
+    client.gate.clear()
+    assert timed(tk.press_hotkey) < UI_BUDGET_S
+    assert tk.title == "Moshi ○ 🔇" and tk.find("Mute microphone (⌃⌥M)").checked
+    client.gate.set()
+    drain_until(controller, lambda: ("mute", True) in client.actions)
+    controller.drain()
+    assert tk.title == "Moshi ○ 🔇" and client.state["muted"] is True

@@ -266,12 +266,35 @@ def test_setup_rebuilds_a_venv_on_a_wrong_python(checkout: Path, mac: Machine) -
     assert f"Creating .venv with {good} (Python 3.12.1)" in out
     log = mac.log.read_text().splitlines()
     assert log[0] == f"venv {good}"
-    # On a Mac the menu-bar extra comes too.
-    assert log[-1] == "pip install -q --disable-pip-version-check -e .[dev,menubar]"
+    # Runtime only (the test tools come with scripts/test.sh); on a Mac the menu-bar extra too.
+    assert log[-1] == "pip install -q --disable-pip-version-check -e .[menubar]"
     # Run again: the venv fits now and is kept.
     again = run_setup(checkout, mac)
     assert again.returncode == 0 and "Rebuilding" not in again.stdout
     assert "Creating" not in again.stdout
+
+
+def test_the_test_tools_come_only_when_asked(checkout: Path, mac: Machine) -> None:
+    mac.on_path("python3.12", "3.12")
+    assert run_setup(checkout, mac).returncode == 0
+    playwright = checkout / ".venv" / "bin" / "playwright"  # what the dev extra would bring
+    playwright.write_text(f'#!{BASH}\necho "playwright $*" >> {mac.log}\n')
+    playwright.chmod(0o755)
+    result = subprocess.run(
+        [BASH, str(checkout / "scripts" / "setup.sh"), "--test-tools"],
+        capture_output=True,
+        text=True,
+        env=mac.env(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    log = mac.log.read_text().splitlines()
+    assert log[-2:] == [
+        "pip install -q --disable-pip-version-check -e .[dev,menubar]",
+        "playwright install chromium",  # the browser tests' Chromium
+    ]
+    test_sh = (REPO / "scripts" / "test.sh").read_text()
+    assert "bash scripts/setup.sh --test-tools" in test_sh  # what CI and the README run
 
 
 def test_setup_with_nothing_suitable_stops_with_the_message(checkout: Path, mac: Machine) -> None:

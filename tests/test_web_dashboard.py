@@ -49,6 +49,11 @@ def test_dashboard_page_updates_live(tiny_checkpoint, tmp_path: Path) -> None:
             page.click("#mute")
             wait_for(lambda: c.status()["muted"], what="muted from the page")
             wait_for(lambda: page.is_visible("#muted"), what="the muted badge")
+            # Muted elsewhere (the menu bar, its global shortcut: the same call): shown too.
+            c.mute(False)
+            wait_for(lambda: not page.is_visible("#muted"), what="the badge gone")
+            c.mute(True)
+            wait_for(lambda: page.is_visible("#muted"), what="the badge, muted elsewhere")
             page.click("#stop")
             wait_for(lambda: c.status()["state"] == "idle", what="stopped from the page")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import AudioError
 from .devices import DeviceInfo, Kind, find_device, list_devices, rescan_devices
+from .routing import choose_input
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ def device_change(in_use: InUse, devices: Sequence[DeviceInfo]) -> DeviceChange 
     gone = not any(same_device(d, was) and d.has(kind) for d in devices)
     try:
         now: DeviceInfo | None = find_device(in_use.spec, kind, list(devices))
+        if kind == "input":  # as the next conversation picks it (no Bluetooth microphone)
+            now = choose_input(in_use.spec, None, devices).device
     except AudioError:
         now = None
     if in_use.spec is not None and not gone:

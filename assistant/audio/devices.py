@@ -2,17 +2,26 @@
 
 sounddevice is imported inside functions: importing it loads libportaudio (an OSError when it
 is missing) and initialises PortAudio, which snapshots the devices that exist at that moment.
+
+On macOS (PortAudio's "Core Audio" host API) nothing here opens a device: PortAudio's
+`Pa_IsFormatSupported` opens a real stream there, which flips a Bluetooth headset into its
+hands-free profile, and CoreAudio converts any rate anyway. Each device's transport (Bluetooth,
+built-in, USB...) comes from CoreAudio itself (coreaudio.py), matched by name.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
 from ..errors import AudioError
 from ..frames import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["input", "output"]
 
@@ -21,6 +30,10 @@ _PA_INVALID_CHANNEL_COUNT = -9998
 _PA_INVALID_SAMPLE_RATE = -9997
 _PA_INVALID_DEVICE = -9996
 _PA_DEVICE_UNAVAILABLE = -9985
+
+# PortAudio's name for macOS's host API: its streams convert any sample rate themselves, and
+# probing one (Pa_IsFormatSupported) opens the device.
+CORE_AUDIO = "Core Audio"
 
 
 def sounddevice() -> ModuleType:
@@ -64,6 +77,7 @@ class DeviceInfo:
     default_samplerate: float
     is_default_input: bool = False
     is_default_output: bool = False
+    transport: str | None = None  # "bluetooth", "built-in", "usb"...; None: not known
 
     def has(self, kind: Kind) -> bool:
         channels = self.max_input_channels if kind == "input" else self.max_output_channels
@@ -72,6 +86,15 @@ class DeviceInfo:
     @property
     def label(self) -> str:
         return f"#{self.index} {self.name!r} ({self.hostapi})"
+
+    @property
+    def is_bluetooth(self) -> bool:
+        return self.transport == "bluetooth"
+
+    @property
+    def converts_rates(self) -> bool:
+        """The host API resamples to any rate itself (CoreAudio): nothing to probe."""
+        return self.hostapi == CORE_AUDIO
 
 
 def rescan_devices() -> None:
@@ -98,8 +121,10 @@ def rescan_devices() -> None:
         raise audio_error(e, "re-initialising PortAudio") from None
 
 
-def list_devices() -> list[DeviceInfo]:
-    """Every device PortAudio knows, with the system defaults marked."""
+def list_devices(transports: Callable[[], dict[str, str]] | None = None) -> list[DeviceInfo]:
+    """Every device PortAudio knows, with the system defaults marked, and on CoreAudio each
+    one's transport (`transports`: device name -> kind; default: asked of CoreAudio).
+    Nothing is opened."""
     sd = sounddevice()
     try:
         raw = sd.query_devices()
@@ -107,22 +132,40 @@ def list_devices() -> list[DeviceInfo]:
         default_in, default_out = _defaults(sd)
     except Exception as e:
         raise audio_error(e, "listing audio devices") from None
+    names = [str(hostapis[d["hostapi"]]["name"]) for d in raw]
+    kinds = _transports(transports) if CORE_AUDIO in names else {}
     devices = []
-    for d in raw:
+    for d, hostapi in zip(raw, names, strict=True):
         index = int(d["index"])
+        name = str(d["name"])
         devices.append(
             DeviceInfo(
                 index=index,
-                name=str(d["name"]),
-                hostapi=str(hostapis[d["hostapi"]]["name"]),
+                name=name,
+                hostapi=hostapi,
                 max_input_channels=int(d["max_input_channels"]),
                 max_output_channels=int(d["max_output_channels"]),
                 default_samplerate=float(d["default_samplerate"]),
                 is_default_input=index == default_in,
                 is_default_output=index == default_out,
+                transport=kinds.get(name) if hostapi == CORE_AUDIO else None,
             )
         )
     return devices
+
+
+def _transports(lookup: Callable[[], dict[str, str]] | None) -> dict[str, str]:
+    """Device name -> transport kind from CoreAudio; {} when it cannot say (never fatal: the
+    devices still work, only the Bluetooth rule has nothing to go on)."""
+    if lookup is None:
+        from .coreaudio import transport_kinds
+
+        lookup = transport_kinds
+    try:
+        return lookup()
+    except Exception as e:
+        log.warning("cannot read the devices' transport types from CoreAudio: %s", e)
+        return {}
 
 
 def _defaults(sd: ModuleType) -> tuple[int, int]:
@@ -177,7 +220,10 @@ def _names(devices: list[DeviceInfo]) -> str:
 
 
 def supports_rate(device: DeviceInfo, kind: Kind, rate: int = SAMPLE_RATE) -> bool:
-    """Whether PortAudio accepts a mono float32 stream at `rate` on this device."""
+    """Whether PortAudio accepts a mono float32 stream at `rate` on this device. On CoreAudio
+    it always does (CoreAudio converts) and nothing is asked: asking opens the device."""
+    if device.converts_rates:
+        return True
     sd = sounddevice()
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
     try:
@@ -189,7 +235,9 @@ def supports_rate(device: DeviceInfo, kind: Kind, rate: int = SAMPLE_RATE) -> bo
 
 def open_rate(device: DeviceInfo, kind: Kind) -> int:
     """The rate to open the device at: 24 kHz when it can, else its default rate (the stream
-    is then resampled), else an AudioError."""
+    is then resampled), else an AudioError. CoreAudio: 24 kHz, nothing opened."""
+    if device.converts_rates:
+        return SAMPLE_RATE
     if supports_rate(device, kind, SAMPLE_RATE):
         return SAMPLE_RATE
     rate = round(device.default_samplerate)

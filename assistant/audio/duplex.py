@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import AudioError
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
+from . import devices as _devices
 from .buffers import (
     AudioCounters,
     CaptureBuffer,
@@ -25,11 +26,12 @@ from .buffers import (
     StreamClock,
     capture_time,
 )
-from .devices import DeviceInfo, audio_error, find_device, open_rate, sounddevice, supports_rate
+from .devices import DeviceInfo, audio_error, open_rate, sounddevice, supports_rate
 from .interface import AudioIO, StreamLatency
 from .playout import PlayoutBuffer, Started
 from .profiles import DEFAULT_PROFILE, PROFILES, LatencyProfile
 from .pulse_watch import SinkWatch, pulse_available
+from .routing import choose_devices
 
 __all__ = ["AudioIO", "DuplexAudio", "StreamLatency"]
 
@@ -87,8 +89,11 @@ class DuplexAudio:
         if self._started:
             return self
         sd = sounddevice()
-        self.input_device = find_device(self._specs[0], "input")
-        self.output_device = find_device(self._specs[1], "output")
+        # A Bluetooth headset's microphone is avoided unless named (routing.py).
+        choice, self.output_device = choose_devices(self._specs, _devices.list_devices())
+        self.input_device = choice.device
+        if choice.message:
+            self._note(choice.message)
         self.input_rate = self._rate(self.input_device, "input")
         self.output_rate = self._rate(self.output_device, "output")
         in_cb = self._input_callback(self.input_rate)

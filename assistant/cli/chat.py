@@ -27,6 +27,7 @@ from .options import (
     CheckpointTarget,
     InputDevice,
     Latency,
+    ListenFirst,
     MimiFile,
     NoAec,
     OutputDevice,
@@ -53,6 +54,7 @@ def chat(
     input_device: InputDevice = None,
     output_device: OutputDevice = None,
     no_aec: NoAec = False,
+    listen_first: ListenFirst = False,
     latency: Latency = DEFAULT_PROFILE,
     input_wav: Annotated[
         Path | None, typer.Option("--input", help="Use this audio file as the microphone.")
@@ -93,6 +95,7 @@ def chat(
         output_file=output_wav,
         realtime_files=realtime,
         echo_cancellation=not no_aec,
+        listen_first=listen_first,
         latency=latency,
         sampling=SamplingConfig(text_temperature, text_top_k, audio_temperature, audio_top_k, seed),
         max_delay_ms=max_delay_ms,
@@ -163,7 +166,8 @@ def converse(
             console.print(f"Listening to {input_label or _describe(settings.input_file)} ...")
         else:
             aec = "on" if settings.echo_cancellation else "off (headphones)"
-            console.print(f"Listening; echo cancellation {aec}. Speak; Ctrl-C to stop.")
+            first = " Moshi waits for you to speak first." if settings.listen_first else ""
+            console.print(f"Listening; echo cancellation {aec}.{first} Speak; Ctrl-C to stop.")
         if live is not None:
             live.metrics = runner.metrics  # the run's own collector, bound to its audio
             live.start()

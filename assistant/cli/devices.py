@@ -1,4 +1,8 @@
-"""`assistant devices`: the audio devices PortAudio sees, and whether each does 24 kHz."""
+"""`assistant devices`: the audio devices PortAudio sees, and whether each does 24 kHz.
+
+On macOS nothing is opened to find out: CoreAudio converts every rate (devices.py), and opening
+a Bluetooth headset's microphone would switch its profile.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ def register(app: typer.Typer) -> None:
 def _rate_cell(device: DeviceInfo, kind: Kind) -> str:
     if not device.has(kind):
         return "[dim]-[/]"
+    if device.converts_rates:
+        return "[green]converted[/]"
     if supports_rate(device, kind, SAMPLE_RATE):
         return "[green]yes[/]"
     return f"[yellow]resampled from {device.default_samplerate / 1000:g} kHz[/]"
@@ -35,6 +41,7 @@ def devices() -> None:
     table.add_column("in", justify="right")
     table.add_column("out", justify="right")
     table.add_column("default rate", justify="right")
+    table.add_column("kind")
     table.add_column(f"{SAMPLE_RATE // 1000} kHz in")
     table.add_column(f"{SAMPLE_RATE // 1000} kHz out")
     table.add_column("default")
@@ -49,6 +56,7 @@ def devices() -> None:
             str(d.max_input_channels),
             str(d.max_output_channels),
             f"{d.default_samplerate:g}",
+            d.transport or "",
             _rate_cell(d, "input"),
             _rate_cell(d, "output"),
             "[bold]" + ", ".join(marks) + "[/]" if marks else "",

@@ -45,6 +45,13 @@ OutputDevice = Annotated[
     str | None, typer.Option(help="Speaker: a device index or part of its name.")
 ]
 NoAec = Annotated[bool, typer.Option("--no-aec", help="No echo cancellation (for headphones).")]
+ListenFirst = Annotated[
+    bool,
+    typer.Option(
+        "--listen-first",
+        help="Moshi stays silent until you have spoken (its text and audio held to silence).",
+    ),
+]
 ConfigFile = Annotated[
     Path | None,
     typer.Option("--config", help="A moshi-format config.json (default: one beside the weights)."),

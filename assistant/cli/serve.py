@@ -20,6 +20,7 @@ from .options import (
     CheckpointTarget,
     InputDevice,
     Latency,
+    ListenFirst,
     MimiFile,
     NoAec,
     OutputDevice,
@@ -53,6 +54,7 @@ def serve(
     input_device: InputDevice = None,
     output_device: OutputDevice = None,
     no_aec: NoAec = False,
+    listen_first: ListenFirst = False,
     latency: Latency = DEFAULT_PROFILE,
     input_wav: Annotated[
         Path | None,
@@ -88,6 +90,7 @@ def serve(
         input_file=input_wav,
         realtime_files=True,
         echo_cancellation=not no_aec,
+        listen_first=listen_first,
         latency=latency,
         max_delay_ms=max_delay_ms,
         check_memory=not skip_memory_check,

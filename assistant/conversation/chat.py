@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,7 @@ class ChatSettings:
     output_file: Path | None = None  # also write Moshi's side here (files mode)
     realtime_files: bool = False  # pace file input at 80 ms frames instead of max speed
     echo_cancellation: bool = True
+    listen_first: bool = False  # Moshi silent until the user has spoken (no greeting)
     latency: str = DEFAULT_PROFILE  # the audio's latency profile: low, balanced or safe
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_delay_ms: float = DEFAULT_MAX_DELAY_MS
@@ -216,6 +217,10 @@ class Chat:
         if loop is not None:
             loop.muted = muted
 
+    def set_listen_first(self, on: bool) -> None:
+        """Listen first from the next conversation on (a running one keeps its own)."""
+        self.settings = replace(self.settings, listen_first=on)
+
     def open_audio_early(self) -> None:
         """Start opening the devices now, on a thread, so that it overlaps loading the model
         (PulseAudio takes up to a second to get streams flowing); `run()` picks them up.
@@ -297,6 +302,7 @@ class Chat:
             silence_check=silence,
             output_check=OutputCheck(str(self._mimi)).feed,
             metrics=self.metrics,
+            listen_first=s.listen_first,
         )
         session = SessionWriter(
             session_dir,

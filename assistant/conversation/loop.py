@@ -31,6 +31,7 @@ import numpy as np
 
 from ..audio.aec import Canceller, ReferenceTimeline
 from ..audio.interface import AudioIO
+from ..audio.speech_onset import SpeechOnset
 from ..frames import FRAME_MS, FRAME_SAMPLES
 from ..telemetry.histogram import Histogram
 from ..telemetry.metrics import MetricsCollector
@@ -78,6 +79,7 @@ class ConversationLoop:
         silence_check: Callable[[np.ndarray], str | None] | None = None,
         output_check: Callable[[np.ndarray], str | None] | None = None,
         metrics: MetricsCollector | None = None,
+        listen_first: bool = False,
     ) -> None:
         self.audio, self.codec, self.engine = audio, codec, engine
         # A file read as fast as the loop goes has no clock to keep up with: wait, never drop.
@@ -107,11 +109,20 @@ class ConversationLoop:
         self._threads: list[threading.Thread] = []
         self._on_speaker: dict[int, FrameRecord] = {}  # queued for the speaker, not yet heard
         self._speaker_lock = threading.Lock()
+        # Listen first: Moshi's streams are held silent (the engine's `hold`) until the frame
+        # in which the microphone first carries speech; the encoder finds it, the model thread
+        # lets go at that frame.
+        self.listen_first = listen_first
+        self._onset = SpeechOnset() if listen_first else None
+        self._first_speech: int | None = None  # index of the frame where the user spoke
+        self.holding = listen_first
 
     # --- control -------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> None:
         """Run until the input ends, `duration_s` passes, `stop()` is called or a worker fails."""
         self.started = time.monotonic()
+        if self.listen_first:
+            self.engine.hold = True  # type: ignore[attr-defined]
         for name, target in (
             ("encoder", self._encoder),
             ("model", self._model),
@@ -149,6 +160,8 @@ class ConversationLoop:
             q.put(_END)
         for t in self._threads:
             t.join(timeout=5.0)
+        if self.listen_first:
+            self.engine.hold = False  # type: ignore[attr-defined]
         self._collect_heard(final=True)
         if self.session is not None:
             self.session.close()
@@ -203,6 +216,7 @@ class ConversationLoop:
             if self.session is not None:
                 self.session.user_audio(mic)
             self._check_silence(mic)
+            onset = self._onset
             record.encode_start = time.monotonic()
             cleaned = mic
             if self.echo is not None:
@@ -212,6 +226,8 @@ class ConversationLoop:
                 cleaned = self.echo.process(mic, self._timeline.reference_for(frame))
                 if self.session is not None:
                     self.session.cleaned_audio(cleaned)
+            if onset is not None and self._first_speech is None and onset.feed(cleaned):
+                self._first_speech = record.index  # before the frame is queued for the model
             if self._stale(record):
                 continue
             codes = self.codec.encode(cleaned)
@@ -262,6 +278,11 @@ class ConversationLoop:
                 with self._lock:
                     self._downstream -= 1
                 continue
+            heard = self._first_speech
+            if self.holding and heard is not None and record.index >= heard:
+                self.holding = False
+                self.engine.hold = False  # type: ignore[attr-defined]
+                log.info("listen first: the user spoke (frame %d); Moshi may answer", heard)
             record.step_start = time.monotonic()
             result = self.engine.step(codes)
             record.step_end = time.monotonic()

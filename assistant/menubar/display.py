@@ -30,6 +30,7 @@ LABELS = {
     "error": "Error",
 }
 TALKING = ("listening", "speaking")
+MUTED_MARK = "🔇"  # in the menu-bar title while the microphone is muted
 ERROR_CHARS = 70  # a menu item stretches to its title: keep long errors readable
 
 
@@ -87,10 +88,12 @@ def step_latency(metrics: dict[str, Any] | None) -> float | None:
 
 
 def title(view: View) -> str:
-    """The menu-bar text, e.g. `Moshi ● 52 ms`."""
+    """The menu-bar text, e.g. `Moshi ● 52 ms` (`Moshi ● 52 ms 🔇` when muted)."""
     text = f"{TITLE_PREFIX} {SYMBOLS[view.state]}"
     if view.step_ms is not None:
         text += f" {view.step_ms:.0f} ms"
+    if view.muted:
+        text += f" {MUTED_MARK}"
     return text
 
 

@@ -2,11 +2,16 @@
 
     ~/Library/LaunchAgents/dev.moshi-assistant.menubar.plist
 
-Run as the app ("Moshi Assistant.app"), the agent opens the app (`open -a`), so the menu bar
-comes up exactly as when the user opens it, and macOS attributes the microphone to the app.
-Run from a terminal, it can only start this Python (`python -m assistant menubar`), which macOS
-then asks the microphone for. Either way the agent starts without the user's shell
-environment: the folders come from the settings file (app_settings), which enabling updates.
+The agent opens the app by its bundle identifier (`open -b dev.moshi-assistant`), as a click
+would: LaunchServices finds the app wherever it was moved (an absolute path breaks after the
+move to /Applications), the menu bar comes up exactly as when the user opens it, and macOS
+attributes the microphone to the app. Only the app can turn it on: a login item that started
+this Python directly would be its own responsible process, which never gets the microphone, so
+from a terminal enabling is refused with a pointer to the app. The app rewrites an existing
+plist at every start, and "enabled" means the plist says exactly what this app would write
+(a stale one, from an older version or another data folder, shows as off). The agent starts
+without the user's shell environment: the folders come from the settings file
+(app_settings), which enabling updates.
 
 Written with plistlib, atomically (launchd never reads half a file); removed cleanly. The home
 folder is a parameter so tests write into a temp folder.
@@ -24,11 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..app_settings import app_bundle, from_environment, save_settings
+from ..app_settings import APP_BUNDLE_ID, app_bundle, from_environment, save_settings
+from ..errors import AssistantError
 from ..paths import data_dir
 
 LABEL = "dev.moshi-assistant.menubar"
 OPEN = "/usr/bin/open"
+NOT_AS_APP = (
+    "Launch at login opens Moshi Assistant.app, so only the app can turn it on: build it with "
+    "`bash scripts/build_app.sh`, open it, and choose Launch at login in its menu"
+)
 
 
 def menubar_log() -> Path:
@@ -45,17 +55,23 @@ class LaunchAgent:
     def path(self) -> Path:
         return self.home / "Library" / "LaunchAgents" / f"{self.label}.plist"
 
-    def is_enabled(self) -> bool:
+    def exists(self) -> bool:
         return self.path.is_file()
+
+    def is_enabled(self) -> bool:
+        """The plist says exactly what this app would write (a stale one is not enabled)."""
+        try:
+            with self.path.open("rb") as f:
+                return bool(plistlib.load(f) == self.definition())
+        except (OSError, ValueError, plistlib.InvalidFileException):
+            return False
 
     @property
     def program(self) -> list[str]:
-        if self.app is not None:
-            return [OPEN, "-a", str(self.app)]
-        return [sys.executable, "-m", "assistant", "menubar"]
+        return [OPEN, "-b", APP_BUNDLE_ID]
 
     def definition(self) -> dict[str, Any]:
-        """The plist's content: open the app (or run this Python's menu bar) once at login."""
+        """The plist's content: open the app by its bundle identifier once at login."""
         log = str(menubar_log())
         return {
             "Label": self.label,
@@ -69,7 +85,10 @@ class LaunchAgent:
 
     def enable(self) -> Path:
         """Write the plist (replacing any older one); the app starts at the next login. The
-        folders this process was given (its environment) are recorded for it."""
+        folders this process was given (its environment) are recorded for it. Refused when
+        this process is not the app."""
+        if self.app is None:
+            raise AssistantError(NOT_AS_APP)
         env = from_environment()
         if env:
             save_settings(env)
@@ -80,6 +99,15 @@ class LaunchAgent:
             plistlib.dump(self.definition(), f, fmt=plistlib.FMT_XML)
         os.replace(tmp, self.path)
         return self.path
+
+    def refresh(self) -> bool:
+        """At the app's start: rewrite an existing plist as this app would write it (an older
+        version's, one written before the app moved). Whether there was one."""
+        if self.app is None or not self.exists():
+            return False
+        if not self.is_enabled():
+            self.enable()
+        return True
 
     def disable(self) -> None:
         """Remove the plist and, on macOS, unload the job if launchd has it loaded."""

@@ -12,10 +12,12 @@ notification, never an exception in the UI loop.
     ─────
     Quantization ▸ q4 / q8 (/ bf16 while chosen)
     Voice ▸ moshiko / moshika
-    Mute microphone
+    Mute microphone (⌃⌥M)       (the global shortcut, shown; pressed anywhere, it toggles)
+    Listen first                 (Moshi silent until you speak, from the next conversation)
     ─────
     Open dashboard / Recent conversations / Open recordings
     ─────
+    Preferences ▸ Mute shortcut ▸ ⌃⌥M / ⌃⌥Space / ⌃⇧M / F5 / Off
     Launch at login
     ─────
     Quit Moshi Assistant
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import webbrowser
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ..checkpoint.catalogue import QUANTS, VOICES
@@ -36,6 +38,7 @@ from ..errors import AssistantError, ServiceError, ServiceNotRunningError
 from ..paths import sessions_dir
 from .background import DRAIN_S, BackgroundCalls, Calls, Result
 from .display import View, state_line, title, view_of
+from .hotkey import MUTE_HOTKEY_CHOICES, describe, parse_hotkey
 from .launch_agent import LaunchAgent
 from .prefs import Prefs, load_prefs, save_prefs
 from .service_process import Client, ServiceLauncher, service_log
@@ -49,10 +52,6 @@ POLL_S = 1.0
 # service busy loading a model) is not worth a "stopped" notification.
 LOST_AFTER = 3
 HIDDEN_UNLESS_CHOSEN = ("bf16",)  # 15 GB and rarely wanted: shown only while it is the choice
-NOT_AS_APP = (
-    "At login this starts Python, not the app, so macOS will ask the microphone for Python. "
-    "Build the app (scripts/build_app.sh), open it and turn this on there instead."
-)
 
 T = TypeVar("T")
 
@@ -65,6 +64,8 @@ class Items:
     quants: dict[str, MenuItem]
     voices: dict[str, MenuItem]
     mute: MenuItem
+    listen_first: MenuItem
+    hotkeys: dict[str, MenuItem]
     dashboard: MenuItem
     conversations: MenuItem
     recordings: MenuItem
@@ -104,6 +105,9 @@ class MenuController:
         self._seen_warnings: list[str] = []  # the conversation's warnings already notified
         self._tick_failure: str | None = None  # the poll failure already notified
         self._unanswered = 0  # polls in a row the service did not answer
+        self._synced = True  # the attached service was told this app's preferences
+        self._quit_requested = False  # by a signal: quit at the next drain, on the UI thread
+        self._quitting = False
         self.items = self._build()
 
     # --- setup ----------------------------------------------------------------------------------
@@ -121,7 +125,15 @@ class MenuController:
                 v: tk.item(v, guard(f"Could not switch to {v}", self._chooser(voice=v)))
                 for v in VOICES
             },
-            mute=tk.item("Mute microphone", guard("Could not mute", self.toggle_mute)),
+            mute=tk.item(self._mute_title(), guard("Could not mute", self.toggle_mute)),
+            listen_first=tk.item("Listen first", guard("Listen first", self.toggle_listen_first)),
+            hotkeys={
+                spec: tk.item(
+                    "Off" if spec == "off" else describe(spec),
+                    guard("Mute shortcut", self._hotkey_chooser(spec)),
+                )
+                for spec in MUTE_HOTKEY_CHOICES
+            },
             dashboard=tk.item("Open dashboard", guard("Could not open", self.open_dashboard)),
             conversations=tk.item(
                 "Recent conversations", guard("Could not open", self.open_conversations)
@@ -140,11 +152,16 @@ class MenuController:
                 tk.submenu("Quantization", list(items.quants.values())),
                 tk.submenu("Voice", list(items.voices.values())),
                 items.mute,
+                items.listen_first,
                 None,
                 items.dashboard,
                 items.conversations,
                 items.recordings,
                 None,
+                tk.submenu(
+                    "Preferences",
+                    [tk.submenu("Mute shortcut", list(items.hotkeys.values()))],
+                ),
                 items.login,
                 None,
                 items.quit,
@@ -154,6 +171,11 @@ class MenuController:
 
     def launch(self) -> None:
         """Attach to a running service or start one, then poll it every second."""
+        try:  # as the app: the login item says what this app would write (moved, updated)
+            self.agent.refresh()
+        except Exception as e:
+            self._failed("Launch at login", e)
+        self._register_hotkey()
         self.toolkit.every(POLL_S, self.tick)
         self.toolkit.every(DRAIN_S, self.drain)
         self._polling = True
@@ -187,13 +209,23 @@ class MenuController:
             item.set_enabled(choosable)
         items.mute.set_checked(v.muted)
         items.mute.set_enabled(v.connected)
+        items.mute.set_title(self._mute_title())
+        listen_first = (self.status or {}).get("listen_first") if v.connected else None
+        items.listen_first.set_checked(
+            bool(listen_first) if listen_first is not None else self.prefs.listen_first
+        )
+        for spec, item in items.hotkeys.items():
+            item.set_checked(describe(spec) == describe(self.prefs.mute_hotkey))
         items.dashboard.set_enabled(v.connected)
         items.conversations.set_enabled(v.connected)
         items.login.set_checked(self.agent.is_enabled())
 
     # --- the poll -------------------------------------------------------------------------------
     def drain(self) -> None:
-        """On the UI thread: apply the results of calls that came back."""
+        """On the UI thread: apply the results of calls that came back (and quit when a
+        signal asked to)."""
+        if self._quit_requested and not self._quitting:
+            self.quit()
         if self.calls.drain():
             self._render_safely()
 
@@ -323,7 +355,9 @@ class MenuController:
     def choose(self, voice: str | None = None, quant: str | None = None) -> None:
         """Switch the service's voice or quantization (offline: the next start's)."""
         if self.client is None:
-            self.prefs = Prefs(voice or self.prefs.voice, quant or self.prefs.quant)
+            self.prefs = replace(
+                self.prefs, voice=voice or self.prefs.voice, quant=quant or self.prefs.quant
+            )
             save_prefs(self.prefs)
             return
         now = self.status or {}
@@ -336,8 +370,10 @@ class MenuController:
 
         def switched(status: dict[str, Any]) -> None:
             self._take(status)
-            self.prefs = Prefs(
-                status.get("voice") or self.prefs.voice, status.get("quant") or self.prefs.quant
+            self.prefs = replace(
+                self.prefs,
+                voice=status.get("voice") or self.prefs.voice,
+                quant=status.get("quant") or self.prefs.quant,
             )
             save_prefs(self.prefs)
 
@@ -346,9 +382,31 @@ class MenuController:
         self._call(what, lambda: client.switch(voice=voice, quant=quant), switched)
 
     def toggle_mute(self) -> None:
+        """From the menu or the global shortcut. Shown at once (the title, the checkmark);
+        the service's answer confirms it, or a refusal puts it back at the next poll."""
         if self.client is not None:
             client, muted = self.client, not (self.status or {}).get("muted", False)
             self._call("Could not mute", lambda: client.mute(muted), self._take)
+            if self.status is not None:
+                self.status = {**self.status, "muted": muted}
+
+    def toggle_listen_first(self) -> None:
+        """Moshi silent until the user speaks: the service's setting from its next
+        conversation, and the preference a service this app starts gets."""
+        now = (self.status or {}).get("listen_first") if self.client else None
+        on = not (self.prefs.listen_first if now is None else bool(now))
+        self.prefs = replace(self.prefs, listen_first=on)
+        save_prefs(self.prefs)
+        if self.client is not None:
+            client = self.client
+            self._call("Listen first", lambda: client.listen_first(on), self._take)
+
+    def choose_hotkey(self, spec: str) -> None:
+        """Another global mute shortcut (or "off"); saved, and registered at once."""
+        parse_hotkey(spec)  # a bad spelling is refused before anything changes
+        self.prefs = replace(self.prefs, mute_hotkey=spec)
+        save_prefs(self.prefs)
+        self._register_hotkey()
 
     def open_dashboard(self) -> None:
         if self.client is None:
@@ -371,16 +429,24 @@ class MenuController:
             raise AssistantError(f"cannot open {folder}: {e}") from None
 
     def toggle_login(self) -> None:
-        if self.agent.is_enabled():
+        """On: write the agent (the app only: refused with a pointer to it from a terminal).
+        Off, or a stale agent outside the app: remove it."""
+        if self.agent.is_enabled() or (self.agent.exists() and self.agent.app is None):
             self.agent.disable()
         else:
             self.agent.enable()
-            if self.agent.app is None:
-                self._notify("Launch at login", NOT_AS_APP)
+
+    def request_quit(self) -> None:
+        """From a signal handler (SIGTERM, SIGINT): take the Quit path at the next drain, on
+        the UI thread, so the service this app started stops and the microphone is released."""
+        self._quit_requested = True
 
     def quit(self) -> None:
         """Quit the app; the service too if this app started it (one started elsewhere stays).
         The service's answer is awaited off the UI thread (at most the client's timeout)."""
+        if self._quitting:
+            return  # already on its way (a click, then a signal)
+        self._quitting = True
         try:
             if self.client is not None and self.owned:
                 self.calls.submit(self.client.quit, self._quit_answered)
@@ -402,18 +468,48 @@ class MenuController:
             self.toolkit.quit()
 
     # --- internals ------------------------------------------------------------------------------
+    def _mute_title(self) -> str:
+        shortcut = describe(self.prefs.mute_hotkey)
+        return (
+            "Mute microphone" if shortcut in ("off", "invalid") else f"Mute microphone ({shortcut})"
+        )
+
+    def _hotkey_chooser(self, spec: str) -> Callback:
+        return lambda: self.choose_hotkey(spec)
+
+    def _register_hotkey(self) -> None:
+        """Register the preferred shortcut (Carbon: no Accessibility permission); one that
+        cannot be (taken by another app, the library missing) is said once, not fatal."""
+        try:
+            hotkey = parse_hotkey(self.prefs.mute_hotkey)
+            if hotkey is None:
+                self.toolkit.clear_hotkey()
+            else:
+                pressed = self._guarded("Could not mute", self.toggle_mute)
+                self.toolkit.set_hotkey(hotkey.key_code, hotkey.modifier_mask, pressed)
+        except Exception as e:
+            self._failed("Mute shortcut", e)
+
     def _chooser(self, *, voice: str | None = None, quant: str | None = None) -> Callback:
         return lambda: self.choose(voice=voice, quant=quant)
 
     def _attach(self, client: Client, status: dict[str, Any] | None = None) -> None:
         self.client = client
         self.owned = self.launcher.owns(client)
+        self._synced = not self.owned  # this app's service: told its preferences once
         if status is not None:
             self._take(status)
 
     def _take(self, status: dict[str, Any]) -> None:
         """Keep the service's latest status; a new error or warning is notified once."""
         self.status = status
+        if not self._synced and self.client is not None:
+            # The service this app started follows its preference, also when it was changed
+            # while the service started.
+            self._synced = True
+            client, on = self.client, self.prefs.listen_first
+            if bool(status.get("listen_first")) != on:
+                self._call("Listen first", lambda: client.listen_first(on), self._take)
         error = status.get("error")
         if error and error != self._seen_error:
             self._notify("Moshi Assistant error", error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import rumps
 
@@ -61,6 +62,7 @@ class RumpsToolkit:
             adopt_identity(name, bundle_id)
         self.app = rumps.App(name, title=name, quit_button=None)  # the menu has its own Quit
         self._timers: list[rumps.Timer] = []  # rumps keeps timers weakly
+        self._hotkey: Any = None  # quickmachotkey's registered handler
 
     def item(self, title: str, callback: Callback | None = None) -> RumpsItem:
         return RumpsItem(title, callback)
@@ -107,6 +109,28 @@ class RumpsToolkit:
                 check=False,
             )
         print(f"{self.name}: {title}: {message}", file=sys.stderr)  # and the log keeps it
+
+    def set_hotkey(self, key_code: int, modifier_mask: int, callback: Callback) -> None:
+        """Carbon's RegisterEventHotKey through quickmachotkey (no Accessibility permission):
+        its handler sits on the event dispatcher that rumps' NSApplication run loop drains,
+        so `callback` runs on the main thread."""
+        try:
+            from quickmachotkey import quickHotKey
+        except ImportError:
+            raise RuntimeError(
+                'the mute shortcut needs quickmachotkey: pip install -e ".[menubar]"'
+            ) from None
+        self.clear_hotkey()
+
+        def pressed() -> None:
+            callback()
+
+        self._hotkey = quickHotKey(virtualKey=key_code, modifierMask=modifier_mask)(pressed)
+
+    def clear_hotkey(self) -> None:
+        if self._hotkey is not None:
+            self._hotkey.unregister()
+            self._hotkey = None
 
     def run(self) -> None:
         try:  # a menu-bar app: no Dock icon, even when not started from the app bundle

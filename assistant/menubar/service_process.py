@@ -39,6 +39,8 @@ class Client(Protocol):
 
     def mute(self, muted: bool) -> dict[str, Any]: ...
 
+    def listen_first(self, on: bool) -> dict[str, Any]: ...
+
     def switch(
         self, voice: str | None = None, quant: str | None = None, checkpoint: str | None = None
     ) -> dict[str, Any]: ...
@@ -48,7 +50,8 @@ class Client(Protocol):
 
 def serve_command(prefs: Prefs) -> list[str]:
     voice, quant = ["--voice", prefs.voice], ["--quant", prefs.quant]
-    return [sys.executable, "-m", "assistant", "serve", *voice, *quant]
+    first = ["--listen-first"] if prefs.listen_first else []
+    return [sys.executable, "-m", "assistant", "serve", *voice, *quant, *first]
 
 
 def service_log() -> Path:

@@ -43,6 +43,15 @@ class Toolkit(Protocol):
 
     def notify(self, title: str, message: str) -> None: ...
 
+    def set_hotkey(self, key_code: int, modifier_mask: int, callback: Callback) -> None:
+        """Register a global shortcut (Carbon key code and modifier mask), replacing the one
+        registered before; `callback` runs on the UI thread at each press. Raises on failure."""
+        ...
+
+    def clear_hotkey(self) -> None:
+        """Unregister the global shortcut, if any."""
+        ...
+
     def run(self) -> None:
         """Run the app until `quit`."""
         ...

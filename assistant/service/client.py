@@ -49,6 +49,9 @@ class ServiceClient:
     def mute(self, muted: bool) -> dict[str, Any]:
         return self._call("POST", "/api/mute", {"muted": muted})
 
+    def listen_first(self, on: bool) -> dict[str, Any]:
+        return self._call("POST", "/api/listen-first", {"listen_first": on})
+
     def switch(
         self, voice: str | None = None, quant: str | None = None, checkpoint: str | None = None
     ) -> dict[str, Any]:

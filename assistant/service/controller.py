@@ -105,6 +105,13 @@ class Controller:
             if self._chat is not None:
                 self._chat.set_muted(muted)
 
+    def set_listen_first(self, on: bool) -> None:
+        """Moshi silent until the user speaks, from the next conversation on."""
+        with self._lock:
+            self.base = replace(self.base, listen_first=on)
+            if self._chat is not None:
+                self._chat.set_listen_first(on)
+
     def switch(self, voice: str | None, quant: str | None, checkpoint: str | None) -> None:
         """Load another voice or quantization; a running conversation restarts on it.
 
@@ -179,6 +186,7 @@ class Controller:
                 "quant": card.quantization if card else self.choice.quant or "q4",
                 "checkpoint": self.choice.checkpoint,
                 "muted": self._muted,
+                "listen_first": self.base.listen_first,
                 "model": asdict(card) if card else None,
                 "error": self.error,
                 "warnings": list(self.warnings),

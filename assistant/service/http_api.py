@@ -8,6 +8,7 @@ long: connections.py.
     GET  /api/stream              the same as server-sent events, twice a second
     POST /api/start | /api/stop
     POST /api/mute                {"muted": true|false}
+    POST /api/listen-first        {"listen_first": true|false}  (from the next conversation)
     POST /api/switch              {"voice": "moshika", "quant": "q8"} or {"checkpoint": "..."}
     POST /api/quit                answer, then stop the conversation and the service
 
@@ -66,6 +67,7 @@ FIELDS = {
     "/api/start": set(),
     "/api/stop": set(),
     "/api/mute": {"muted"},
+    "/api/listen-first": {"listen_first"},
     "/api/switch": {"voice", "quant", "checkpoint"},
     "/api/quit": set(),
 }
@@ -110,6 +112,7 @@ class Api:
                 web.post("/api/start", self.start),
                 web.post("/api/stop", self.stop),
                 web.post("/api/mute", self.mute),
+                web.post("/api/listen-first", self.listen_first),
                 web.post("/api/switch", self.switch),
                 web.post("/api/quit", self.quit),
             ]
@@ -156,6 +159,12 @@ class Api:
         if not isinstance(muted, bool):
             raise refusal(400, '"muted" must be true or false')
         return await self._act(lambda: self.controller.set_muted(muted))
+
+    async def listen_first(self, request: web.Request) -> web.Response:
+        on = request[BODY].get("listen_first")
+        if not isinstance(on, bool):
+            raise refusal(400, '"listen_first" must be true or false')
+        return await self._act(lambda: self.controller.set_listen_first(on))
 
     async def switch(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = request[BODY]

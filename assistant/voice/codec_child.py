@@ -16,9 +16,9 @@ written), so two workers hold one copy of them, not two.
 Fork safety: the server forks while single-threaded (its numpy's OpenBLAS is held to one
 thread, and an instance that never ran a step has not started rustymimi's thread pool; each
 worker starts its own). Whatever a platform's libraries do at fork, a probe proves it: right
-after the build the server forks a throwaway child that decodes one frame under an alarm (a
-hang dies within `PROBE_TIMEOUT_S`) and reports how it ended; a failed probe makes the parent
-spawn standalone workers instead. (Not the first worker itself: rustymimi's
+after the build the server forks a throwaway child that encodes and decodes one frame under
+an alarm (a hang dies within `PROBE_TIMEOUT_S`) and reports how it ended; a failed probe makes
+the parent spawn standalone workers instead. (Not the first worker itself: rustymimi's
 `reset` does not undo a step, so a worker must start with no step taken.)
 
 Each worker's stdout is redirected to its stderr before rustymimi loads, so nothing it prints
@@ -217,17 +217,20 @@ def _become_worker(sock: socket.socket, fds: list[int], built: Built) -> None:
 
 
 def _probe(built: Built) -> None:
-    """In a throwaway forked child: one frame decoded (the kernels and thread pool encoding
-    uses too), ended by an alarm if it hangs (SIGALRM's default action ends the process);
-    never returns. At low priority: its verdict is not needed for start-up, the CPU is."""
+    """In a throwaway forked child: one frame encoded and one decoded (every kernel and thread
+    pool a worker of either kind uses), ended by an alarm if it hangs (SIGALRM's default
+    action ends the process); never returns. At low priority: its verdict is not needed for
+    start-up, the CPU is."""
     import numpy as np
 
     code = 1
     try:
         os.nice(10)
         signal.alarm(PROBE_TIMEOUT_S)
-        pcm = built.tokenizer.decode_step(np.zeros((1, built.key[1], 1), dtype=np.uint32))
-        code = 0 if pcm is not None else 1
+        tok = built.tokenizer
+        codes = tok.encode_step(np.zeros((1, 1, FRAME_SAMPLES), dtype=np.float32))
+        pcm = tok.decode_step(np.zeros((1, built.key[1], 1), dtype=np.uint32))
+        code = 0 if codes is not None and pcm is not None else 1
     except BaseException:
         traceback.print_exc()
     finally:

@@ -14,6 +14,12 @@ step the host uploads one small array of ids (and the sampling keys), replays th
 reads the text token and audio codes back in a single transfer. The reference builds the
 whole graph in Python every step and syncs with the device ~20 times.
 
+"Listen first" (`hold`): until the user has spoken, what Moshi samples is replaced, in its
+history and its result, by silence as the model knows it from a conversation's start: text
+padding and, for its audio, the initial token moshi_mlx feeds for codebooks still inside
+their delay. Its streams say nothing (no text, no audio frame), and the next steps see a Moshi
+that has been listening quietly, not one that spoke unheard.
+
 For comparisons (`assistant bench`) the engine can also return each step's text logits
 (`capture_text_logits`, one more transfer) and be teacher-forced: `force_tokens` replaces
 the step just taken with another run's tokens, so the next step sees that run's history.
@@ -114,6 +120,11 @@ class StreamingEngine:
         self._hist_len = self.max_delay + 1
         self._hist = np.zeros((1 + config.n_q, self._hist_len), dtype=np.int32)
         self._step = 0
+        # Listen first: while set, each step's tokens become silence (see the module's doc).
+        self.hold = False
+        self._silence = np.array(
+            [config.existing_text_padding_id] + [config.card] * self.dep_q, dtype=np.int32
+        )
 
     # --- public API -------------------------------------------------------------------------
     @property
@@ -129,6 +140,7 @@ class StreamingEngine:
         """Start a new conversation on the same weights (equal to a fresh engine).
 
         The ring keeps its buffers: slots not written since are masked, whatever they hold."""
+        self.hold = False
         self._keys.reset()
         self._hist[:] = 0
         self._step = 0
@@ -159,6 +171,8 @@ class StreamingEngine:
         if logits is not None:
             text_logits = np.array(logits).reshape(-1)  # the bench's one extra transfer
         tokens = np.array(out)  # the one device -> host transfer of the step
+        if self.hold:
+            tokens = self._silence.copy()  # padding text, the initial audio token
         self._record(s, tokens)
         self._step = s + 1
         return StepResult(
