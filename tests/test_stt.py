@@ -337,6 +337,24 @@ def test_transcribe_gives_ordered_words_within_the_audio(stt: SpeechToText) -> N
     assert stt.transcribe(audio) == words
 
 
+def test_live_transcription_gives_the_words_of_transcribe(stt: SpeechToText) -> None:
+    audio = _speechlike(1.6, seed=4)[:-333]
+    whole = stt.transcribe(audio)
+    rng = np.random.default_rng(5)
+    live, words, at = stt.live(), [], 0
+    while at < len(audio):
+        n = int(rng.integers(1, 5000))
+        words += live.feed(audio[at : at + n])
+        at += n
+    during = len(words)
+    words += live.finish()
+    assert words == whole
+    assert 0 < during < len(whole)  # words came out before the end
+    with pytest.raises(UsageError, match="finished"):
+        live.feed(audio[:10])
+    assert stt.transcribe(audio) == whole  # the model was given back, reset
+
+
 def test_should_stop_stops(stt: SpeechToText) -> None:
     calls = []
 
