@@ -337,6 +337,24 @@ def test_transcribe_gives_ordered_words_within_the_audio(stt: SpeechToText) -> N
     assert stt.transcribe(audio) == words
 
 
+def test_live_transcription_gives_the_words_of_transcribe(stt: SpeechToText) -> None:
+    audio = _speechlike(1.6, seed=4)[:-333]
+    whole = stt.transcribe(audio)
+    rng = np.random.default_rng(5)
+    live, words, at = stt.live(), [], 0
+    while at < len(audio):
+        n = int(rng.integers(1, 5000))
+        words += live.feed(audio[at : at + n])
+        at += n
+    during = len(words)
+    words += live.finish()
+    assert words == whole
+    assert 0 < during < len(whole)  # words came out before the end
+    with pytest.raises(UsageError, match="finished"):
+        live.feed(audio[:10])
+    assert stt.transcribe(audio) == whole  # the model was given back, reset
+
+
 def test_should_stop_stops(stt: SpeechToText) -> None:
     calls = []
 
@@ -499,3 +517,54 @@ def test_attention_window_past_the_context_equals_moshi_mlx(
         theirs.append(int(gen.step(mx.array(frame)[None])[0].item()))
     assert ours == theirs
     assert len(set(ours[20:])) > 1
+
+
+def _fake_hub(
+    monkeypatch: pytest.MonkeyPatch, hub_dir: Path, source: Path, header_of: Path
+) -> list[str]:
+    """The hub, played from `source`: downloads land in the cache's snapshot layout, and the
+    remote header is `header_of`'s. Returns the names fetched, in order."""
+    import huggingface_hub
+
+    from assistant.checkpoint import hub
+    from assistant.checkpoint.safetensors_reader import read_header
+
+    repo = hub_dir / "models--kyutai--stt-1b-en_fr-mlx"
+    snapshot = repo / "snapshots" / ("b" * 40)
+    fetched: list[str] = []
+
+    def download(repo_id: str, name: str) -> str:
+        assert repo_id == STT_PRESET.repo_id
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text("b" * 40)
+        os.link(source / name, snapshot / name)
+        fetched.append(name)
+        return str(snapshot / name)
+
+    monkeypatch.setattr(hub, "offline", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "fetch_remote_header", lambda _p: read_header(header_of))
+    return fetched
+
+
+def test_download_fetches_config_then_checks_the_model_header_then_the_rest(
+    stt_folder: Path, isolated_hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched = _fake_hub(monkeypatch, isolated_hub, stt_folder, stt_folder / "model.safetensors")
+    folder = download_stt()
+    assert fetched == list(STT_PRESET.files)  # config.json first
+    assert find_stt_checkpoint("stt-1b-en_fr") == folder
+    assert inspect_stt(stt_files(folder)).problems == []
+
+
+def test_download_refuses_a_model_that_does_not_match_its_config(
+    stt_folder: Path, isolated_hub: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint
+) -> None:
+    moshi = tiny_checkpoint("bf16") / "model.safetensors"
+    fetched = _fake_hub(monkeypatch, isolated_hub, stt_folder, moshi)
+    with pytest.raises(CheckpointError) as e:
+        download_stt()
+    _one_line(e.value, "kyutai/stt-1b-en_fr-mlx/model.safetensors")
+    assert "does not match its config.json" in str(e.value)
+    assert fetched == ["config.json"]  # nothing large was fetched

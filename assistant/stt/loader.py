@@ -115,4 +115,5 @@ def load_stt(folder: str | Path, *, check_memory: bool = True) -> LoadedStt:
         raise CheckpointError(non_finite_message(scan.non_finite), path=path)
     if scan.all_zero:
         raise CheckpointError(ALL_ZERO_MESSAGE, path=path)
+    log.info("speech to text: %s loaded in %.2f s", report.files.folder, load_seconds)
     return LoadedStt(model, report, est, load_seconds)

@@ -28,7 +28,7 @@ from ..errors import TranscriptionStopped, UsageError
 from ..frames import FRAME_RATE, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 from .encoder import FrameEncoder
 from .loader import LoadedStt, load_stt
-from .words import Word, words_from_tokens
+from .words import Word, WordBuilder, words_from_tokens
 
 END_OF_PADDING = 0  # the text token that announces a word after padding: no text itself
 FLUSH_SECONDS = 1.0  # silence fed beyond the audio delay, as Kyutai's run_inference does
@@ -75,8 +75,7 @@ class SpeechToText:
         total = len(audio) / SAMPLE_RATE
         if not len(audio):
             return []
-        with self._lock:
-            tokens = self.text_tokens(audio, progress=progress, should_stop=should_stop)
+        tokens = self.text_tokens(audio, progress=progress, should_stop=should_stop)
         return words_from_tokens(
             list(enumerate(tokens)),
             piece=self.tokenizer.IdToPiece,
@@ -98,39 +97,34 @@ class SpeechToText:
         `flush=False` leaves out the silence after it: for timing frames)."""
         total = len(audio) / SAMPLE_RATE
         audio_frames = math.ceil(len(audio) / FRAME_SAMPLES)
-        encoder = FrameEncoder(self.mimi, self.config.n_q)
-        model = self.loaded.model
-        for cache in model.transformer_cache:
-            cache.reset()
-        text = mx.array([[self.config.text_card]], dtype=mx.int32)  # the initial token
-        codes = [mx.array([[self.config.card]], dtype=mx.int32)] * self.config.n_q  # padding
-        tokens: list[int] = []
-        for index, frame in enumerate(self._frames(audio, audio_frames, flush)):
-            if should_stop is not None and should_stop():
-                raise TranscriptionStopped(
-                    f"stopped after {min(index * FRAME_SECONDS, total):.1f} of {total:.1f} s"
-                )
-            token = self._step(text, codes)
-            mx.async_eval(token)  # the model's step runs while Mimi encodes this frame
-            codes = [mx.array([[int(c)]], dtype=mx.int32) for c in encoder.encode(frame)]
-            tokens.append(int(token.item()))
-            text = token
-            if progress is not None:
-                done = index + 1 - self.prefix_frames
-                progress(min(max(done, 0) * FRAME_SECONDS, total), total)
-        return tokens
+        with self._lock:
+            run = _Run(self)
+            for index, frame in enumerate(self._frames(audio, audio_frames, flush)):
+                if should_stop is not None and should_stop():
+                    raise TranscriptionStopped(
+                        f"stopped after {min(index * FRAME_SECONDS, total):.1f} of {total:.1f} s"
+                    )
+                run.step(frame)
+                if progress is not None:
+                    done = index + 1 - self.prefix_frames
+                    progress(min(max(done, 0) * FRAME_SECONDS, total), total)
+            return run.tokens
+
+    def live(self) -> LiveTranscription:
+        """Words as the audio arrives (see LiveTranscription). The model is this stream's
+        until it is finished or closed: other calls wait."""
+        return LiveTranscription(self)
 
     def _frames(self, audio: np.ndarray, audio_frames: int, flush: bool) -> Iterator[np.ndarray]:
-        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         for _ in range(self.prefix_frames):
-            yield silence
+            yield _SILENCE
         for i in range(audio_frames):
             frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
             if len(frame) < FRAME_SAMPLES:
-                frame = np.concatenate([frame, silence[len(frame) :]])
+                frame = np.concatenate([frame, _SILENCE[len(frame) :]])
             yield frame
         for _ in range(self.flush_frames if flush else 0):
-            yield silence
+            yield _SILENCE
 
     def _step(self, text: mx.array, codes: list[mx.array]) -> mx.array:
         model = self.loaded.model
@@ -140,6 +134,105 @@ class SpeechToText:
         out = model.transformer(xs, cache=model.transformer_cache)
         logits = model.text_linear(model.out_norm(out))
         return mx.argmax(logits, axis=-1).astype(mx.int32)
+
+
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+
+
+class _Run:
+    """One pass over a stream of frames: a fresh KV cache and Mimi encoder, the step state."""
+
+    def __init__(self, stt: SpeechToText) -> None:
+        self.stt = stt
+        c = stt.config
+        self.encoder = FrameEncoder(stt.mimi, c.n_q)
+        for cache in stt.loaded.model.transformer_cache:
+            cache.reset()
+        self.text = mx.array([[c.text_card]], dtype=mx.int32)  # the initial token
+        self.codes = [mx.array([[c.card]], dtype=mx.int32)] * c.n_q  # padding at step 0
+        self.tokens: list[int] = []
+
+    def step(self, frame: np.ndarray) -> int:
+        token = self.stt._step(self.text, self.codes)
+        mx.async_eval(token)  # the model's step runs while Mimi encodes this frame
+        self.codes = [mx.array([[int(c)]], dtype=mx.int32) for c in self.encoder.encode(frame)]
+        self.text = token
+        self.tokens.append(int(token.item()))
+        return self.tokens[-1]
+
+
+class LiveTranscription:
+    """Audio fed as it comes (any number of samples at a time), words out as they complete:
+    a word is returned once the next one starts, so the last one waits for `finish`, which
+    feeds the trailing silence and returns the rest. Times are from the start of the stream.
+    Also a context manager (closing without finishing drops what is pending)."""
+
+    def __init__(self, stt: SpeechToText) -> None:
+        stt._lock.acquire()
+        try:
+            self.stt = stt
+            self._run = _Run(stt)
+            self._words = WordBuilder(
+                stt.tokenizer.IdToPiece, stt.tokenizer.DecodeIds, stt.silent_ids, stt.offset_seconds
+            )
+            self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
+            self.samples = 0  # audio fed so far
+            self._open = True
+            # The silence fed before the audio (none for the published model).
+            self._ready = [w for _ in range(stt.prefix_frames) if (w := self._step(_SILENCE))]
+        except BaseException:
+            stt._lock.release()
+            raise
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def feed(self, samples: np.ndarray) -> list[Word]:
+        """The words this audio completed (float32 mono 24 kHz, any length)."""
+        self._require_open()
+        audio = _check_samples(samples)
+        self.samples += len(audio)
+        self._pending = np.concatenate([self._pending, audio])
+        words, self._ready = self._ready, []
+        while len(self._pending) >= FRAME_SAMPLES:
+            frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+            if word := self._step(frame):
+                words.append(word)
+        return words
+
+    def finish(self) -> list[Word]:
+        """The words still to come: the partial frame and the trailing silence are fed."""
+        self._require_open()
+        try:
+            words, self._ready = self._ready, []
+            frames = [_SILENCE] * self.stt.flush_frames
+            if len(self._pending):
+                frames.insert(0, np.concatenate([self._pending, _SILENCE[len(self._pending) :]]))
+            words += [w for frame in frames if (w := self._step(frame))]
+            last = self._words.close(self.seconds)
+            return words + ([last] if last else [])
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self.stt._lock.release()
+
+    def __enter__(self) -> LiveTranscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise UsageError("this live transcription is finished")
+
+    def _step(self, frame: np.ndarray) -> Word | None:
+        step = len(self._run.tokens)
+        return self._words.add(step, self._run.step(frame), self.seconds)
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:
