@@ -10,27 +10,20 @@ speech recogniser hears babble, so the report says so.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..checkpoint.validate import load_text_tokenizer
 
+if TYPE_CHECKING:
+    from ..stt import SpeechToText
+
 PADDING_IDS = (0, 3)  # Moshi's text stream: end of padding, padding (no text this step)
 _WORD = re.compile(r"[\w']+")
-
-
-class Hearer(Protocol):
-    def transcribe(
-        self,
-        samples: np.ndarray,
-        *,
-        progress: Callable[[float, float], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Sequence[object]: ...
 
 
 @dataclass(frozen=True)
@@ -76,8 +69,8 @@ def own_text(tokens: np.ndarray, tokenizer: Path) -> str:
 
 
 def listen(
-    stt: Hearer, audio: np.ndarray, tokens: np.ndarray, tokenizer: Path, *, meaningful: bool
+    stt: SpeechToText, audio: np.ndarray, tokens: np.ndarray, tokenizer: Path, *, meaningful: bool
 ) -> Listening:
     said = own_text(tokens, tokenizer)
-    heard = " ".join(str(getattr(w, "text", w)) for w in stt.transcribe(audio))
+    heard = " ".join(w.text for w in stt.transcribe(audio))
     return Listening(said, heard, word_error_rate(words(said), words(heard)), meaningful)

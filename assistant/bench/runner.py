@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ..errors import AssistantError, BenchError
 from ..paths import new_session_dir
 from ..voice.memory import release_freed_memory
 from .fidelity import compare
-from .listening import Hearer, listen
+from .listening import listen
 from .measure import Status, decode_variant, measure_variant, quiet
 from .plots import write_plots
 from .report import write_report
@@ -39,10 +40,13 @@ from .variants import (
     require_same_architecture,
 )
 
+if TYPE_CHECKING:
+    from ..stt import SpeechToText
+
 log = logging.getLogger(__name__)
 
 # Loads the speech recogniser: (it, whether its weights are the published ones).
-Listener = Callable[[], tuple[Hearer, bool]]
+Listener = Callable[[], tuple["SpeechToText", bool]]
 
 
 @dataclass

@@ -12,8 +12,8 @@ from ..errors import BenchError
 from .options import MimiFile, TextTokenizerFile, Voice
 
 if TYPE_CHECKING:
-    from ..bench.listening import Hearer
     from ..bench.runner import Listener
+    from ..stt import SpeechToText
 
 
 def register(app: typer.Typer) -> None:
@@ -139,13 +139,14 @@ def bench(
 
 
 def _listener(spec: str | None) -> Listener:
-    def load() -> tuple[Hearer, bool]:
-        from ..history import recognizer
+    def load() -> tuple[SpeechToText, bool]:
+        from ..history.recognizer import find_model
+        from ..stt import SpeechToText
 
-        folder = recognizer.find_model(spec)
+        folder = find_model(spec)
         # Kyutai's published weights live in the Hugging Face cache under their repo's name.
         published = any(part.startswith("models--kyutai--stt") for part in folder.parts)
-        return recognizer.load(folder), published
+        return SpeechToText.load(folder), published
 
     return load
 
