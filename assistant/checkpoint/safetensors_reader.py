@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..files import open_regular
+from ..strict_json import load_strict
 from .layout import DTYPE_BYTES
-from .strict_json import load_strict
 
 # Real headers are well under 1 MB (moshiko's is 159 KB for 1247 tensors; the Mimi codec's
 # holds 400): past these bounds a file is garbage, and parsing it would take minutes.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AssistantError
+from .errors import AssistantError
 
 # A JSON string: quotes around anything but an unescaped quote (unrolled loop: no backtracking).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
