@@ -16,6 +16,7 @@ from ..audio.sound_files import read_audio
 from ..console import console
 from ..errors import AudioError
 from ..frames import FRAME_MS, SAMPLE_RATE
+from .options import MAX_SEED, in_range
 
 DEMO_ROOT = Path("checkpoints")
 DEMO_TEXT = "Hello Moshi. Can you hear me? Tell me something about the weather today."
@@ -36,7 +37,9 @@ def demo(
         str, typer.Option("--quant", "-q", help="Synthetic model: q4, q8 or bf16.")
     ] = "bf16",
     realtime: Annotated[bool, typer.Option(help="Feed the speech at real-time pace.")] = False,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1234,
+    seed: Annotated[
+        int, typer.Option(help="Sampling seed.", callback=in_range(0, MAX_SEED))
+    ] = 1234,
     no_dashboard: Annotated[
         bool,
         typer.Option("--no-dashboard", help="Print the transcript only, no live dashboard."),
