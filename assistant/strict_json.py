@@ -63,7 +63,7 @@ def load_strict(
     *,
     max_depth: int,
     error: type[AssistantError],
-    path: str | PathLike,
+    path: str | PathLike | None,
     what: str = "invalid JSON",
 ) -> Any:
     """Parse `raw` as UTF-8 JSON at most `max_depth` levels deep, with finite numbers and

@@ -55,9 +55,10 @@ def demo(
         "[bold yellow]Demo model: random weights.[/] It babbles; this shows the runtime "
         "(codec, model, streaming loop), not a conversation."
     )
+    # The speech first: an unusable --input is refused before a checkpoint is made.
+    user_pcm, source = user_speech(text, input_wav)
     folder = DEMO_ROOT / f"demo-tiny-{quant}"
     _ensure_checkpoint(folder, quant)
-    user_pcm, source = user_speech(text, input_wav)
     settings = ChatSettings(
         checkpoint=CheckpointSpec(target=str(folder)),
         input_file=user_pcm,

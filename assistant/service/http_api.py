@@ -32,7 +32,6 @@ from .connections import ConnectionGuard, Limits
 from .controller import Controller
 from .http_policy import (
     BODY,
-    MAX_BODY,
     NO_STORE,
     bearer_token,
     in_flight,
@@ -81,13 +80,13 @@ class Api:
 
     def app(self, token: str, port: int) -> web.Application:
         app = web.Application(
-            client_max_size=MAX_BODY,
+            client_max_size=self.limits.max_body,
             middlewares=[
+                in_flight(self.guard),
                 json_errors,
                 local_only(port),
                 bearer_token(token, public=set(PAGES)),
-                read_body(FIELDS, self.limits.body_timeout_s),
-                in_flight(self.guard),
+                read_body(FIELDS, self.guard),
             ],
         )
         pages = {path: self._page(name, kind) for path, (name, kind) in PAGES.items()}
