@@ -6,7 +6,7 @@ the audio reader (any WAV header, any bytes behind any magic), the safetensors h
 the strict JSON reader, the settings file and the service's request bodies.
 
 In the suite each property runs a fixed, derandomized set of examples (`FUZZ_EXAMPLES`,
-default 40: seconds in all). `bash scripts/fuzz.sh` runs them for longer, randomly, keeping
+default 100: seconds in all). `bash scripts/fuzz.sh` runs them for longer, randomly, keeping
 what it finds in `.hypothesis/`. Every failure found is kept below as an `@example` (and
 in tests/test_hostile_input.py as a plain test), so it is checked on every run.
 """
@@ -41,7 +41,7 @@ from assistant.service.http_policy import parse_body
 from assistant.strict_json import load_strict, nesting_depth
 
 LONG = os.environ.get("FUZZ_LONG") == "1"
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000" if LONG else "40"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000" if LONG else "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,  # a loaded CI machine is slow; a hang is caught by the test's timeout
