@@ -203,6 +203,11 @@ BAD_VALUES = {
     "missing input": (["--input", "nowhere.wav"], 1, "nowhere.wav: no such audio file"),
     "fifo input": (_fifo, 1, "speech.wav: is a named pipe (FIFO), not a regular audio file"),
     "not audio": (_not_audio, 1, "speech.wav: unusable audio file: not a WAV, FLAC, Ogg"),
+    "output is input": (
+        ["--input", SPEECH, "--output", str(Path(SPEECH).parent / ".." / "data" / "hello.wav")],
+        2,
+        "is the same file as --input",
+    ),
     "output in no folder": (
         ["--input", SPEECH, "--output", "/nonexistent/out.wav"],
         1,
