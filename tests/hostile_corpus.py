@@ -382,6 +382,23 @@ class HostileOutcome:
     def internal(self) -> bool:
         return any("internal error" in line for line in self.lines)
 
+    def verdict(self, case: HostileCase) -> str:
+        """ "ok", or what misses the target (the test asserts the same)."""
+        misses = []
+        if self.exit_code is None:
+            misses.append("still running at the timeout")
+        elif self.exit_code != case.exit_code:
+            misses.append(f"exit {self.exit_code}, not {case.exit_code}")
+        if self.traceback or self.internal:
+            misses.append("a traceback" if self.traceback else "an internal error")
+        if len(self.lines) > MAX_LINES:
+            misses.append(f"{len(self.lines)} lines")
+        if not self.named:
+            misses.append("does not name it")
+        if self.changed:
+            misses.append(f"changed {len(self.changed)} file(s)")
+        return "; ".join(misses) or "ok"
+
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every entry under `folder` (but the data folder `home`), without following links or

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_corpus import KINDS, MAX_LINES, HostileCase, hostile_cases, run_hostile
+from tests.hostile_corpus import KINDS, HostileCase, hostile_cases, run_hostile
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +34,5 @@ def test_hostile_input_gets_a_clear_answer(case: HostileCase, tmp_path: Path) ->
     env.pop("ASSISTANT_DEBUG", None)
     outcome = run_hostile(case, tmp_path, env, timeout=60)
     shown = "\n".join(outcome.lines)
-    assert outcome.exit_code is not None, f"still running after 60 s:\n{shown}"
-    assert outcome.exit_code == case.exit_code, shown
-    assert not outcome.traceback and not outcome.internal, shown
-    assert len(outcome.lines) <= MAX_LINES, shown
-    assert outcome.named, f"does not name {case.culprit}:\n{shown}"
-    assert outcome.changed == [], f"changed {outcome.changed}:\n{shown}"
+    # Exit code, at most 4 lines naming the culprit, no traceback, no file changed.
+    assert outcome.verdict(case) == "ok", f"{outcome.verdict(case)} {outcome.changed}:\n{shown}"
