@@ -14,6 +14,10 @@ transcribed after each conversation (`"transcribe": "background"` or `"off"`).
 It sits in the platform's data folder itself (it may move the data folder elsewhere);
 `ASSISTANT_SETTINGS` names another file (the tests use one of their own). The environment
 always wins: a value the environment sets is never replaced from the file.
+
+The file is read like any file the user hands the assistant: only a regular file of at most
+64 kB (a FIFO or a device there is named, never waited on), strict JSON. One that cannot be
+used is ignored with a warning naming it: the command still runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import AssistantError
+from .files import read_regular
+from .strict_json import load_strict
+
 APP_NAME = "moshi-assistant"
 # The app bundle (scripts/build_app.sh): its identifier, and the variable its launcher sets to
 # the bundle's path in the Python it starts, so that Python knows it runs as the app.
@@ -36,9 +44,12 @@ VARIABLES = ("ASSISTANT_HOME", "HF_HOME", "HF_HUB_CACHE", "ASSISTANT_STT")
 SETTINGS_NAME = "settings.json"
 # Preferences the file may hold besides the folders, with their defaults.
 PREFERENCES = {"retention": "forever", "transcribe": "background"}
+MAX_SETTINGS_BYTES = 64 * 1024  # three folder names need a few hundred
+MAX_SETTINGS_DEPTH = 4  # a flat object of strings needs 1
 
 log = logging.getLogger(__name__)
 _applied: dict[str, str] = {}  # what apply_settings filled in, in this process
+_problem: list[str] = []  # why the file was ignored, the last time it was read
 
 
 def settings_file() -> Path:
@@ -69,12 +80,17 @@ def save_preference(name: str, value: str, path: Path | None = None) -> Path:
 
 def _load_raw(path: Path | None) -> dict[str, object]:
     path = settings_file() if path is None else path
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
+    _problem.clear()
+    if not os.path.lexists(path):
         return {}
-    except (OSError, ValueError) as e:
-        log.warning("%s: unreadable, ignored: %s", path, e)
+    try:
+        data = read_regular(path, MAX_SETTINGS_BYTES, what="settings file")
+        raw = load_strict(
+            data, max_depth=MAX_SETTINGS_DEPTH, error=AssistantError, path=path, what="not JSON"
+        )
+    except AssistantError as e:
+        log.warning("%s; ignored", e)
+        _problem[:] = [f"{e}; the settings file is ignored"]
         return {}
     if not isinstance(raw, dict):
         log.warning("%s: not a JSON object, ignored", path)
@@ -97,6 +113,11 @@ def apply_settings(environ: MutableMapping[str, str] | None = None) -> dict[str,
     if environ is None:
         _applied.update(applied)
     return applied
+
+
+def settings_problem() -> str | None:
+    """Why the settings file was ignored when it was last read (for a warning on screen)."""
+    return _problem[0] if _problem else None
 
 
 def applied_from_file() -> dict[str, str]:

@@ -8,6 +8,11 @@ descriptor itself (opened non-blocking), so nothing can be swapped in between th
 the read; `require_regular` is the check alone, for paths handed to libraries that open them
 themselves (MLX, rustymimi, sphn).
 
+Every file read by name is remembered (device, inode, modification time, size), so that no
+command ever writes over a file it reads, whatever path reaches it (a symbolic link, a hard
+link, a relative path): `replace_atomically` refuses such a target, and otherwise writes
+beside the target and renames, so a failure leaves the old file whole.
+
 The writing side, `AppendOnlyFile`, keeps the assistant's own record files whole when the
 disk fills up.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from io import BufferedReader
 from pathlib import Path
 
@@ -39,6 +45,63 @@ def _reason(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
+# What this process has read by name. The time and size make a reused inode (a file deleted,
+# another created) a different file.
+_read: set[tuple[int, int, int, int]] = set()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _note_read(st: os.stat_result) -> os.stat_result:
+    _read.add(_identity(st))
+    return st
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths reach the same file (links and relative paths followed)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def was_read(path: str | Path) -> bool:
+    """Whether `path` (followed) is a file this process read by name."""
+    try:
+        return _identity(os.stat(path)) in _read
+    except OSError:
+        return False
+
+
+def replace_atomically(
+    path: str | Path,
+    write: Callable[[Path], object],
+    error: type[AssistantError] = AssistantError,
+) -> None:
+    """`write` a new file beside `path`, then rename it over `path`: never a file this process
+    read (`error` naming it), and a failed write leaves what was there whole."""
+    path = Path(path)
+    if was_read(path):
+        raise error(
+            "is a file this command reads; writing there would destroy it (choose another)",
+            path=path,
+        )
+    partial = partial_path(path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()  # only there when the write or the rename failed
+
+
+def partial_path(path: Path) -> Path:
+    """Where a new version of `path` is written before it replaces it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
 def require_regular(
     path: str | Path, error: type[AssistantError] = AssistantError, *, what: str = "file"
 ) -> os.stat_result:
@@ -54,7 +117,7 @@ def require_regular(
         raise error(f"cannot read: {_reason(e)}", path=path) from None
     if not stat.S_ISREG(st.st_mode):
         raise error(f"is {describe_type(st.st_mode)}, not a regular {what}", path=path)
-    return st
+    return _note_read(st)
 
 
 def open_regular(
@@ -77,9 +140,10 @@ def open_regular(
     except OSError as e:
         raise error(f"cannot read: {_reason(e)}", path=path) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise error(f"is {describe_type(mode)}, not a regular {what}", path=path)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"is {describe_type(st.st_mode)}, not a regular {what}", path=path)
+        _note_read(st)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -42,12 +42,14 @@ EXPECTED: dict[str, set[int | str]] = {
     "oversized_body": {413},
     "oversized_chunked_body": {413},
     "not_json": {400},
+    "deep_json": {400},
+    "nan_json": {400},
     "unknown_field": {400},
     "switch_to_passwd": {422},
     "not_http": {400},
     "kept_alive": {"200+closed"},  # answered, then left open: closed when idle
     "idle": {"closed"},
-    "half_header": {"closed"},
+    "half_header": {408},  # the request timeout counts from its first byte
     "half_body": {408},
 }
 # Kinds that send a whole request: they must get an HTTP status, never a silent hang-up.
@@ -98,6 +100,8 @@ def request_bytes(kind: str, port: int, token: str) -> bytes:
             + chunked
         ),
         "not_json": lambda: req("POST", "/api/mute", body=b"{not json"),
+        "deep_json": lambda: req("POST", "/api/mute", body=b"[" * 8000 + b"]" * 8000),
+        "nan_json": lambda: req("POST", "/api/switch", body=b'{"voice": NaN}'),
         "unknown_field": lambda: req("POST", "/api/mute", body=b'{"muted": true, "volume": 3}'),
         "switch_to_passwd": lambda: req(
             "POST", "/api/switch", body=b'{"checkpoint": "/etc/passwd"}'

@@ -330,7 +330,7 @@ def test_an_unreadable_input_is_named_before_anything_is_measured(
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"{bad}: cannot decode audio" in result.stderr
+    assert f"{bad}: unusable audio file" in result.stderr
     assert not out.exists()
 
 

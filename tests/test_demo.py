@@ -41,7 +41,7 @@ def test_audio_errors_name_the_file(tmp_path: Path) -> None:
         read_audio(tmp_path / "nope.wav")
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF....garbage")
-    with pytest.raises(AudioError, match="cannot decode audio") as info:
+    with pytest.raises(AudioError, match="unusable audio file: not a WAV") as info:
         read_audio(junk)
     assert str(info.value).startswith(str(junk))
 

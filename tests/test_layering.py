@@ -25,6 +25,7 @@ BASE = {
     "files",
     "logs",
     "interrupts",
+    "strict_json",
     "__init__",
 }
 

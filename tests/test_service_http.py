@@ -33,7 +33,8 @@ from tests.http_storm import (
 from tests.service_harness import ServiceProcess, wait_for
 
 LIMITS = Limits()  # what `assistant serve` runs with
-SLOW_KINDS = {"idle", "half_header", "kept_alive"}  # wait for the idle timeout
+SLOW_KINDS = {"idle", "kept_alive"}  # wait for the idle timeout
+TIMED_OUT = {"half_header", "half_body"}  # wait for the request timeout
 
 
 # Answer times are asserted (status within a second through a storm): run on an idle CPU.
@@ -72,7 +73,9 @@ def test_each_malformed_request_gets_its_answer(service: ServiceProcess) -> None
     assert all("503" not in r for r in report["outcomes"].values())
     seconds = report["seconds"]
     assert seconds["negative_length"]["max"] < 5  # the defect: it hung until the client gave up
-    assert LIMITS.body_timeout_s - 0.5 < seconds["half_body"]["max"] < LIMITS.body_timeout_s + 5
+    for kind in TIMED_OUT:
+        timeout = LIMITS.request_timeout_s
+        assert timeout - 0.5 < seconds[kind]["max"] < timeout + 5, kind
     assert service.client.status()["state"] == "idle"
 
 
@@ -101,6 +104,11 @@ def test_refusals_say_why_in_json(service: ServiceProcess) -> None:
     assert ask("foreign_origin") == (403, "requests from 'https://evil.example' are refused")
     assert ask("oversized_body") == (413, "body over 16384 bytes")
     assert ask("oversized_chunked_body") == (413, "body over 16384 bytes")
+    assert ask("deep_json") == (
+        400,
+        "body is not JSON (nested 8000 levels deep; the format needs at most 8)",
+    )
+    assert ask("nan_json") == (400, "body is not JSON (non-finite number NaN)")
     assert ask("switch_to_passwd")[1].startswith("cannot switch: /etc/passwd: not a safetensors")
     other = request_bytes("status", port, token)
     assert answer(other.replace(b"/api/status", b"/api/reboot")) == (
@@ -108,6 +116,44 @@ def test_refusals_say_why_in_json(service: ServiceProcess) -> None:
         "no such endpoint: /api/reboot",
     )
     assert answer(other.replace(b"GET", b"PUT")) == (405, "PUT is not allowed on /api/status")
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickled_request_is_cut_off_counting_from_its_first_byte(
+    service: ServiceProcess, part: str
+) -> None:
+    """A client that sends its request a line (or a byte) a second, each one resetting the
+    idle clock, is answered 408 once the request timeout has passed since its first byte,
+    while it is still sending; and the service is unharmed."""
+    port, token = service.client.info.port, service.client.info.token
+    head = ["POST /api/mute HTTP/1.1\r\n", f"Host: 127.0.0.1:{port}\r\n"]
+    head += [f"Authorization: Bearer {token}\r\n", "Content-Length: 40\r\n"]
+    pieces = [f"X-Slow-{i}: x\r\n" for i in range(30)] if part == "headers" else head
+    if part == "body":
+        pieces = ["".join(head) + "\r\n" + '{"muted": true'] + [" "] * 30
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        if part == "headers":
+            s.sendall("".join(head).encode())
+        started = time.monotonic()
+        for piece in pieces:
+            try:
+                s.sendall(piece.encode())
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            s.settimeout(0.7)  # a line every ~0.7 s (plus the read): never idle for 10 s
+            try:
+                answer = s.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+            break
+        took = time.monotonic() - started
+    assert took < LIMITS.request_timeout_s + 3, took
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"did not arrive within 5 s" in answer
+    assert service.client.status()["state"] == "idle"
 
 
 @pytest.mark.slow

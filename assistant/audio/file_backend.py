@@ -62,7 +62,7 @@ class FileAudio:
         tail = np.zeros(math.ceil(self.tail_s / FRAME_SECONDS) * FRAME_SAMPLES, np.float32)
         self._frames = frames(np.concatenate([pcm, tail])) if len(pcm) + len(tail) else []
         if self._output is not None:
-            self._writer = StreamingWavWriter(self._output)
+            self._writer = StreamingWavWriter(self._output, replace=True)
         self._t0 = time.monotonic()
         self._started = True
         return self

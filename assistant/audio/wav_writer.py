@@ -5,6 +5,10 @@ most what came since the last flush (the operating system keeps what was written
 process dies; `fsync=True` also survives a power cut, at a cost per flush). Writes are
 unbuffered and the header is patched only once the data is written; a write that fails (a
 full disk) is cut back to the last flush, so the header always matches the data.
+
+`replace=True` (a file the user names, `chat --output`) writes beside the target and renames
+it over the target at `close`: a file that was there stays whole until then (or for good, if
+the writing fails), and a file this process read is never the target.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import BinaryIO, cast
 import numpy as np
 
 from ..errors import AudioError
+from ..files import partial_path, was_read
 from ..frames import SAMPLE_RATE
 
 _HEADER_BYTES = 44
@@ -71,8 +76,16 @@ class StreamingWavWriter:
         *,
         flush_every_s: float | None = 1.0,
         fsync: bool = False,
+        replace: bool = False,
     ) -> None:
         self.path = Path(path)
+        if replace and was_read(self.path):
+            raise AudioError(
+                "is a file this command reads; writing there would destroy it (choose another)",
+                path=self.path,
+            )
+        # Where the samples go until `close` renames them into place (replace=True).
+        self._partial = partial_path(self.path) if replace else None
         self.sample_rate = sample_rate
         self.fsync = fsync
         self._flush_every = None if flush_every_s is None else int(flush_every_s * sample_rate)
@@ -84,7 +97,8 @@ class StreamingWavWriter:
         self._file: BinaryIO | None = None
         try:
             # Unbuffered: nothing is left in a buffer to be written after a failure.
-            self._file = cast(BinaryIO, open(self.path, "wb", buffering=0))  # noqa: SIM115
+            target = self._partial or self.path
+            self._file = cast(BinaryIO, open(target, "wb", buffering=0))  # noqa: SIM115
             _write_all(self._file, _header(sample_rate, 0))
         except OSError as e:
             self._fail(e)
@@ -144,6 +158,14 @@ class StreamingWavWriter:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+        if self._partial is not None and not self.failed:
+            try:
+                os.replace(self._partial, self.path)
+            except OSError as e:
+                self._discard_partial()
+                raise AudioError(
+                    f"cannot write the recording ({e.strerror or e})", path=self.path
+                ) from None
 
     def _fail(self, e: OSError) -> None:
         self.failed = True
@@ -153,8 +175,14 @@ class StreamingWavWriter:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
+        self._discard_partial()  # the file that was there, if any, stays whole
         reason = e.strerror or str(e)
         raise AudioError(f"cannot write the recording ({reason})", path=self.path) from None
+
+    def _discard_partial(self) -> None:
+        if self._partial is not None:
+            with contextlib.suppress(OSError):
+                self._partial.unlink()
 
     def __enter__(self) -> StreamingWavWriter:
         return self

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import read_regular
-from .strict_json import load_strict
+from ..strict_json import load_strict
 
 # moshi's configs are a few hundred bytes, a few levels deep (lm_gen_config, conditioners).
 MAX_CONFIG_BYTES = 1 << 20

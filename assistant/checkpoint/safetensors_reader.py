@@ -16,13 +16,14 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..files import open_regular
+from ..strict_json import load_strict
 from .layout import DTYPE_BYTES
-from .strict_json import load_strict
 
 # Real headers are well under 1 MB (moshiko's is 159 KB for 1247 tensors; the Mimi codec's
 # holds 400): past these bounds a file is garbage, and parsing it would take minutes.
 MAX_HEADER_BYTES = 32 << 20
 MAX_TENSORS = 100_000
+MAX_NAME = 1024  # characters of a tensor name (moshiko's longest has 60)
 # {name: {"shape": [...]}}: three levels; anything deeper is not a safetensors header.
 HEADER_DEPTH = 3
 _CORRUPT = "corrupt safetensors header"
@@ -139,6 +140,11 @@ def _metadata(path: Path, value: object) -> dict[str, str]:
     return dict(value)
 
 
+def _printable(text: str) -> str:
+    """`text` for a message: as is when it is a short printable word, else quoted and cut."""
+    return text if text.isprintable() and len(text) <= 40 else repr(text[:40])
+
+
 def _json_type(value: object) -> str:
     names = {dict: "JSON object", list: "list", str: "string", bool: "boolean"}
     if value is None:
@@ -155,6 +161,14 @@ def _tensor_info(path: Path, name: str, entry: object) -> TensorInfo:
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{_CORRUPT}: entry for '{name}' {what}", path=path)
 
+    # Names are echoed in messages: a newline or an escape sequence in one would write the
+    # file's own lines onto the user's terminal (found by tests/test_fuzz.py).
+    if not name.isprintable() or len(name) > MAX_NAME:
+        raise CheckpointError(
+            f"{_CORRUPT}: a tensor name that is not one line of printable text ({name[:40]!r})",
+            path=path,
+        )
+
     if not isinstance(entry, dict):
         raise bad(f"is a {_json_type(entry)}, not an object")
     missing = [k for k in ("dtype", "shape", "data_offsets") if k not in entry]
@@ -164,7 +178,9 @@ def _tensor_info(path: Path, name: str, entry: object) -> TensorInfo:
     if not isinstance(dtype, str):
         raise bad("has a dtype that is not a string")
     if dtype not in DTYPE_BYTES:
-        raise CheckpointError(f"tensor '{name}' has unsupported dtype {dtype}", path=path)
+        raise CheckpointError(
+            f"tensor '{name}' has unsupported dtype {_printable(dtype)}", path=path
+        )
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise bad("has a shape that is not a list of non-negative integers")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)):

@@ -12,9 +12,12 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import AssistantError
+from ..files import read_regular
 from ..paths import data_dir, private_dir, private_opener
 
 MAX_ENTRIES = 64
+MAX_RECORD_BYTES = 1 << 20  # 64 entries of a path and four numbers
 
 
 def _record() -> Path:
@@ -27,9 +30,9 @@ def _identity(path: Path) -> str:
 
 
 def _load() -> list[str]:
-    try:
-        data = json.loads(_record().read_text())
-    except (OSError, ValueError):
+    try:  # read like any file: a FIFO or a device there is never waited on
+        data = json.loads(read_regular(_record(), MAX_RECORD_BYTES))
+    except (AssistantError, ValueError, RecursionError):
         return []
     return [x for x in data if isinstance(x, str)] if isinstance(data, list) else []
 

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from .. import interrupts, logs
-from ..app_settings import apply_settings
+from ..app_settings import apply_settings, settings_problem
 from ..console import err_console
 from ..errors import AssistantError
 from ..voice import codec_forks
@@ -103,6 +103,9 @@ def main() -> None:
         # process without the user's shell (the app, its login item) takes from the settings
         # file.
         apply_settings()
+        problem = settings_problem()
+        if problem:  # the command still runs, without what the file would have set
+            err_console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True)
         _register(command)
         if command in LOGGED_COMMANDS:
             logs.start(command)

@@ -9,7 +9,17 @@ import typer
 
 from ..console import console, err_console
 from ..errors import BenchError
-from .options import MimiFile, TextTokenizerFile, Voice
+from .options import (
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_WARMUP,
+    TEMPERATURE,
+    TOP_K,
+    MimiFile,
+    TextTokenizerFile,
+    Voice,
+    in_range,
+)
 
 if TYPE_CHECKING:
     from ..bench.runner import Listener
@@ -41,17 +51,27 @@ def bench(
     ] = None,
     mimi_file: MimiFile = None,
     text_tokenizer: TextTokenizerFile = None,
-    steps: Annotated[int, typer.Option(min=1, help="Timed steps per variant (80 ms each).")] = 200,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps before them.")] = 10,
+    steps: Annotated[
+        int,
+        typer.Option(help="Timed steps per variant (80 ms each).", callback=in_range(1, MAX_STEPS)),
+    ] = 200,
+    warmup: Annotated[
+        int, typer.Option(help="Untimed steps before them.", callback=in_range(0, MAX_WARMUP))
+    ] = 10,
     input_wav: Annotated[
         Path | None,
         typer.Option("--input", help="The user's speech (default: the demo's sentence)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed, the same for every variant.")] = 1234,
-    text_temperature: Annotated[float, typer.Option(help="0 = greedy (the default).")] = 0.0,
-    text_top_k: Annotated[int, typer.Option()] = 25,
-    audio_temperature: Annotated[float, typer.Option(help="0 = greedy (the default).")] = 0.0,
-    audio_top_k: Annotated[int, typer.Option()] = 250,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Sampling seed, the same for every variant.", callback=in_range(0, MAX_SEED)
+        ),
+    ] = 1234,
+    text_temperature: Annotated[float, TEMPERATURE] = 0.0,
+    text_top_k: Annotated[int, TOP_K] = 25,
+    audio_temperature: Annotated[float, TEMPERATURE] = 0.0,
+    audio_top_k: Annotated[int, TOP_K] = 250,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for the reports (default: a new one under sessions)."),

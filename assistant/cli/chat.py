@@ -24,6 +24,11 @@ from ..telemetry.model_card import format_bytes
 from ..voice.memory import memory_warning
 from ..voice.sampling import SamplingConfig
 from .options import (
+    DELAY_RANGE,
+    DURATION_RANGE,
+    MAX_SEED,
+    TEMPERATURE,
+    TOP_K,
     CheckpointTarget,
     InputDevice,
     Latency,
@@ -35,6 +40,7 @@ from .options import (
     TextTokenizerFile,
     Voice,
     checkpoint_spec,
+    in_range,
     parse_device,
 )
 
@@ -66,16 +72,23 @@ def chat(
         bool, typer.Option(help="With --input: feed the file at real-time pace.")
     ] = False,
     max_delay_ms: Annotated[
-        float, typer.Option(help="Drop frames rather than let the delay pass this.")
+        float,
+        typer.Option(help="Drop frames rather than let the delay pass this.", callback=DELAY_RANGE),
     ] = DEFAULT_MAX_DELAY_MS,
     duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: never).")
+        float | None,
+        typer.Option(
+            help="Stop after this many seconds (default: never).", callback=DURATION_RANGE
+        ),
     ] = None,
-    text_temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.7,
-    text_top_k: Annotated[int, typer.Option()] = 25,
-    audio_temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.8,
-    audio_top_k: Annotated[int, typer.Option()] = 250,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: random).")] = None,
+    text_temperature: Annotated[float, TEMPERATURE] = 0.7,
+    text_top_k: Annotated[int, TOP_K] = 25,
+    audio_temperature: Annotated[float, TEMPERATURE] = 0.8,
+    audio_top_k: Annotated[int, TOP_K] = 250,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Sampling seed (default: random).", callback=in_range(0, MAX_SEED)),
+    ] = None,
     skip_memory_check: Annotated[
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..voice.loader import LoadedModel
     from ..voice.memory import MemoryEstimate
 from .options import (
+    MAX_STEPS,
     ConfigFile,
     MimiFile,
     ModelFile,
@@ -30,6 +31,7 @@ from .options import (
     TextTokenizerFile,
     Voice,
     checkpoint_spec,
+    in_range,
 )
 
 MAX_PROBLEMS_SHOWN = 20
@@ -134,7 +136,11 @@ def load(
         bool, typer.Option("--skip-memory-check", help="Load even if it looks too big.")
     ] = False,
     steps: Annotated[
-        int, typer.Option(help="Then stream this many frames (user silence) and time them.")
+        int,
+        typer.Option(
+            help="Then stream this many frames (user silence) and time them.",
+            callback=in_range(0, MAX_STEPS),
+        ),
     ] = 0,
 ) -> None:
     """Validate, load onto MLX and report the real load time and memory."""

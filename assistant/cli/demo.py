@@ -16,6 +16,7 @@ from ..audio.sound_files import read_audio
 from ..console import console
 from ..errors import AudioError
 from ..frames import FRAME_MS, SAMPLE_RATE
+from .options import MAX_SEED, in_range
 
 DEMO_ROOT = Path("checkpoints")
 DEMO_CACHE = DEMO_ROOT / ".synthetic-cache"  # the Mimi file both demo models share (linked)
@@ -37,7 +38,9 @@ def demo(
         str, typer.Option("--quant", "-q", help="Synthetic model: q4, q8 or bf16.")
     ] = "bf16",
     realtime: Annotated[bool, typer.Option(help="Feed the speech at real-time pace.")] = False,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1234,
+    seed: Annotated[
+        int, typer.Option(help="Sampling seed.", callback=in_range(0, MAX_SEED))
+    ] = 1234,
     no_dashboard: Annotated[
         bool,
         typer.Option("--no-dashboard", help="Print the transcript only, no live dashboard."),
@@ -53,9 +56,10 @@ def demo(
         "[bold yellow]Demo model: random weights.[/] It babbles; this shows the runtime "
         "(codec, model, streaming loop), not a conversation."
     )
+    # The speech first: an unusable --input is refused before a checkpoint is made.
+    user_pcm, source = user_speech(text, input_wav)
     folder = DEMO_ROOT / f"demo-tiny-{quant}"
     _ensure_checkpoint(folder, quant)
-    user_pcm, source = user_speech(text, input_wav)
     settings = ChatSettings(
         checkpoint=CheckpointSpec(target=str(folder)),
         input_file=user_pcm,

@@ -11,9 +11,10 @@ from ..audio.duplex import DuplexAudio
 from ..audio.profiles import DEFAULT_PROFILE, latency_profile
 from ..console import console
 from ..conversation.latency_check import ClickTrip, LatencyReport, run_latency_check
-from ..errors import SettingError
 from ..frames import SAMPLE_RATE
-from .options import InputDevice, Latency, OutputDevice, parse_device
+from .options import DURATION_RANGE, InputDevice, Latency, OutputDevice, in_range, parse_device
+
+MIN_CLICK_S, MAX_CLICK_S = 0.2, 60.0  # a click must be over before the next one
 
 
 def register(app: typer.Typer) -> None:
@@ -32,9 +33,17 @@ def latency(
     ] = False,
     duration: Annotated[
         float | None,
-        typer.Option(help="Seconds to run (default: 10 for clicks, until Ctrl-C for passthrough)."),
+        typer.Option(
+            help="Seconds to run (default: 10 for clicks, until Ctrl-C for passthrough).",
+            callback=DURATION_RANGE,
+        ),
     ] = None,
-    every: Annotated[float, typer.Option(help="Seconds between clicks.")] = 1.0,
+    every: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between clicks.", callback=in_range(MIN_CLICK_S, MAX_CLICK_S, " s")
+        ),
+    ] = 1.0,
 ) -> None:
     """Measure your setup's mic-to-speaker delay through the loop's real audio path.
 
@@ -43,10 +52,6 @@ def latency(
     speaker and microphone, or a loopback); --passthrough plays the microphone back instead.
     """
     chosen = latency_profile(profile)
-    if duration is not None and not 0 < duration <= 24 * 3600:
-        raise SettingError(f"--duration must be between 0 and 86400 s, got {duration}")
-    if not 0.2 <= every <= 60:
-        raise SettingError(f"--every must be between 0.2 and 60 s, got {every}")
     if duration is None and not passthrough:
         duration = 10.0
     audio = DuplexAudio(parse_device(input_device), parse_device(output_device), profile=chosen)

@@ -26,6 +26,7 @@ from ..checkpoint.synthetic.stt import make_stt_checkpoint, stt_config
 from ..checkpoint.writing import QUANT_PRESETS, CheckpointFolder, parse_quant
 from ..console import console
 from ..errors import UsageError
+from .options import MAX_WEIGHT_SEED, in_range
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +51,12 @@ def make_checkpoint_command(
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed for the weights [default: 0].")
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Random seed for the weights [default: 0].",
+            callback=in_range(0, MAX_WEIGHT_SEED),
+        ),
     ] = None,
     source: Annotated[
         str | None,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -94,3 +96,68 @@ Latency = Annotated[
         "it glitches on a busy machine.",
     ),
 ]
+
+
+# --- numbers: every numeric option has a range, checked as it is parsed ------------------------
+
+N = TypeVar("N", int, float)
+
+MAX_SEED = 2**64 - 1  # what the sampling key takes
+MAX_WEIGHT_SEED = 2**32 - 1  # what numpy's weight generator takes
+MAX_STEPS = 100_000  # 2 h 13 min of conversation: beyond it no figure gets better
+MAX_WARMUP = 10_000
+MAX_TOP_K = 1_000_000  # past any vocabulary (text 32,000, audio 2,048): no truncation
+MAX_RUN_S = 24 * 3600.0  # --duration of one run
+MAX_UPDATES = 1_000_000_000
+
+
+def in_range(low: N, high: N, unit: str = "") -> Callable[[N | None], N | None]:
+    """A typer callback refusing, as the option is parsed, a value outside low..high (and NaN
+    or infinity), with the range in the message: exit 2, one line, nothing loaded."""
+
+    def check(value: N | None) -> N | None:
+        if value is None:
+            return value
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not (finite and low <= value <= high):
+            raise typer.BadParameter(
+                f"must be between {_shown(low)} and {_shown(high)}{unit}, got {value}"
+            )
+        return value
+
+    return check
+
+
+def _shown(bound: float) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:,g}"
+
+
+def positive_up_to(high: float, unit: str = "") -> Callable[[float | None], float | None]:
+    """Like `in_range`, for a quantity that must be above zero (a duration)."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not (math.isfinite(value) and 0 < value <= high):
+            raise typer.BadParameter(f"must be above 0 and at most {high:,g}{unit}, got {value}")
+        return value
+
+    return check
+
+
+def _delay_range() -> Callable[[float | None], float | None]:
+    from ..conversation.lag import MAX_MAX_DELAY_MS, MIN_MAX_DELAY_MS
+
+    return in_range(MIN_MAX_DELAY_MS, MAX_MAX_DELAY_MS, " ms")
+
+
+def _temperature() -> typer.models.OptionInfo:
+    from ..voice.sampling import MAX_TEMPERATURE
+
+    return typer.Option(help="0 = greedy.", callback=in_range(0.0, MAX_TEMPERATURE))
+
+
+DELAY_RANGE = _delay_range()
+DURATION_RANGE = positive_up_to(MAX_RUN_S, " s")
+TEMPERATURE = _temperature()
+TOP_K = typer.Option(help="0 = no truncation.", callback=in_range(0, MAX_TOP_K))

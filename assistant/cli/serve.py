@@ -17,6 +17,8 @@ from ..conversation.lag import DEFAULT_MAX_DELAY_MS
 from ..errors import UsageError
 from ..service.info import DEFAULT_PORT
 from .options import (
+    DELAY_RANGE,
+    MAX_UPDATES,
     CheckpointTarget,
     InputDevice,
     Latency,
@@ -28,6 +30,7 @@ from .options import (
     TextTokenizerFile,
     Voice,
     checkpoint_spec,
+    in_range,
     parse_device,
 )
 
@@ -61,10 +64,14 @@ def serve(
         typer.Option("--input", help="Use this audio file as the microphone (real-time pace)."),
     ] = None,
     max_delay_ms: Annotated[
-        float, typer.Option(help="Drop frames beyond this delay.")
+        float, typer.Option(help="Drop frames beyond this delay.", callback=DELAY_RANGE)
     ] = DEFAULT_MAX_DELAY_MS,
     port: Annotated[
-        int, typer.Option(help="Loopback port for the API and dashboard (0: any free one).")
+        int,
+        typer.Option(
+            help="Loopback port for the API and dashboard (0: any free one).",
+            callback=in_range(0, 65535),
+        ),
     ] = DEFAULT_PORT,
     no_preload: Annotated[
         bool, typer.Option("--no-preload", help="Load the model at the first start, not now.")
@@ -163,7 +170,10 @@ def switch(
 
 @ctl.command("watch")
 def watch(
-    count: Annotated[int | None, typer.Option(help="Stop after this many updates.")] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many updates.", callback=in_range(1, MAX_UPDATES)),
+    ] = None,
 ) -> None:
     """Follow the live stats (Ctrl-C to stop)."""
     for n, update in enumerate(_client().stream(), start=1):

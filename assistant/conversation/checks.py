@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AudioError, SettingError
-from ..files import describe_type, require_regular
+from ..errors import AudioError, SettingError, UsageError
+from ..files import describe_type, require_regular, same_file
 
 if TYPE_CHECKING:
     from .chat import ChatSettings
@@ -38,6 +38,12 @@ def check_files(input_file: Path | None, output_file: Path | None) -> None:
     if input_file is not None:
         require_regular(input_file, AudioError, what="audio file")
     if output_file is not None:
+        if input_file is not None and same_file(input_file, output_file):
+            # Whatever path reaches it (a link, a relative path): the user's own recording.
+            raise UsageError(
+                f"--output {output_file} is the same file as --input {input_file}; "
+                "writing Moshi's answer there would destroy the input (choose another --output)"
+            )
         check_output_file(output_file)
 
 

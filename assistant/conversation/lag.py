@@ -18,6 +18,7 @@ from ..frames import FRAME_MS
 
 DEFAULT_MAX_DELAY_MS = 500.0  # `chat`, `serve` and the service's default budget
 MAX_MAX_DELAY_MS = 60_000.0  # beyond a minute nothing is a conversation any more
+MIN_MAX_DELAY_MS = 2 * FRAME_MS  # the frame being captured and the one being answered
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class LagPolicy:
     margin_ms: float = 25.0
 
     def __post_init__(self) -> None:
-        low = 2 * FRAME_MS
+        low = MIN_MAX_DELAY_MS
         if not (math.isfinite(self.max_delay_ms) and low <= self.max_delay_ms <= MAX_MAX_DELAY_MS):
             raise SettingError(
                 f"--max-delay-ms must be between {low:.0f} and {MAX_MAX_DELAY_MS:.0f}, "

@@ -14,9 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..checkpoint.catalogue import QUANTS, VOICES
-from ..errors import UsageError
+from ..errors import AssistantError, UsageError
+from ..files import read_regular
 from ..paths import data_dir
 from .hotkey import DEFAULT_MUTE_HOTKEY, parse_hotkey
+
+MAX_PREFS_BYTES = 4096  # a voice and a quantization
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,9 @@ def prefs_file() -> Path:
 
 def load_prefs() -> Prefs:
     """The saved choice; the defaults when there is none or it is unreadable."""
-    try:
-        raw = json.loads(prefs_file().read_text())
-    except (OSError, ValueError):
+    try:  # read like any file: a FIFO or a device there is never waited on
+        raw = json.loads(read_regular(prefs_file(), MAX_PREFS_BYTES))
+    except (AssistantError, ValueError, RecursionError):
         return Prefs()
     if not isinstance(raw, dict):
         return Prefs()

@@ -1,10 +1,15 @@
-"""Bounds on the service's connections: how many may be open, and how long one may sit idle.
+"""Bounds on the service's connections and requests: how many connections may be open, how
+long one may sit idle, how long a request may take to arrive, how large and deep its body may
+be. Every limit the service grants its callers is a field of `Limits`, here, and in the README.
 
 aiohttp closes a keep-alive connection left idle after a response, but it neither counts
 connections nor closes one that never completes a request (a client that connects and sends
 nothing, or half a header). `ConnectionGuard` wraps aiohttp's protocol factory to do both:
 
 - a connection that has received nothing and answered nothing for `idle_s` is closed;
+- a request must arrive whole (headers and body) within `request_timeout_s` of its first
+  byte, however it trickles in: a client that sends a header line a second (each one resets
+  the idle clock) is answered 408 and closed;
 - at most `max_open` connections are served. A new one beyond that takes the place of the
   longest-idle one if it has been idle for `evict_after_s` (no local client waits that long
   between connecting and asking); otherwise it is answered 503 and closed (reset at once
@@ -36,7 +41,9 @@ class Limits:
     evict_after_s: float = 1.0  # when full, one idle this long gives its place to a new one
     max_refusing: int = 256  # refused connections drained at once; more are reset at once
     refusal_linger_s: float = 1.0  # how long a refused one may take to read its 503
-    body_timeout_s: float = 5.0  # a request body must arrive within this
+    request_timeout_s: float = 5.0  # headers and body, from the request's first byte
+    max_body: int = 16 * 1024  # bytes of a request body
+    max_json_depth: int = 8  # nesting of a JSON body (a flat object needs 1)
     max_streams: int = 16  # live feeds (server-sent events) at once
 
 
@@ -51,6 +58,17 @@ REFUSAL = (
 )
 
 
+def too_slow(limits: Limits) -> bytes:
+    """The 408 a request gets when it has not arrived whole within the request timeout."""
+    body = json.dumps(
+        {"error": f"the request did not arrive within {limits.request_timeout_s:g} s"}
+    ).encode()
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+
+
 class ConnectionGuard:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -62,6 +80,7 @@ class ConnectionGuard:
         self.refused = 0
         self.evicted = 0
         self.idle_closed = 0
+        self.too_slow = 0
 
     def factory(self, serve: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for `loop.create_server` wrapping aiohttp's (`runner.server`)."""
@@ -80,6 +99,13 @@ class ConnectionGuard:
         finally:
             conn.busy -= 1
             conn.last_active = time.monotonic()
+            conn.request_started = None  # answered: the next byte starts the next request
+
+    def request_deadline(self, transport: asyncio.BaseTransport | None) -> float:
+        """When the request on `transport` must have arrived whole (monotonic seconds)."""
+        conn = self._open.get(transport) if transport is not None else None
+        started = conn.request_started if conn is not None else None
+        return (time.monotonic() if started is None else started) + self.limits.request_timeout_s
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -127,12 +153,20 @@ class ConnectionGuard:
             conn.transport.close()
 
     async def _sweep(self) -> None:
-        period = min(1.0, self.limits.idle_s / 4)
+        period = min(1.0, self.limits.idle_s / 4, self.limits.request_timeout_s / 4)
         while True:
             await asyncio.sleep(period)
-            cutoff = time.monotonic() - self.limits.idle_s
+            now = time.monotonic()
+            cutoff, late = now - self.limits.idle_s, now - self.limits.request_timeout_s
             for conn in list(self._open.values()):
-                if not conn.busy and conn.last_active <= cutoff:
+                if conn.busy:
+                    continue  # a handler runs: it keeps its own time (the body's deadline)
+                if conn.request_started is not None and conn.request_started <= late:
+                    self.too_slow += 1
+                    if conn.transport is not None:
+                        conn.transport.write(too_slow(self.limits))
+                    self._drop(conn)
+                elif conn.last_active <= cutoff:
                     self.idle_closed += 1
                     self._drop(conn)
 
@@ -148,6 +182,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last_active = time.monotonic()
         self.busy = 0
+        # The first byte of the request being received (None: between requests).
+        self.request_started: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # what create_server hands a protocol
@@ -174,6 +210,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.request_started is None and not self.busy:
+            self.request_started = self.last_active
         if self._inner is not None:
             self._inner.data_received(data)
 

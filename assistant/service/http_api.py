@@ -40,7 +40,6 @@ from .controller import Controller
 from .history_api import HistoryApi, is_audio_path
 from .http_policy import (
     BODY,
-    MAX_BODY,
     NO_STORE,
     bearer_token,
     in_flight,
@@ -93,13 +92,13 @@ class Api:
 
     def app(self, token: str, port: int) -> web.Application:
         app = web.Application(
-            client_max_size=MAX_BODY,
+            client_max_size=self.limits.max_body,
             middlewares=[
+                in_flight(self.guard),
                 json_errors,
                 local_only(port),
                 bearer_token(token, public=set(PAGES), linkable=is_audio_path),
-                read_body(FIELDS, self.limits.body_timeout_s),
-                in_flight(self.guard),
+                read_body(FIELDS, self.guard),
             ],
         )
         pages = {path: self._page(name, kind) for path, (name, kind) in PAGES.items()}

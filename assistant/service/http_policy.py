@@ -9,9 +9,11 @@ it gets the token from its URL's fragment (never sent over the wire). A conversa
 which an <audio> element fetches with no way to add a header, may carry instead a key made
 from the token for that one path (`link_key`): it opens nothing else and reveals no token.
 
-What: a JSON object of at most 16 kB, with only the fields its endpoint knows, arriving within
-a few seconds. aiohttp's own parser refuses what is not HTTP (a negative or doubled
-Content-Length, a malformed header) with 400 before any of this runs.
+What: a JSON object of at most 16 kB and 8 levels deep (strict JSON: finite numbers, unique
+keys), with only the fields its endpoint knows, arriving whole within 5 s of the request's
+first byte (the limits: `connections.Limits`). aiohttp's own parser refuses what is not
+HTTP (a negative or doubled Content-Length, a malformed header) with 400 before any of this
+runs.
 
 Every refusal is a JSON {"error": reason} with its status; an unexpected failure is logged
 with its traceback and answered 500, and the service carries on.
@@ -24,22 +26,23 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..errors import ServiceRefusedError
-from .connections import ConnectionGuard
+from ..errors import AssistantError, ServiceRefusedError
+from ..strict_json import load_strict
+from .connections import ConnectionGuard, Limits
 
 if TYPE_CHECKING:  # annotations only: the protocols' home moved between aiohttp versions
     from aiohttp.typedefs import Handler, Middleware
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024
+MAX_BODY = Limits.max_body  # (the message of a 413 aiohttp raises itself)
 BODY = "body"  # where `read_body` leaves the parsed body on the request
 NO_STORE = {"Cache-Control": "no-store"}
 TOKEN_HINT = "missing or wrong token (it is in the service file, readable by its user)"
@@ -149,20 +152,25 @@ def link_key(token: str, path: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def read_body(fields: Mapping[str, set[str]], timeout_s: float) -> Middleware:
-    """POST bodies, before the handler runs: a JSON object of known fields, on time."""
+def read_body(fields: Mapping[str, set[str]], guard: ConnectionGuard) -> Middleware:
+    """POST bodies, before the handler runs: a JSON object of known fields, on time (the
+    request's deadline counts from its first byte, headers included)."""
 
     @web.middleware
     async def read(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "POST" and request.path in fields:
-            request[BODY] = await _json_object(request, fields[request.path], timeout_s)
+            deadline = guard.request_deadline(request.transport)
+            request[BODY] = await _json_object(
+                request, fields[request.path], deadline, guard.limits
+            )
         return await handler(request)
 
     return read
 
 
 def in_flight(guard: ConnectionGuard) -> Middleware:
-    """Innermost: the connection is busy, not idle, while its handler runs (a live feed)."""
+    """Outermost: the connection is busy, not idle, while a request is answered (a live feed
+    included), and its request ends with its answer, whatever the answer is."""
 
     @web.middleware
     async def mark(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -198,19 +206,35 @@ def _shown(values: list[str]) -> str:
     return text or "(none)"
 
 
-async def _json_object(request: web.Request, allowed: set[str], timeout_s: float) -> dict:
+async def _json_object(
+    request: web.Request, allowed: set[str], deadline: float, limits: Limits
+) -> dict:
     length = request.content_length
-    if length is not None and length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=length)
+    if length is not None and length > limits.max_body:
+        raise web.HTTPRequestEntityTooLarge(max_size=limits.max_body, actual_size=length)
     try:
-        # Over MAX_BODY (a chunked body has no length up front) read() raises 413 itself.
-        raw = await asyncio.wait_for(request.read(), timeout_s)
+        # Over max_body (a chunked body has no length up front) read() raises 413 itself.
+        raw = await asyncio.wait_for(request.read(), max(0.0, deadline - time.monotonic()))
     except asyncio.TimeoutError:
-        raise refusal(408, f"the body did not arrive within {timeout_s:g} s") from None
+        raise refusal(
+            408, f"the request did not arrive within {limits.request_timeout_s:g} s"
+        ) from None
+    return parse_body(raw, allowed, limits)
+
+
+def parse_body(raw: bytes, allowed: set[str], limits: Limits) -> dict[str, Any]:
+    """A request body as a JSON object of `allowed` fields, or a 400 saying why."""
     try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise refusal(400, f"body is not JSON: {e}") from None
+        # Depth measured before parsing: thousands of "[" are a 400, not a RecursionError.
+        body = load_strict(
+            raw or b"{}",
+            max_depth=limits.max_json_depth,
+            error=AssistantError,
+            path=None,
+            what="body is not JSON",
+        )
+    except AssistantError as e:
+        raise refusal(400, str(e)) from None
     if not isinstance(body, dict):
         raise refusal(400, "body must be a JSON object")
     unknown = set(body) - allowed

@@ -14,9 +14,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ServiceError
+from ..files import read_regular
 from ..paths import data_dir
+from ..strict_json import load_strict
 
 DEFAULT_PORT = 8737  # the loopback port `assistant serve` listens on unless told otherwise
+MAX_INFO_BYTES = 4096  # a pid, a port, a token and a URL
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,16 @@ def info_file() -> Path:
 
 def read_info() -> ServiceInfo | None:
     """The running service's address and token, or None if no service file is there."""
-    try:
-        raw = json.loads(info_file().read_text())
-        return ServiceInfo(int(raw["pid"]), int(raw["port"]), str(raw["token"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    path = info_file()
+    if not os.path.lexists(path):
         return None
+    # Read like any file: a FIFO or a device put there is named, never waited on.
+    data = read_regular(path, MAX_INFO_BYTES, ServiceError, what="service file")
+    try:
+        raw = load_strict(data, max_depth=2, error=ServiceError, path=path)
+        return ServiceInfo(int(raw["pid"]), int(raw["port"]), str(raw["token"]))
+    except (ServiceError, ValueError, KeyError, TypeError):
+        return None  # not one a service wrote (they are written whole): no service there
 
 
 def write_info(info: ServiceInfo) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AssistantError
+from .errors import AssistantError
 
 # A JSON string: quotes around anything but an unescaped quote (unrolled loop: no backtracking).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -63,7 +63,7 @@ def load_strict(
     *,
     max_depth: int,
     error: type[AssistantError],
-    path: str | PathLike,
+    path: str | PathLike | None,
     what: str = "invalid JSON",
 ) -> Any:
     """Parse `raw` as UTF-8 JSON at most `max_depth` levels deep, with finite numbers and
