@@ -130,7 +130,12 @@ def test_a_speaker_that_goes_away_is_noticed(pulse: PulseAudio) -> None:
     audio layer asks PulseAudio, and says where the sound went."""
     audio = DuplexAudio().start()
     try:
-        time.sleep(2.5)  # the watch has seen the first sink
+        # Until the watch has seen the first sink (it looks every 2 s): unloaded before, the
+        # stream's new sink would be the first it sees, and no change.
+        deadline = time.monotonic() + 30
+        while audio._watch is None or audio._watch.first is None:
+            assert time.monotonic() < deadline, "the sink watch never saw the speaker"
+            time.sleep(0.05)
         modules = pulse.pactl("list", "short", "modules")
         vspk = next(line.split()[0] for line in modules.splitlines() if "sink_name=vspk" in line)
         pulse.pactl("unload-module", vspk)
