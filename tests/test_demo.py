@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 
 from assistant.audio.sound_files import read_audio, write_wav
-from assistant.checkpoint.layout import Q4
 from assistant.checkpoint.resolve import CheckpointSpec
-from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
 from assistant.conversation.chat import Chat, ChatSettings
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
@@ -24,10 +22,8 @@ BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny-q4"
-    make_checkpoint(folder, config_name="tiny", quant=Q4, seed=0)
-    return folder
+def tiny(tiny_checkpoint) -> Path:
+    return tiny_checkpoint("q4")  # the run's shared one (tiny config, seed 0)
 
 
 def test_bundled_sample_is_real_speech() -> None:

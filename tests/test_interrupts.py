@@ -174,11 +174,16 @@ def _wait_stopped(pid: int, timeout: float = 10) -> None:
         time.sleep(0.001)
 
 
-def test_make_checkpoint_appears_whole(tmp_path: Path) -> None:
+def test_make_checkpoint_appears_whole(tmp_path: Path, synthetic_cache: Path) -> None:
     from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
     from assistant.checkpoint.writing import parse_quant
 
-    made = make_checkpoint(tmp_path / "a" / "tiny", config_name="tiny", quant=parse_quant("q4"))
+    made = make_checkpoint(
+        tmp_path / "a" / "tiny",
+        config_name="tiny",
+        quant=parse_quant("q4"),
+        cache_dir=synthetic_cache,  # the run's Mimi, linked: the staging is what is tested
+    )
     assert made.folder == tmp_path / "a" / "tiny"
     assert all(p.parent == made.folder and p.is_file() for p in made.files)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["tiny"]
