@@ -140,6 +140,19 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, case: str) -> None:
     assert target.name in lines[0]
 
 
+def test_version_is_the_one_in_pyproject() -> None:
+    import re
+
+    import assistant
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    found = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert found and assistant.__version__ == found[1]
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"assistant {found[1]}\n"
+
+
 def test_offline_preset_names_missing_files() -> None:
     result = run_cli("info", "moshika-q8")
     assert result.returncode == 1

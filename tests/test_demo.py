@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import assistant
 from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.resolve import CheckpointSpec
 from assistant.conversation.chat import Chat, ChatSettings
@@ -65,6 +66,7 @@ def test_file_conversation_through_the_loop(tiny: Path) -> None:
     assert stats["frames_captured"] == stats["frames_stepped"] == stats["frames_played"] == frames
     assert stats["dropped_input"] == stats["dropped_output"] == 0
     assert stats["model"]["quantization"] == "q4"
+    assert stats["version"] == assistant.__version__
     assert stats["codec"]["encode"]["frames"] >= frames
     reply = read_audio(outcome.session / "moshi.wav")
     assert len(reply) == frames * FRAME_SAMPLES

@@ -25,6 +25,7 @@ BASE = {
     "files",
     "logs",
     "interrupts",
+    "version",
     "__init__",
 }
 

@@ -20,6 +20,7 @@ from .. import interrupts, logs
 from ..app_settings import apply_settings
 from ..console import err_console
 from ..errors import AssistantError
+from ..version import assistant_version
 from ..voice import codec_forks
 
 app = typer.Typer(
@@ -59,8 +60,22 @@ COMMAND_MODULES = {
 }
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"assistant {assistant_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
     """A local, hands-free Moshi voice assistant on MLX."""
     # A callback keeps `assistant <command>` a group even when one command is registered.
 
@@ -101,7 +116,8 @@ def main() -> None:
         # process without the user's shell (the app, its login item) takes from the settings
         # file.
         apply_settings()
-        _register(command)
+        if command is not None or "--version" not in sys.argv[1:]:
+            _register(command)  # (the version alone needs no command)
         if command in LOGGED_COMMANDS:
             logs.start(command)
         # standalone_mode=False: typer hands its usage errors to us instead of printing a box,
