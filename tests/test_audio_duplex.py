@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.duplex import AudioIO, DuplexAudio
+from assistant.audio.duplex import DuplexAudio
 from assistant.audio.file_backend import FileAudio
+from assistant.audio.interface import AudioIO
 from assistant.audio.playout import FADE_SAMPLES
 from assistant.audio.profiles import PROFILES
 from assistant.audio.sound_files import frames, read_audio
