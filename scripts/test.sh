@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
-.venv/bin/ruff check assistant tests scripts
-.venv/bin/ruff format --check assistant tests scripts
+.venv/bin/ruff check assistant tests scripts benchmarks
+.venv/bin/ruff format --check assistant tests scripts benchmarks
 .venv/bin/mypy  # settings and strictness: [tool.mypy] in pyproject.toml
 # The synthetic files the tests share (the 385 MB Mimi, the tiny checkpoints), made once for
 # both phases below (tests/support/shared_files.py), removed on the way out.

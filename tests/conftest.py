@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from huggingface_hub import constants
 
-from tests import leftovers
-from tests.support import shared_files
+from tests.support import leftovers, shared_files
 
-# --- nothing the tests start outlives them (tests/leftovers.py) --------------------------------
+# --- nothing the tests start outlives them (tests/support/leftovers.py) -------------------------
 SESSION_MARK = pytest.StashKey[str]()
 WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
 
@@ -147,7 +146,7 @@ def pulse():
     import sys
     import tempfile
 
-    from tests.pulse_harness import (
+    from tests.support.pulse_harness import (
         PulseAudio,
         PulseError,
         reinit_portaudio,

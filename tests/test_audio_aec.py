@@ -12,7 +12,7 @@ from assistant.audio.buffers import CapturedFrame, PlayedChunk
 from assistant.audio.duplex import DuplexAudio
 from assistant.audio.sound_files import frames, read_audio
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import PulseAudio, make_speech, rms
+from tests.support.pulse_harness import PulseAudio, make_speech, rms
 
 SR = 24000
 HELLO = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"

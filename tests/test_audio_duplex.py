@@ -20,7 +20,7 @@ from assistant.audio.profiles import PROFILES
 from assistant.audio.sound_files import frames, read_audio
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import (
+from tests.support.pulse_harness import (
     PulseAudio,
     best_match,
     make_speech,

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from assistant.audio.sound_files import read_audio
-from tests.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 from tests.support.program import Program
+from tests.support.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

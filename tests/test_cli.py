@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
 from assistant.checkpoint.layout import Q4, Quantization, TensorSpec, expected_tensors
 from assistant.cli import _register, app
-from tests.helpers import save_tiny_model, tiny_folder, write_sparse
+from tests.support.helpers import save_tiny_model, tiny_folder, write_sparse
 
 _register()
 runner = CliRunner()

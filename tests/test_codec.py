@@ -550,7 +550,7 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
     successors are spawned, built and switched in (in-process builds held the GIL for
     0.2-0.6 s, a gap every thread here felt). Gaps are compared around the hand-overs, where a
     stall would show, and elsewhere, where only a loaded machine's scheduling shows: the test
-    holds on a busy machine. `scripts/bench_realtime.py` reports the figure on an idle one."""
+    holds on a busy machine. `benchmarks/bench_realtime.py` reports the figure on an idle one."""
     frames = speech_frames(50)
     ticks: list[tuple[float, float]] = []  # (time, gap before it)
     busy: list[tuple[float, float]] = []  # calls during which a successor was spawned or switched

@@ -14,9 +14,9 @@ from moshi_mlx.modules.kv_cache import RotatingKVCache
 from moshi_mlx.modules.transformer import LayerCache, Transformer, TransformerConfig
 
 from assistant.errors import AssistantError, PrefillNotSupportedError
-from assistant.voice.kv_cache import RingKVCache, make_ring_cache
 from assistant.voice.lm_config import transformer_config
 from assistant.voice.step_graph import KVRing, ring_transformer, span_for
+from benchmarks.kv_cache import RingKVCache, make_ring_cache
 
 D_MODEL, HEADS, LAYERS = 16, 2, 2
 HEAD_DIM = D_MODEL // HEADS

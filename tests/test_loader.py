@@ -15,7 +15,7 @@ from assistant.checkpoint.layout import Q4, Q8, Quantization, expected_tensors
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import CheckpointError, InsufficientMemoryError, MismatchError
 from assistant.voice import loader, memory
-from tests.helpers import save_tiny_model, tiny_folder, write_sparse
+from tests.support.helpers import save_tiny_model, tiny_folder, write_sparse
 
 GiB = 1024**3
 

@@ -16,7 +16,7 @@ from assistant.voice.codec import StreamingCodec
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
-from tests.fakes import FakeAudio, FakeCodec, speech_like
+from tests.support.fakes import FakeAudio, FakeCodec, speech_like
 
 # TINY's structure (context 3000, the published delays) at the smallest width MLX runs fast.
 MICRO = dataclasses.replace(

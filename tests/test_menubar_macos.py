@@ -20,7 +20,7 @@ from assistant.menubar import app as menubar_app
 from assistant.menubar.background import DRAIN_S, InlineCalls
 from assistant.menubar.launch_agent import LABEL, LaunchAgent
 from assistant.menubar.menu import POLL_S, MenuController
-from tests.menubar_fakes import FakeClient
+from tests.support.menubar_fakes import FakeClient
 
 REPO = Path(__file__).resolve().parents[1]
 

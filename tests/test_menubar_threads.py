@@ -18,7 +18,7 @@ from assistant.menubar.background import BackgroundCalls
 from assistant.menubar.launch_agent import LaunchAgent
 from assistant.menubar.menu import MenuController
 from assistant.menubar.service_process import ServiceLauncher
-from tests.menubar_fakes import FakeClient, FakePopen, FakeToolkit
+from tests.support.menubar_fakes import FakeClient, FakePopen, FakeToolkit
 
 SLOW_S = 3.0  # a service's answer while it is busy (the client's timeout is 5 s)
 UI_BUDGET_S = 0.1  # what a timer or a click may take on the UI thread

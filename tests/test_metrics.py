@@ -14,30 +14,7 @@ from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
 from assistant.telemetry.metrics import WINDOW_FRAMES, MetricsCollector, MetricSources
 from assistant.telemetry.records import FrameRecord
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
-
-MS = 0.001
-
-
-def scripted(index: int, *, encode: float, step: float | None, decode: float, delay: float | None):
-    """A frame captured at index * 80 ms whose stages took exactly the given milliseconds."""
-    t = index * 0.08
-    r = FrameRecord(index=index, captured=t)
-    r.encode_start, r.encode_end = t, t + encode * MS
-    if step is None:  # dropped before the model
-        r.dropped = True
-        return r
-    r.step_start = r.encode_end
-    r.step_end = r.step_start + step * MS
-    r.decode_start = r.step_end
-    r.decode_end = r.decode_start + decode * MS
-    r.model_step = index
-    if delay is None:  # dropped before the speaker
-        r.dropped = True
-    else:
-        r.queued_for_playout = r.decode_end
-        r.played, r.heard = True, t + delay * MS
-    return r
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, scripted, speech_like
 
 
 def test_percentiles_drops_and_delay_from_scripted_frames() -> None:

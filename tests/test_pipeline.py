@@ -12,7 +12,7 @@ import pytest
 from assistant.conversation.lag import LagPolicy
 from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.errors import CodecError
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
 
 def make_loop(audio, codec=None, engine=None, session_dir: Path | None = None, **kwargs):

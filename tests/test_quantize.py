@@ -28,7 +28,7 @@ from assistant.cli import _register, app
 from assistant.errors import CheckpointError, MismatchError, UsageError
 from assistant.voice.loader import load
 from assistant.voice.model import build_model
-from tests.helpers import require_free_disk, run_script
+from tests.support.helpers import require_free_disk, run_script
 from tests.support.quantize import quantize_checkpoint
 
 _register()
@@ -275,7 +275,7 @@ _FULL_QUANTIZE = textwrap.dedent(
     from assistant.checkpoint.config import MOSHIKO_V0_1
     from assistant.checkpoint.layout import Q4, expected_tensors
     from tests.support.quantize import quantize_checkpoint
-    from tests.helpers import write_sparse
+    from tests.support.helpers import write_sparse
 
     src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     config = dataclasses.replace(MOSHIKO_V0_1, num_layers=int(sys.argv[3]))

@@ -3,7 +3,7 @@ real time still plays (gaps, never silence), small blocks keep the audio intact,
 `assistant latency` measures a loopback it has never been told about.
 
 Tolerant: these run in real time on a shared 2-core machine. Figures are printed (pytest -s);
-`scripts/bench_realtime.py` measures the same things on an idle machine.
+`benchmarks/bench_realtime.py` measures the same things on an idle machine.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from assistant.conversation.lag import LagPolicy
 from assistant.conversation.loop import ConversationLoop
 from assistant.conversation.passthrough import PassthroughCodec, PassthroughEngine
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import PulseAudio, make_speech, piecewise_match
+from tests.support.pulse_harness import PulseAudio, make_speech, piecewise_match
 
 pytestmark = pytest.mark.slow
 

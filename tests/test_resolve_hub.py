@@ -20,7 +20,7 @@ from assistant.errors import (
     MissingFilesError,
     UsageError,
 )
-from tests.helpers import save_tiny_model
+from tests.support.helpers import save_tiny_model
 
 
 def test_catalogue_has_every_published_repo() -> None:

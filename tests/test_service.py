@@ -21,7 +21,7 @@ import requests
 from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.config import MoshiConfig
 from assistant.errors import ServiceRefusedError
-from tests.service_harness import SPEECH, ServiceProcess, wait_for
+from tests.support.service_harness import SPEECH, ServiceProcess, wait_for
 
 
 @pytest.fixture

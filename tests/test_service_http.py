@@ -21,7 +21,7 @@ from assistant.errors import ServiceRefusedError
 from assistant.service.client import ServiceClient
 from assistant.service.connections import Limits
 from assistant.service.http_policy import TOKEN_HINT
-from tests.http_storm import (
+from tests.support.http_storm import (
     EXPECTED,
     ConnectionCounter,
     StatusProbe,
@@ -30,7 +30,7 @@ from tests.http_storm import (
     request_bytes,
     unexpected,
 )
-from tests.service_harness import ServiceProcess, wait_for
+from tests.support.service_harness import ServiceProcess, wait_for
 
 LIMITS = Limits()  # what `assistant serve` runs with
 SLOW_KINDS = {"idle", "half_header", "kept_alive"}  # wait for the idle timeout
@@ -54,7 +54,7 @@ def run_storm(svc: ServiceProcess, kinds: list[str], count: int) -> dict:
     # an option if it came as its own argument.
     args = ["--port", str(info.port), f"--token={info.token}", "--count", str(count)]
     result = subprocess.run(
-        [sys.executable, "-m", "tests.http_storm", *args, "--kinds", ",".join(kinds)],
+        [sys.executable, "-m", "tests.support.http_storm", *args, "--kinds", ",".join(kinds)],
         capture_output=True,
         text=True,
         timeout=120,

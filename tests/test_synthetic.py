@@ -32,7 +32,7 @@ from assistant.checkpoint.synthetic.text_tokenizer import MIN_VOCAB, write_text_
 from assistant.cli import _register, app
 from assistant.errors import InsufficientDiskError, UsageError
 from assistant.voice.model import build_model
-from tests.helpers import require_free_disk, run_script
+from tests.support.helpers import require_free_disk, run_script
 
 Q4_BYTES = 4_805_545_040
 Q8_BYTES = 8_168_804_664

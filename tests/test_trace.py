@@ -17,9 +17,8 @@ from assistant.conversation.session import SessionWriter
 from assistant.telemetry.metrics import MetricsCollector
 from assistant.telemetry.records import FrameRecord
 from assistant.telemetry.trace import TRACKS, ChromeTrace, read_trace
-from tests.browser import launch, static_server
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
-from tests.test_metrics import scripted
+from tests.support.browser import launch, static_server
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, scripted, speech_like
 
 
 def test_trace_events_for_scripted_frames(tmp_path: Path) -> None:

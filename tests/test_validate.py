@@ -15,7 +15,7 @@ from assistant.checkpoint.synthetic.text_tokenizer import write_text_tokenizer
 from assistant.checkpoint.validate import inspect_checkpoint, require_valid
 from assistant.errors import CodecError, TokenizerError
 from assistant.voice import loader
-from tests.helpers import tiny_folder, write_sparse
+from tests.support.helpers import tiny_folder, write_sparse
 
 
 @pytest.fixture

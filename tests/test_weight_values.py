@@ -20,7 +20,7 @@ from assistant.checkpoint.safetensors_reader import read_header
 from assistant.checkpoint.values import ValueScan, require_sane_values, scan_values
 from assistant.errors import CheckpointError, CodecError
 from assistant.voice import loader
-from tests.helpers import tiny_folder
+from tests.support.helpers import tiny_folder
 
 BF16_BITS = {"nan": 0x7FC0, "inf": 0x7F80, "-inf": 0xFF80, "one": 0x3F80, "max": 0x7F7F}
 

@@ -6,7 +6,7 @@ moshika; see `checkpoint.catalogue`).
     memory.py      will it fit? MLX's cache limit and memory counters
     loader.py      validate, check memory, load strictly, evaluate
     engine.py      the streaming engine: one step per 80 ms frame, no length limit
-    kv_cache.py    the ring KV cache of exactly `context` steps
+    step_graph.py  its compiled step, over a ring of exactly `context` KV slots
     sampling.py    greedy and top-k sampling with per-engine keys
     codec.py       the Mimi codec (rustymimi) for the live loop, with roll-over
     codec_process.py   one codec worker process, from the parent's side

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assistant.audio.playout import Started
+from assistant.telemetry.records import FrameRecord
 from assistant.voice.engine import StepResult
 
 FRAME = 1920
@@ -188,3 +189,26 @@ class ScriptedEngine:
 def speech_like(n_frames: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [(0.1 * rng.standard_normal(FRAME)).astype(np.float32) for _ in range(n_frames)]
+
+
+def scripted(
+    index: int, *, encode: float, step: float | None, decode: float, delay: float | None
+) -> FrameRecord:
+    """A frame captured at index * 80 ms whose stages took exactly the given milliseconds."""
+    t = index * 0.08
+    r = FrameRecord(index=index, captured=t)
+    r.encode_start, r.encode_end = t, t + encode * 0.001
+    if step is None:  # dropped before the model
+        r.dropped = True
+        return r
+    r.step_start = r.encode_end
+    r.step_end = r.step_start + step * 0.001
+    r.decode_start = r.step_end
+    r.decode_end = r.decode_start + decode * 0.001
+    r.model_step = index
+    if delay is None:  # dropped before the speaker
+        r.dropped = True
+    else:
+        r.queued_for_playout = r.decode_end
+        r.played, r.heard = True, t + delay * 0.001
+    return r

@@ -14,7 +14,7 @@ Sections (all by default; pick with --only):
   startup   from `assistant chat` to "Listening" on the tiny checkpoint, through PulseAudio
 
 Prints a table per section and a summary; asserts nothing. Run on an idle machine:
-    python scripts/bench_realtime.py --only delay --seconds 300
+    python -m benchmarks.bench_realtime --only delay --seconds 300
 """
 
 from __future__ import annotations
@@ -37,20 +37,19 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from assistant.audio.clicks import click, find_clicks  # noqa: E402
-from assistant.audio.profiles import DEFAULT_PROFILE  # noqa: E402
-from assistant.audio.sound_files import read_audio, write_wav  # noqa: E402
-from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
-from tests.pulse_harness import (  # noqa: E402
+from assistant.audio.clicks import click, find_clicks
+from assistant.audio.profiles import DEFAULT_PROFILE
+from assistant.audio.sound_files import read_audio, write_wav
+from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.support.pulse_harness import (
     PulseAudio,
     make_speech,
     reinit_portaudio,
     start_server,
     stop_server,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPEECH = (
     "Hello Moshi. Can you hear me? Tell me something about the weather today, and then tell "

@@ -31,9 +31,9 @@ from mlx.utils import tree_map
 from moshi_mlx.models import Lm
 from moshi_mlx.modules.transformer import LayerCache
 
-from assistant.voice.kv_cache import RingKVCache, make_ring_cache
 from assistant.voice.sampling import SamplingConfig, sample_token
 from assistant.voice.step_graph import lookup
+from benchmarks.kv_cache import RingKVCache, make_ring_cache
 
 
 class PreviousStep:
