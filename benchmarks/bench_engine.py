@@ -238,8 +238,13 @@ def main(argv: list[str] | None = None) -> None:
         print_speed("Micro config (compute negligible)", micro, args.steps, args.warmup)
     tiny: list[SpeedRow] = []
     if "tiny" in parts:
-        for name, quant in (("bf16", None), ("q4", Q4), ("q8", Q8)):
-            model = random_model(TINY, quant, args.seed)
+        quants: tuple[tuple[str, Quantization | None], ...] = (
+            ("bf16", None),
+            ("q4", Q4),
+            ("q8", Q8),
+        )
+        for name, tiny_quant in quants:
+            model = random_model(TINY, tiny_quant, args.seed)
             tiny += speed(f"tiny {name}", TINY, model, args.tiny_steps)
             del model
         print_speed("TINY config, random weights", tiny, args.tiny_steps, args.warmup)

@@ -31,7 +31,9 @@ from assistant.telemetry.trace import ChromeTrace
 from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
 BUDGET_US = FRAME_MS * 1000.0
-CARD = ModelCard("moshiko-q4", "moshiko", "q4", 4, 32, 4.53, 4_805_545_040, 7.69e9, 3.2, 5.6e9)
+CARD = ModelCard(
+    "moshiko-q4", "moshiko", "q4", 4, 32, 4.53, 4_805_545_040, 7_690_000_000, 3.2, 5_600_000_000
+)
 
 
 def record(i: int) -> FrameRecord:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -162,7 +163,7 @@ def passthrough_run(
         figure is read at the same moments as the outside one (its p95 over every frame
         also counts frames no click measured)."""
 
-        def __init__(self, **kwargs: object) -> None:
+        def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.click_frames: set[float] = set()
             self._previous = False
@@ -188,7 +189,8 @@ def passthrough_run(
         work = Path(tempfile.mkdtemp(prefix="bench-delay-"))
         clicks = work / "clicks.wav"
         schedule = click_train(clicks, seconds)
-        audio = ClickSpotter(profile=latency_profile(profile)).start()
+        audio = ClickSpotter(profile=latency_profile(profile))
+        audio.start()
         metrics = MetricsCollector()
         records: list = []
         loop = ConversationLoop(

@@ -103,7 +103,8 @@ def storm(svc: Service, kinds: list[str], count: int, timeout: float) -> dict:
                 return
 
     sampler = threading.Thread(target=count_threads, daemon=True)
-    counter.start(), probe.start(), sampler.start()
+    for thread in (counter, probe, sampler):
+        thread.start()
     args = ["--port", str(svc.port), "--token", svc.token, "--count", str(count)]
     args += ["--kinds", ",".join(kinds), "--timeout", str(timeout)]
     started = time.monotonic()

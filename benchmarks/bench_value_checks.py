@@ -97,7 +97,7 @@ def model(folders: dict[str, Path], repeat: int, mib: int = 1024) -> float:
     return rate
 
 
-def _float_params(m):  # type: ignore[no-untyped-def]
+def _float_params(m):
     from mlx.utils import tree_flatten
 
     return [(n, p) for n, p in tree_flatten(m.parameters()) if mx.issubdtype(p.dtype, mx.floating)]

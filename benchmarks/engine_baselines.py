@@ -88,7 +88,7 @@ class PreviousStep:
         def tail(out: mx.array, keys: mx.array | None = None) -> list[mx.array]:
             dcfg = m.depformer.slices[0].transformer.cfg
             dep_cache = [
-                LayerCache(RingKVCache(dcfg.head_dim, dcfg.num_heads, len(m.depformer.slices)))
+                LayerCache(RingKVCache(dcfg.head_dim, dcfg.num_heads, len(m.depformer.slices)))  # type: ignore[arg-type]
                 for _ in range(dcfg.num_layers)
             ]
             out = m.out_norm(out)

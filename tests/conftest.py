@@ -36,7 +36,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if worker_output is not None:  # an xdist worker: its controller reports
         worker_output["leftovers"] = lines
         return
-    lines += session.config.stash.get(WORKER_LEFTOVERS, [])
+    from_workers: list[str] = session.config.stash.get(WORKER_LEFTOVERS, [])
+    lines += from_workers
     if not lines:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -232,6 +232,7 @@ BAD_VALUES = {
 def test_chat_values_are_checked_before_anything_starts(tmp_path: Path, case: str) -> None:
     spec, code, fragment = BAD_VALUES[case]
     args = spec(tmp_path) if callable(spec) else spec
+    assert isinstance(args, list)
     # A checkpoint that does not exist: had anything started before the check, that would be
     # the error instead.
     result = run_cli("chat", "--checkpoint", str(tmp_path / "absent"), *args)

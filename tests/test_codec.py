@@ -128,11 +128,13 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
     instance serves 12 frames, so the codec switches at frames 20, 32 and 44."""
     frames, ref_codes, ref_pcm = reference
     n, switches, warmup, fade = 56, [20, 32, 44], 8, 2
-    codes, pcm, switch_s = [], [], []
+    encoded: list[np.ndarray | None] = []
+    decoded: list[np.ndarray] = []
+    switch_s: list[float] = []
     with StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, punctual=True) as codec:
         for i in range(n):
-            codes.append(codec.encode(frames[i]))
-            pcm.append(codec.decode(ref_codes[i]))  # the reference codes: judge each side alone
+            encoded.append(codec.encode(frames[i]))
+            decoded.append(codec.decode(ref_codes[i]))  # the reference codes: each side alone
             if i in switches:
                 stats = codec.stats
                 assert stats.encode.rollovers == stats.decode.rollovers == switches.index(i) + 1
@@ -146,7 +148,9 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
     # test_no_rollover_stalls_a_thread_of_this_process, which runs alone.)
     assert max(switch_s) < 5.0, switch_s
     assert max(stats.encode.max_s, stats.decode.max_s) < 5.0
-    codes, pcm = np.stack(codes), np.stack(pcm)
+    codes = np.stack([c for c in encoded if c is not None])
+    pcm = np.stack(decoded)
+    assert len(codes) == n  # every frame encoded
     assert np.isfinite(pcm).all()
 
     # Exactly what the schedule promises: instance j takes over at switches[j-1] after seeing
@@ -248,6 +252,7 @@ def test_bad_inputs_raise_codec_error(mimi_file):
                 codec.encode(frame)
             assert str(mimi_file) in str(e.value)
         codes = codec.encode(good)
+        assert codes is not None
         bad_codes = {
             "8 codes": codes[:4],
             "integer": codes.astype(np.float32),
@@ -293,7 +298,7 @@ def test_workers_are_forked_ready_built_share_the_weights_and_exit_on_close(mimi
     with StreamingCodec(mimi_file) as codec:
         codec.wait_ready()
         assert codec.forking and codec.stats.forking  # (summary.json's codec.forking)
-        server = psutil.Process(codec._server.pid)  # type: ignore[union-attr]
+        server = psutil.Process(codec._server.pid)
         assert server.ppid() == os.getpid()
         assert "assistant.voice.codec_child" in " ".join(server.cmdline())
         pids = codec.worker_pids()
@@ -632,7 +637,9 @@ def test_a_worker_refuses_anything_but_a_configuration_first(mimi_file):
     try:
         assert proc.stdin is not None and proc.stdout is not None
         codec_process.write_message(proc.stdin.fileno(), codec_process.FRAME, b"\0" * 8)
-        kind, payload = codec_process.read_message(proc.stdout.fileno(), time.monotonic() + 30)
+        message = codec_process.read_message(proc.stdout.fileno(), time.monotonic() + 30)
+        assert message is not None, "the worker said nothing"
+        kind, payload = message
         assert kind == codec_process.ERROR and b"expected a configuration" in payload
         assert proc.wait(30) == 1
     finally:

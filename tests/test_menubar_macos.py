@@ -143,7 +143,8 @@ class _RumpsMenuItem:
 
 class _RumpsApp:
     def __init__(self, name: str, title: str | None = None, quit_button: str | None = "Quit"):
-        self.name, self.title, self.quit_button, self.menu = name, title, quit_button, []
+        self.name, self.title, self.quit_button = name, title, quit_button
+        self.menu: list[Any] = []
 
 
 class _RumpsTimer:
@@ -159,7 +160,7 @@ def fake_rumps(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import importlib
     import types
 
-    rumps = types.ModuleType("rumps")
+    rumps: Any = types.ModuleType("rumps")
     rumps.App, rumps.MenuItem, rumps.Timer = _RumpsApp, _RumpsMenuItem, _RumpsTimer
     rumps.posted = []
 

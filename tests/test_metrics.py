@@ -157,4 +157,4 @@ def test_tree_rss_counts_a_forked_grandchild_beyond_its_parent_and_skips_the_van
     vanished = _FakeProcess(4, 1, 999, gone=True)  # exits between memory_info() and ppid()
     spawned = _FakeProcess(5, 1, 50)
     root = _FakeProcess(1, 0, 100, (server, worker, vanished, spawned))
-    assert tree_rss(root) == 100 + 400 + 30 + 50  # type: ignore[arg-type]
+    assert tree_rss(root) == 100 + 400 + 30 + 50

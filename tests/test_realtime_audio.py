@@ -139,7 +139,7 @@ def test_a_speaker_that_goes_away_is_noticed(pulse: PulseAudio) -> None:
         modules = pulse.pactl("list", "short", "modules")
         vspk = next(line.split()[0] for line in modules.splitlines() if "sink_name=vspk" in line)
         pulse.pactl("unload-module", vspk)
-        deadline, notices = time.monotonic() + 10, []
+        deadline, notices = time.monotonic() + 10, list[str]()
         while not notices and time.monotonic() < deadline:
             audio.read_frame(timeout=0.5)
             notices = audio.drain_notices()

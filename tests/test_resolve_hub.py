@@ -151,7 +151,8 @@ class FakeHub:
     """Stands in for the hub's HTTP calls; records what was fetched."""
 
     def __init__(self, folder: Path, header_config=MOSHIKO_V0_1, quant=Q4):
-        self.folder, self.fetched = folder, []
+        self.folder = folder
+        self.fetched: list[str] = []
         self.specs = expected_tensors(header_config, quant)
 
     def metadata(self, repo_id: str, filename: str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) 
 
 
 @pytest.fixture
-def controller(tiny_checkpoint) -> tuple[Controller, Builds]:
+def controller(tiny_checkpoint) -> Iterator[tuple[Controller, Builds]]:
     builds = Builds()
     settings = ChatSettings(checkpoint=CheckpointSpec(target=str(tiny_checkpoint("q4"))))
     ctl = Controller(settings, chat_factory=builds)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ All against a real `assistant serve` process, measured from outside it (raw sock
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -118,7 +119,8 @@ def test_500_at_once_leave_status_answering_within_a_second(service: ServiceProc
     counter = ConnectionCounter(service.proc.pid, info.port)
     probe = StatusProbe(info.port, info.token)
     feed = LiveFeed(service.client)
-    counter.start(), probe.start(), feed.start()
+    for thread in (counter, probe, feed):
+        thread.start()
     try:
         report = run_storm(service, list(EXPECTED), 500)
     finally:
@@ -166,7 +168,8 @@ def test_connections_beyond_the_limit_are_turned_away_and_status_still_answers(
             time.sleep(0.5)
 
     asker = threading.Thread(target=ask_status)
-    counter.start(), probe.start(), asker.start()
+    for thread in (counter, probe, asker):
+        thread.start()
     try:
         report = run_storm(service, ["idle"], holders)
     finally:
@@ -251,16 +254,14 @@ def test_live_feeds_are_bounded(service: ServiceProcess) -> None:
 
     def first_event() -> dict | None:
         try:
-            events = service.client.stream()
-            event = next(events)
-            events.close()
-            return event
+            with contextlib.closing(service.client.stream()) as events:  # type: ignore[type-var]
+                return next(events)
         except ServiceRefusedError:
             return None
 
     # The places free once the feeds notice their watchers left (at their next event).
     event = wait_for(first_event, timeout=10, what="a free live feed")
-    assert event["status"]["state"] == "idle"
+    assert event is not None and event["status"]["state"] == "idle"
 
 
 # --- helpers -------------------------------------------------------------------------------------

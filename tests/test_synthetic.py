@@ -155,6 +155,7 @@ def test_tiny_lm_loads_strictly_and_steps_finite(tiny_checkpoint, label: str) ->
     assert mx.all(mx.isfinite(logits)).item()
     assert 0 < float(logits.astype(mx.float32).std().item()) < 10
     assert 0 <= text.item() < TINY.text_card
+    assert audio is not None
     assert audio.shape == (1, TINY.dep_q, 1) and mx.all(audio < TINY.card).item()
 
 

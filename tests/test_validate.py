@@ -68,7 +68,7 @@ MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
 WEIGHT = "decoder.model.0.conv.conv.weight"
 
 
-def _mimi_specs(change) -> dict[str, TensorSpec]:  # type: ignore[no-untyped-def]
+def _mimi_specs(change) -> dict[str, TensorSpec]:
     specs = dict(mimi_tensors(32))
     change(specs)
     return specs
