@@ -66,6 +66,18 @@ def test_recent_window_forgets_and_session_remembers() -> None:
     assert step.session.mean == pytest.approx(40)
 
 
+def test_a_reset_starts_over_with_the_new_runs_sources() -> None:
+    m = MetricsCollector(MetricSources(echo_reduction_db=lambda: 10.0))
+    for i in range(5):
+        m.on_frame(scripted(i, encode=5, step=70, decode=5, delay=300))
+    m.reset(MetricSources(echo_reduction_db=lambda: 41.5))
+    m.on_frame(scripted(0, encode=5, step=10, decode=5, delay=200))
+    snap = m.snapshot()
+    assert snap.frames.finished == 1 and snap.stages["step"].session.count == 1
+    assert snap.stages["step"].session.max == pytest.approx(10)
+    assert snap.echo_reduction_db == 41.5
+
+
 def test_sources_and_memory_are_reported() -> None:
     m = MetricsCollector(
         MetricSources(

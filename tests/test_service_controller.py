@@ -36,11 +36,11 @@ class Outcome:
 
 
 class FakeChat:
-    def __init__(self, settings: ChatSettings) -> None:
+    def __init__(self, settings: ChatSettings, events: Any = None) -> None:
         self.settings = settings
         self.model: Model | None = None
         self.card = None
-        self.events: Any = None
+        self.events = events
         self.metrics: Any = None
         self.running = threading.Event()
         self._stop = threading.Event()
@@ -73,9 +73,9 @@ class Builds:
         self.models: list[weakref.ref[Model]] = []
         self.alive_at_build: list[list[bool]] = []
 
-    def __call__(self, settings: ChatSettings) -> FakeChat:
+    def __call__(self, settings: ChatSettings, events: Any = None) -> FakeChat:
         self.alive_at_build.append([ref() is not None for ref in self.models])
-        chat = FakeChat(settings)
+        chat = FakeChat(settings, events)
         chat.prepare = self._preparer(weakref.ref(chat))  # type: ignore[method-assign]
         self.chats.append(weakref.ref(chat))
         return chat

@@ -274,7 +274,7 @@ class Chat:
         echo = early_echo.result() if early_echo is not None else self._new_echo_canceller()
         silence = None if self.files_mode else partial(self._check_silence, SilenceDetector())
         t0 = time.monotonic()
-        self.metrics = MetricsCollector(
+        self.metrics.reset(
             MetricSources(
                 audio_counters=lambda: audio_counters(audio),
                 echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
@@ -287,6 +287,19 @@ class Chat:
         session_dir = new_session_dir(s.session_kind)
         if on_ready is not None:
             on_ready()
+        loop: ConversationLoop | None = None  # (made next, with the session that reads it)
+
+        def stats() -> dict[str, Any]:
+            assert loop is not None  # the session writes its summary only as the loop runs
+            return self._summary(loop, codec).to_dict()
+
+        session = SessionWriter(
+            session_dir,
+            stats,
+            echo_cancelled=echo is not None,
+            metrics=self.metrics,
+            t0=t0,
+        )
         loop = ConversationLoop(
             audio,
             codec,
@@ -294,18 +307,11 @@ class Chat:
             echo=echo,
             policy=s.lag_policy,
             events=self.events,
+            session=session,
             silence_check=silence,
             output_check=OutputCheck(str(self._mimi)).feed,
             metrics=self.metrics,
         )
-        session = SessionWriter(
-            session_dir,
-            lambda: self._summary(loop, codec).to_dict(),
-            echo_cancelled=echo is not None,
-            metrics=self.metrics,
-            t0=t0,
-        )
-        loop.session = session
         loop.muted = self.muted
         self._loop = loop
         if self._stop_requested:

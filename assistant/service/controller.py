@@ -56,7 +56,7 @@ class Controller:
         self,
         settings: ChatSettings,
         *,
-        chat_factory: Callable[[ChatSettings], Chat] = Chat,
+        chat_factory: Callable[..., Chat] = Chat,  # (settings, events=...)
     ) -> None:
         self.base = settings
         spec = settings.checkpoint
@@ -209,7 +209,8 @@ class Controller:
             self._loading = True
             settings = replace(self.base, checkpoint=self.choice.spec(self.base.checkpoint))
         try:
-            chat = self._chat_factory(settings)
+            events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
+            chat = self._chat_factory(settings, events=events)
             chat.prepare()
             chat.set_muted(self._muted)
         finally:
@@ -239,7 +240,6 @@ class Controller:
         try:
             try:
                 chat = self._ensure_loaded()
-                chat.events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
                 with self._lock:
                     if self._cancelled:
                         return False
