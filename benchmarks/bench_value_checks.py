@@ -28,7 +28,7 @@ from assistant.checkpoint.safetensors_reader import read_header
 from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
 from assistant.checkpoint.values import scan_cost_bytes, scan_values
 from assistant.checkpoint.writing import parse_quant
-from assistant.errors import CodecError
+from assistant.errors import CodecFileError
 from assistant.voice.loader import check_parameters, load, value_state
 
 FLOATS = ("BF16", "F16", "F32")
@@ -48,10 +48,10 @@ def mimi(folder: Path, repeat: int) -> None:
     assert path is not None
     header = read_header(path)
     size = scan_cost_bytes(header)
-    warm = _median(lambda: scan_values(header, CodecError), repeat)
+    warm = _median(lambda: scan_values(header, CodecFileError), repeat)
     cold_load = prepare_cold_load(path)
     started = time.perf_counter()
-    scan_values(header, CodecError)
+    scan_values(header, CodecFileError)
     cold = time.perf_counter() - started
     rusty = _median(lambda: rustymimi.Tokenizer(str(path), num_codebooks=8), repeat)
     print(f"Mimi codec file: {size / 1e6:.0f} MB of float32")

@@ -111,6 +111,34 @@ def test_dependencies_run_one_way() -> None:
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between modules, type-only and lazy imports included: a cycle means
+    neither module can be read (or tested) without the other."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        graph[name] = set()
+        graph[name] |= {target for _, target in _imports(path)}
+    known = set(graph)
+    edges = {m: {t for t in ts if t in known and t != m} for m, ts in graph.items()}
+    cycles, state = [], dict.fromkeys(edges, 0)  # 0 unseen, 1 on the path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(edges[module]):
+            if state[nxt] == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif state[nxt] == 0:
+                visit(nxt, [*path, nxt])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if state[module] == 0:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
 def test_base_modules_import_only_the_base() -> None:
     for name in BASE - {"__init__"}:
         for line, target in _imports(PACKAGE / f"{name}.py"):

@@ -86,7 +86,9 @@ def chat(
     if realtime and input_wav is None:
         raise UsageError("--realtime needs --input: a microphone is real time anyway")
     settings = ChatSettings(
-        checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
+        checkpoint=checkpoint_spec(
+            checkpoint, voice=voice, quant=quant, mimi_file=mimi_file, text_tokenizer=text_tokenizer
+        ),
         input_device=parse_device(input_device),
         output_device=parse_device(output_device),
         input_file=input_wav,

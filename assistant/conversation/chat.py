@@ -29,7 +29,7 @@ from ..audio.profiles import DEFAULT_PROFILE, LatencyProfile, latency_profile
 from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..checkpoint.validate import inspect_checkpoint, require_valid
-from ..errors import CodecError
+from ..errors import CodecFileError
 from ..paths import new_session_dir, require_writable_sessions
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
@@ -77,7 +77,9 @@ class ChatSettings:
         # Refused here, when the settings are made: before any file is read or device opened.
         self.lag_policy  # noqa: B018  (validates max_delay_ms)
         self.latency_profile  # noqa: B018
-        check_settings(self)
+        check_settings(
+            duration_s=self.duration_s, input_file=self.input_file, output_file=self.output_file
+        )
 
     @property
     def latency_profile(self) -> LatencyProfile:
@@ -150,7 +152,7 @@ class Chat:
         report = inspect_checkpoint(files)  # headers only, no MLX: quick
         require_valid(report)
         if files.mimi is None:
-            raise CodecError(
+            raise CodecFileError(
                 "no Mimi codec file beside the model; pass --mimi-file", path=files.model
             )
         self._mimi = files.mimi

@@ -23,7 +23,7 @@ from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..conversation.chat import Chat, ChatSettings
 from ..conversation.loop import LoopEvents
 from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
-from ..errors import AssistantError, CodecError, ServiceRefusedError
+from ..errors import AssistantError, CodecFileError, ServiceRefusedError
 from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
 
@@ -142,7 +142,7 @@ class Controller:
             files = resolve(choice.spec(self.base.checkpoint), download=False)
             prepare(files, check_memory=self.base.check_memory)
             if files.mimi is None:
-                raise CodecError("no Mimi codec file beside the model", path=files.model)
+                raise CodecFileError("no Mimi codec file beside the model", path=files.model)
         except (AssistantError, OSError) as e:  # OSError: unreadable (permissions, a lost disk)
             raise ServiceRefusedError(f"cannot switch: {e}", status=422) from None
 
