@@ -494,7 +494,7 @@ def ticking(
 def section_stall(mimi: Path) -> None:
     import rustymimi
 
-    from assistant.voice.codec import StreamingCodec
+    from assistant.codec.streaming import StreamingCodec
 
     speech = read_audio(ROOT / "assistant" / "data" / "hello.wav")
     frames = np.resize(speech, 60 * FRAME_SAMPLES).reshape(60, FRAME_SAMPLES)

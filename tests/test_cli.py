@@ -254,7 +254,7 @@ def test_chat_starts_its_codec_fork_server_first_and_ends_it_if_not_used(
     import psutil
 
     from assistant import cli
-    from assistant.voice import codec_forks
+    from assistant.codec import forks as codec_forks
 
     started: list[codec_forks.ForkServer] = []
     real_server = codec_forks.ForkServer

@@ -22,12 +22,13 @@ import pytest
 import rustymimi
 from safetensors.numpy import save_file
 
-import assistant.voice.codec as codec_module
+import assistant.codec.streaming as codec_module
 from assistant.audio.sound_files import read_audio
+from assistant.codec import forks as codec_forks
+from assistant.codec import process as codec_process
+from assistant.codec.streaming import CodecStats, StreamingCodec
 from assistant.errors import CodecError
 from assistant.frames import FRAME_SAMPLES
-from assistant.voice import codec_forks, codec_process
-from assistant.voice.codec import CodecStats, StreamingCodec
 
 HELLO = Path(codec_module.__file__).parent.parent / "data" / "hello.wav"
 
@@ -300,7 +301,7 @@ def test_workers_are_forked_ready_built_share_the_weights_and_exit_on_close(mimi
         assert codec.forking and codec.stats.forking  # (summary.json's codec.forking)
         server = psutil.Process(codec._server.pid)
         assert server.ppid() == os.getpid()
-        assert "assistant.voice.codec_child" in " ".join(server.cmdline())
+        assert "assistant.codec.child" in " ".join(server.cmdline())
         pids = codec.worker_pids()
         assert len(pids) == 2 and os.getpid() not in pids and server.pid not in pids
         for pid in pids:
@@ -341,7 +342,7 @@ def test_the_probe_ends_a_forked_child_that_hangs():
     """The probe's alarm: a first step that never returns ends the child by SIGALRM."""
     code = (
         "import time\n"
-        "from assistant.voice import codec_child as c\n"
+        "from assistant.codec import child as c\n"
         "class Hangs:\n"
         "    def decode_step(self, x):\n"
         "        time.sleep(60)\n"
@@ -434,7 +435,7 @@ class FakeWorker:
 
 def test_a_successor_late_to_start_is_waited_for_at_the_last_moment(mimi_file, monkeypatch):
     codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, replace_timeout_s=0.5)
-    monkeypatch.setattr(codec, "_new_worker", lambda *a, **k: FakeWorker(ready_after=None))
+    monkeypatch.setattr(codec, "new_worker", lambda *a, **k: FakeWorker(ready_after=None))
     t0 = time.perf_counter()
     index, error = run_until_error(codec, speech_frames(30))
     elapsed = time.perf_counter() - t0
@@ -454,7 +455,7 @@ def test_a_spare_that_fails_during_warm_up_is_replaced_without_a_glitch(mimi_fil
         fakes.append(FakeWorker(fail_receive=len(fakes) == 0))  # only the first one is broken
         return fakes[-1]
 
-    monkeypatch.setattr(codec, "_new_worker", make)
+    monkeypatch.setattr(codec, "new_worker", make)
     frames = speech_frames(24)
     # The current (real) instance carries on: every frame gets its codes while the broken
     # spare fails and a new one is built, warmed and takes over (the fakes answer zeros).

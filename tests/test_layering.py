@@ -33,16 +33,18 @@ BASE = {
 ALLOWED: dict[str, set[str]] = {
     "checkpoint": set(),  # the file formats: no runtime, no MLX
     "voice": {"checkpoint"},  # the MLX runtime
+    "codec": {"checkpoint"},  # the Mimi codec: rustymimi in worker processes, no MLX
     "audio": set(),  # devices, streams, echo cancellation, sound files
     "telemetry": {"checkpoint"},  # records, metrics, summary, trace (the model card reads a report)
-    "conversation": {"checkpoint", "voice", "audio", "telemetry"},
+    "conversation": {"checkpoint", "voice", "codec", "audio", "telemetry"},
     "dashboard": {"telemetry", "conversation"},  # the terminal UI
-    "bench": {"checkpoint", "voice", "audio", "telemetry"},
+    "bench": {"checkpoint", "voice", "codec", "audio", "telemetry"},
     "service": {"checkpoint", "voice", "audio", "telemetry", "conversation"},
     "menubar": {"checkpoint", "service"},
     "cli": {
         "checkpoint",
         "voice",
+        "codec",
         "audio",
         "telemetry",
         "conversation",
@@ -155,6 +157,7 @@ def test_base_modules_import_only_the_base() -> None:
         "assistant.checkpoint.quantize",
         "assistant.menubar.menu",
         "assistant.service.client",
+        "assistant.codec.streaming",
     ],
 )
 def test_checkpoint_format_and_menu_bar_import_no_mlx(module: str) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from assistant.checkpoint.config import TINY
+from assistant.codec.streaming import StreamingCodec
 from assistant.conversation.loop import ConversationLoop, LoopEvents
-from assistant.voice.codec import StreamingCodec
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig

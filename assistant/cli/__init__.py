@@ -18,10 +18,10 @@ from rich.markup import escape
 
 from .. import interrupts, logs
 from ..app_settings import apply_settings
+from ..codec import forks as codec_forks
 from ..console import err_console
 from ..errors import AssistantError
 from ..version import assistant_version
-from ..voice import codec_forks
 
 app = typer.Typer(
     name="assistant",

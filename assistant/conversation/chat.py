@@ -29,12 +29,12 @@ from ..audio.profiles import DEFAULT_PROFILE, LatencyProfile, latency_profile
 from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..checkpoint.validate import inspect_checkpoint, require_valid
+from ..codec.streaming import StreamingCodec
 from ..errors import CodecFileError
 from ..paths import new_session_dir, require_writable_sessions
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
 from ..telemetry.summary import SessionSummary
-from ..voice.codec import StreamingCodec
 from ..voice.sampling import SamplingConfig
 from .checks import check_settings
 from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
