@@ -1,8 +1,17 @@
 """A local, hands-free Moshi voice assistant for Apple Silicon Macs, running on MLX."""
 
-import logging
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import logging
 
 # Nothing is logged to the screen unless the CLI sets up a log file (see logs.py).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> str:
+    """`__version__` (version.py), looked up on first use."""
+    if name == "__version__":
+        from .version import assistant_version
+
+        return assistant_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,8 +58,14 @@ class TokenizerError(CheckpointError):
     """The text tokenizer is unreadable or its vocabulary does not fit the model."""
 
 
-class CodecError(CheckpointError):
-    """The Mimi codec file is unreadable or unusable with this model."""
+class CodecError(AssistantError):
+    """The Mimi codec failed: a worker crashed, hung or could not be built, or it was given
+    input it cannot take."""
+
+
+class CodecFileError(CodecError, CheckpointError):
+    """The Mimi codec file is missing, unreadable or unusable with this model (a checkpoint
+    problem, found before any codec runs)."""
 
 
 class MissingFilesError(AssistantError):

@@ -19,6 +19,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from .paths import data_dir, private_dir, private_opener
+from .version import assistant_version
 
 MAX_BYTES = 1 << 20
 BACKUPS = 3
@@ -70,7 +71,8 @@ def start(name: str) -> Path | None:
     # A full disk must not make logging print its own tracebacks on the user's screen.
     logging.raiseExceptions = False
     _active = path
-    log.info("assistant %s (pid %d): %s", name, os.getpid(), " ".join(sys.argv[1:]))
+    argv = " ".join(sys.argv[1:])
+    log.info("assistant %s %s (pid %d): %s", assistant_version(), name, os.getpid(), argv)
     return path
 
 

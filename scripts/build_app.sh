@@ -70,8 +70,8 @@ import plistlib
 import re
 from pathlib import Path
 
-init = (Path(os.environ["REPO"]) / "assistant" / "__init__.py").read_text()
-version = re.search(r'__version__ = "([^"]+)"', init).group(1)
+pyproject = (Path(os.environ["REPO"]) / "pyproject.toml").read_text()
+version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)  # the one version
 info = {
     "CFBundleIdentifier": "dev.moshi-assistant",
     "CFBundleName": os.environ["APP_NAME"],

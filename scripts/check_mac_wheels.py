@@ -46,7 +46,7 @@ def mac_environment(python: str, platform: str) -> dict[str, str]:
     major, minor = (int(x) for x in python.split("."))
     macos = re.match(r"macosx_(\d+)_(\d+)_", platform)
     release = f"{macos.group(1)}.{macos.group(2)}" if macos else "14.0"
-    env = dict(default_environment())
+    env = {key: str(value) for key, value in default_environment().items()}
     env.update(
         sys_platform="darwin",
         platform_system="Darwin",

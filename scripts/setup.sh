@@ -51,12 +51,23 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "Creating .venv with $python ($("$python" --version 2>&1))"
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 target="."
 if ((${#extras[@]})); then
     target=".[$(IFS=,; echo "${extras[*]}")]"
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"
+# The install is redone only when what it installed from changed: pyproject.toml, the extras or
+# this checkout's place (an editable install points at it), or its command is gone. A stamp in
+# .venv records the last one (a new .venv has none). A pip upgrade and a resolve cost 10-30 s
+# even with nothing to do. (Bash alone here: setup runs before anything else is known to be.)
+stamp=".venv/.assistant-installed"
+want="install $target; checkout $PWD"
+[[ -f pyproject.toml ]] && want+=$'\n'"$(<pyproject.toml)"
+if [[ ! -x .venv/bin/assistant || ! -f "$stamp" || "$(<"$stamp")" != "$want" ]]; then
+    rm -f "$stamp"
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"
+    printf '%s\n' "$want" >"$stamp"
+fi
 if ((tests)) && [[ "$(uname -s)" == Darwin ]] && ! [[ -d "/Applications/Google Chrome.app" ]]; then
     .venv/bin/playwright install chromium
 fi

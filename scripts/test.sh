@@ -6,15 +6,21 @@ cd "$(dirname "$0")/.."
 # The runtime, plus the test tools (pytest, ruff, mypy, playwright, PulseAudio, a browser):
 # setup.sh alone installs only what the assistant needs to run.
 bash scripts/setup.sh --test-tools
-.venv/bin/ruff check assistant tests scripts
-.venv/bin/ruff format --check assistant tests scripts
+.venv/bin/ruff check assistant tests scripts benchmarks
+.venv/bin/ruff format --check assistant tests scripts benchmarks
 .venv/bin/mypy  # settings and strictness: [tool.mypy] in pyproject.toml
+# The synthetic files the tests share (the 385 MB Mimi, the tiny checkpoints), made once for
+# both phases below (tests/support/shared_files.py), removed on the way out.
+ASSISTANT_TEST_SHARED="$(mktemp -d "${TMPDIR:-/tmp}/assistant-tests.XXXXXX")"
+export ASSISTANT_TEST_SHARED
+on_exit=('rm -rf "$ASSISTANT_TEST_SHARED"')
+trap 'for step in "${on_exit[@]}"; do eval "$step"; done' EXIT
 if [[ "$(uname -s)" == Linux ]]; then
     # Virtual microphone and speaker for the real-audio tests (no sound card needed). One
     # started here is stopped on the way out, however the tests end; one already running
     # (started by hand, or by another run) is left alone.
     if ! bash scripts/pulseaudio.sh status 2>/dev/null; then
-        trap 'bash scripts/pulseaudio.sh stop' EXIT
+        on_exit+=('bash scripts/pulseaudio.sh stop')
     fi
     eval "$(bash scripts/pulseaudio.sh start)"
 fi

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from huggingface_hub import constants
 
-from tests import leftovers
+from tests.support import leftovers, shared_files
 
-# --- nothing the tests start outlives them (tests/leftovers.py) --------------------------------
+# --- nothing the tests start outlives them (tests/support/leftovers.py) -------------------------
 SESSION_MARK = pytest.StashKey[str]()
 WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
 
@@ -36,7 +36,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if worker_output is not None:  # an xdist worker: its controller reports
         worker_output["leftovers"] = lines
         return
-    lines += session.config.stash.get(WORKER_LEFTOVERS, [])
+    from_workers: list[str] = session.config.stash.get(WORKER_LEFTOVERS, [])
+    lines += from_workers
     if not lines:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -84,45 +85,49 @@ def isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 
 
 @pytest.fixture(scope="session")
-def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Files shared between synthetic checkpoints (the 385 MB Mimi is written once)."""
-    return tmp_path_factory.mktemp("synthetic_cache")
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the files every test process of the run shares are made, once
+    (tests/support/shared_files.py)."""
+    return shared_files.run_folder(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def mimi_file(synthetic_cache: Path) -> Path:
-    """A random full-size Mimi codec in the published naming (seed 0). Do not modify it:
-    the tiny checkpoints hard-link it."""
+def mimi_file(shared_folder: Path) -> Path:
+    """A random full-size Mimi codec in the published naming (seed 0), 385 MB, written once
+    a run. Do not modify it: the tiny checkpoints hard-link it."""
     from assistant.checkpoint.synthetic.checkpoint import cached_mimi_path
     from assistant.checkpoint.synthetic.mimi import write_mimi
+    from assistant.checkpoint.writing import atomic_write
 
-    path = cached_mimi_path(synthetic_cache, seed=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_mimi(path, seed=0)
+    return shared_files.made_once(
+        cached_mimi_path(shared_folder, seed=0),
+        lambda path: atomic_write(path, lambda p: write_mimi(p, seed=0)),
+    )
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(
-    tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path, mimi_file: Path
-) -> Callable[[str], Path]:
-    """`tiny_checkpoint("q4" | "q8" | "bf16")` -> a tiny-config checkpoint folder laid out like
-    a published repo, made once per label. Copy it before modifying anything inside."""
+def synthetic_cache(shared_folder: Path, mimi_file: Path) -> Path:
+    """A `cache_dir` for `make_checkpoint`, its Mimi already there (so no test writes it)."""
+    return shared_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_cache: Path) -> Callable[[str], Path]:
+    """`tiny_checkpoint("q4" | "q8" | "bf16")` -> a tiny-config checkpoint folder (seed 0) laid
+    out like a published repo, made once per label for the whole run. Copy it before modifying
+    anything inside."""
     from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
     from assistant.checkpoint.writing import parse_quant
 
-    folders: dict[str, Path] = {}
-
     def make(quant_label: str = "q4") -> Path:
-        if quant_label not in folders:
-            folder = tmp_path_factory.mktemp(f"tiny-{quant_label}")
-            make_checkpoint(
-                folder,
-                config_name="tiny",
-                quant=parse_quant(quant_label),
-                cache_dir=synthetic_cache,
-            )
-            folders[quant_label] = folder
-        return folders[quant_label]
+        quant = parse_quant(quant_label)  # (a bad label fails here, before any lock)
+        return shared_files.made_once(
+            synthetic_cache / f"tiny-{quant_label}",
+            # A folder made aside and renamed when complete (make_checkpoint's staging).
+            lambda folder: make_checkpoint(
+                folder, config_name="tiny", quant=quant, cache_dir=synthetic_cache
+            ),
+        )
 
     return make
 
@@ -154,7 +159,7 @@ def pulse():
     import sys
     import tempfile
 
-    from tests.pulse_harness import (
+    from tests.support.pulse_harness import (
         PulseAudio,
         PulseError,
         reinit_portaudio,

@@ -160,7 +160,7 @@ def test_a_python_it_may_not_reach_is_a_permission_error(launcher_binary) -> Non
         (bundle.path / "Contents" / "Resources").chmod(0o755)
         bundle.config.chmod(0o644)
         bundle.python.parent.parent.chmod(0o700)  # the protected folder
-        nobody = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        nobody = [str(SETPRIV), "--reuid=65534", "--regid=65534", "--clear-groups"]
         proc = subprocess.run(
             [*nobody, str(bundle.exe)], capture_output=True, text=True, timeout=30
         )

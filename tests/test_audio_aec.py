@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.aec import AecStats, EchoCanceller, PassthroughCanceller, ReferenceTimeline
+from assistant.audio.aec import AecStats, EchoCanceller, ReferenceTimeline
 from assistant.audio.buffers import CapturedFrame, PlayedChunk
 from assistant.audio.duplex import DuplexAudio
 from assistant.audio.sound_files import frames, read_audio
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import PulseAudio, make_speech, rms
+from tests.support.pulse_harness import PulseAudio, make_speech, rms
 
 SR = 24000
 HELLO = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
@@ -82,13 +82,6 @@ def test_synthetic_echo_is_cancelled_and_the_user_survives(room: dict[str, np.nd
     assert aec.stats.mean_ms < 10  # per 80 ms frame; measured ~0.6 ms
 
 
-def test_passthrough_changes_nothing(room: dict[str, np.ndarray]) -> None:
-    aec = PassthroughCanceller()
-    out = run(aec, room["mic"], room["far"])
-    np.testing.assert_array_equal(out, room["mic"])
-    assert aec.echo_reduction_db == pytest.approx(0.0)
-
-
 def test_no_echo_reduction_measured_without_far_end() -> None:
     aec = EchoCanceller()
     speech = read_audio(HELLO)[: 10 * FRAME_SAMPLES]
@@ -96,17 +89,16 @@ def test_no_echo_reduction_measured_without_far_end() -> None:
     assert aec.echo_reduction_db is None
 
 
-@pytest.mark.parametrize("make", [PassthroughCanceller, EchoCanceller])
-def test_bad_frames_never_raise(make) -> None:
-    aec = make()
+def test_bad_frames_never_raise() -> None:
+    aec = EchoCanceller()
     good = np.full(FRAME_SAMPLES, 0.1, np.float32)
-    out = aec.process(None, good)  # not audio at all
+    out = aec.process(None, good)  # type: ignore[arg-type]  # not audio at all
     assert out.shape == (FRAME_SAMPLES,) and not out.any()
     out = aec.process(good[:1000], good)  # not a whole number of 10 ms
     np.testing.assert_array_equal(out, good[:1000])
     out = aec.process(good, good[:100])  # reference too short: treated as silence
     assert out.shape == (FRAME_SAMPLES,)
-    out = aec.process(np.full(FRAME_SAMPLES, np.nan, np.float32), "garbage")
+    out = aec.process(np.full(FRAME_SAMPLES, np.nan, np.float32), "garbage")  # type: ignore[arg-type]
     assert np.isfinite(out).all()
     out = aec.process(np.full(FRAME_SAMPLES, 7.0), good)  # way over full scale: clipped
     assert np.abs(out).max() <= 7.0
@@ -235,6 +227,6 @@ def test_reference_timeline_accepts_a_bare_time_and_unindexed_chunks() -> None:
 
     tl = ReferenceTimeline(lead_s=0.0)
     ramp = np.arange(3840, dtype=np.float32)
-    tl.add([SimpleNamespace(samples=ramp[:1920], t_play=10.0)])  # no index: end to end
-    tl.add([SimpleNamespace(samples=ramp[1920:], t_play=10.08)])
+    tl.add([SimpleNamespace(samples=ramp[:1920], t_play=10.0)])  # type: ignore[list-item]
+    tl.add([SimpleNamespace(samples=ramp[1920:], t_play=10.08)])  # type: ignore[list-item]
     np.testing.assert_array_equal(tl.reference_for(10.0, 3840), ramp)

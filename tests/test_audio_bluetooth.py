@@ -97,9 +97,9 @@ def test_nothing_is_opened_to_probe_rates_on_coreaudio(
 ) -> None:
     for d in list_devices():
         for kind in ("input", "output"):
-            if d.has(kind):  # type: ignore[arg-type]
-                assert dev.supports_rate(d, kind)  # type: ignore[arg-type]
-                assert open_rate(d, kind) == 24000  # type: ignore[arg-type]
+            if d.has(kind):
+                assert dev.supports_rate(d, kind)
+                assert open_rate(d, kind) == 24000
 
 
 def test_devices_command_lists_without_opening_anything(

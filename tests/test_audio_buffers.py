@@ -14,7 +14,6 @@ from assistant.audio.buffers import (
     OutputTiming,
     StreamClock,
     capture_time,
-    playback_time,
 )
 
 N = 1920
@@ -83,8 +82,6 @@ def test_capture_time_uses_adc_time_but_never_less_than_a_block() -> None:
     assert capture_time(10.0, times(5.0, 4.8), N, 24000) == pytest.approx(9.8)
     assert capture_time(10.0, times(5.0, 5.0), N, 24000) == pytest.approx(9.92)  # ALSA-like
     assert capture_time(10.0, None, N, 24000) == pytest.approx(9.92)
-    assert playback_time(10.0, times(5.0, dac=5.24)) == pytest.approx(10.24)
-    assert playback_time(10.0, times(0.0, dac=0.0)) == 10.0
 
 
 def test_counters_snapshot_is_a_copy() -> None:

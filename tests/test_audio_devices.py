@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 import pytest
 import typer
@@ -72,7 +73,7 @@ def test_no_devices_or_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_portaudio_missing_is_an_audio_error(monkeypatch: pytest.MonkeyPatch) -> None:
     real_import = builtins.__import__
 
-    def failing(name: str, *args: object, **kw: object) -> object:
+    def failing(name: str, *args: Any, **kw: Any) -> object:
         if name == "sounddevice":
             raise OSError("PortAudio library not found")
         return real_import(name, *args, **kw)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.duplex import AudioIO, DuplexAudio
+from assistant.audio.duplex import DuplexAudio
 from assistant.audio.file_backend import FileAudio
 from assistant.audio.playout import FADE_SAMPLES
 from assistant.audio.profiles import PROFILES
 from assistant.audio.sound_files import frames, read_audio
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import (
+from tests.support.pulse_harness import (
     PulseAudio,
     best_match,
     make_speech,
@@ -205,7 +205,7 @@ def test_vanishing_sound_server_surfaces_from_read_frame(
 def test_file_audio_fast_delivers_input_then_tail_then_end(tmp_path: Path) -> None:
     source = np.linspace(-0.5, 0.5, 5 * FRAME_SAMPLES + 100, dtype=np.float32)
     out = tmp_path / "assistant.wav"
-    audio: AudioIO = FileAudio(source, out, realtime=False, tail_s=0.4)
+    audio = FileAudio(source, out, realtime=False, tail_s=0.4)
     with audio:
         got = []
         while (frame := audio.read_frame(timeout=0.01)) is not None:

@@ -104,7 +104,7 @@ def test_disk_full_raises_once_then_the_caller_keeps_going(tmp_path: Path) -> No
     def full(*args: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    writer._file.write = full  # type: ignore[union-attr,method-assign]
+    writer._file.write = full  # type: ignore[method-assign]
     writer.write(np.zeros(24000, np.float32))
     with pytest.raises(AudioError, match="No space left on device") as e:
         writer.flush()
@@ -146,7 +146,7 @@ def test_a_write_cut_short_by_a_full_disk_leaves_header_and_data_agreeing(tmp_pa
     real_write = writer._file.write
     calls = {"n": 0}
 
-    def part_then_full(data) -> int:  # type: ignore[no-untyped-def]
+    def part_then_full(data) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
             return real_write(bytes(data)[:1000])  # some of it reaches the disk ...

@@ -34,7 +34,7 @@ from assistant.errors import (
 )
 from assistant.frames import SAMPLE_RATE
 from assistant.voice.sampling import SamplingConfig
-from tests.helpers import save_tiny_model
+from tests.support.helpers import save_tiny_model
 
 _register()
 runner = CliRunner()

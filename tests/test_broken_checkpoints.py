@@ -1,11 +1,11 @@
 """The broken-checkpoint corpus through the real command line, as a user would meet it.
 
-Each case (tests/broken_corpus.py) breaks one thing in a linked copy of a tiny synthetic
+Each case (tests/support/broken_corpus.py) breaks one thing in a linked copy of a tiny synthetic
 checkpoint and runs the cheapest command that must refuse it (`info` for what headers show,
 `load` for values, `chat --input` where the story is a conversation) in a fresh process. The
 target for every case: it ends within 60 s, exits non-zero, prints at most 4 lines that name
 the broken file (or folder), no traceback, no "internal error".
-`python scripts/broken_checkpoints.py --command all` runs every case through every command and
+`python -m benchmarks.broken_checkpoints --command all` runs every case through every command and
 prints the table.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broken_corpus import BrokenCase, broken_cases, make_broken, run_case
+from tests.support.broken_corpus import BrokenCase, broken_cases, make_broken, run_case
 
 pytestmark = pytest.mark.slow
 

@@ -11,60 +11,39 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from assistant.audio.sound_files import read_audio
-from tests.pulse_harness import best_match, make_speech, rms, start_server, stop_server
+from tests.support.program import Program
+from tests.support.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 FRAME_S = 0.08
 
 
-class ChatProcess:
-    """`python -m assistant chat ...` in the background, with its output collected."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.listening = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "assistant", "chat", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Listening" in line:
-                self.listening.set()
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout=timeout)
-        time.sleep(0.2)  # let the reader thread drain the pipe
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
+def start_chat(pulse, home: Path, *args: str, server: dict[str, str] | None = None) -> Program:
+    """`assistant chat ARGS` in the background on the virtual devices (of `server`, a sound
+    server's environment, if given), stderr merged."""
+    env = os.environ | pulse.env | (server or {})
+    return Program("chat", *args, home=home, env=env, merge_stderr=True)
 
 
-def chat_env(pulse, home: Path) -> dict[str, str]:
-    env = os.environ | pulse.env | {"ASSISTANT_HOME": str(home), "COLUMNS": "100"}
-    env.pop("ASSISTANT_DEBUG", None)
-    return env
+def wait_for_summary(home: Path, done: Callable[[dict], bool], what: str) -> None:
+    """Until the running chat's summary.json (replaced whole every second) shows `done`."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = sorted((home / "sessions").glob("*/summary.json")) if home.exists() else []
+        if found and done(json.loads(found[0].read_text())):
+            return
+        assert time.monotonic() < deadline, f"the chat never got to {what}"
+        time.sleep(0.1)
 
 
 def only_session(home: Path) -> Path:
@@ -80,29 +59,27 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
     speech = make_speech(tmp_path / "user.wav", "Hello Moshi, how are you today?")
     home = tmp_path / "home"
     recorder = pulse.record_speaker(tmp_path / "speaker.wav")
-    chat = ChatProcess(
-        [
-            "--checkpoint",
-            str(tiny_checkpoint("bf16")),
-            "--duration",
-            "10",
-            "--no-aec",
-            "--max-delay-ms",
-            "500",
-            "--seed",
-            "3",
-        ],
-        chat_env(pulse, home),
+    chat = start_chat(
+        pulse,
+        home,
+        "--checkpoint",
+        str(tiny_checkpoint("bf16")),
+        "--duration",
+        "10",
+        "--no-aec",
+        "--max-delay-ms",
+        "500",
+        "--seed",
+        "3",
     )
     try:
-        assert chat.listening.wait(120), chat.output
+        assert chat.listening.wait(120), chat.stdout
         pulse.play_into_mic(speech)
-        assert chat.wait(timeout=120) == 0, chat.output
+        assert chat.wait(timeout=120) == 0, chat.stdout
     finally:
-        if chat.proc.poll() is None:
-            chat.proc.kill()
+        chat.kill()
         heard = recorder.stop()
-    assert "Traceback" not in chat.output
+    assert "Traceback" not in chat.stdout
 
     # Moshi's voice came out of the speaker (random weights: noise-like, but not silence).
     assert rms(heard) > 1e-3, rms(heard)
@@ -124,7 +101,7 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
     # the speaker's cushion (at most 80 ms) and the device's buffer.
     work = sum(stages[k]["p50"] for k in ("encode", "step", "decode")) + stages["encode"]["p50"]
     assert delay["count"] > 0 and delay["p50"] < max(500, work + 80 + 250), (delay, work)
-    assert "answered of" in chat.output and "saved in" in chat.output
+    assert "answered of" in chat.stdout and "saved in" in chat.stdout
 
 
 # Real-time audio on a shared 2-core machine: a stall of the sound server now and then makes
@@ -139,27 +116,26 @@ def test_echo_cancellation_removes_moshi_from_what_it_hears(
     # A room attenuates the speaker on its way to the mic; 30% (about -10 dB) keeps Moshi's
     # echo as loud as the user's voice, so both halves of the test mean something.
     echo = pulse.add_echo(latency_ms=60, volume_percent=30)
-    chat = ChatProcess(
-        [
-            "--checkpoint",
-            str(tiny_checkpoint("bf16")),
-            "--duration",
-            "14",
-            "--max-delay-ms",
-            "500",
-            "--seed",
-            "5",
-        ],
-        chat_env(pulse, home),
+    chat = start_chat(
+        pulse,
+        home,
+        "--checkpoint",
+        str(tiny_checkpoint("bf16")),
+        "--duration",
+        "14",
+        "--max-delay-ms",
+        "500",
+        "--seed",
+        "5",
     )
     try:
-        assert chat.listening.wait(120), chat.output
-        time.sleep(6)  # Moshi talks alone first: the mic hears only its echo
+        assert chat.listening.wait(120), chat.stdout
+        # Moshi talks alone first (6 s recorded): the mic hears only its echo.
+        wait_for_summary(home, lambda s: s["frames_captured"] >= 6 / FRAME_S, "6 s heard")
         pulse.play_into_mic(speech)  # then the user talks over it
-        assert chat.wait(timeout=120) == 0, chat.output
+        assert chat.wait(timeout=120) == 0, chat.stdout
     finally:
-        if chat.proc.poll() is None:
-            chat.proc.kill()
+        chat.kill()
         pulse.remove_echo(echo)
     session = only_session(home)
     raw = read_audio(session / "user.wav")
@@ -190,18 +166,15 @@ def test_echo_cancellation_removes_moshi_from_what_it_hears(
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_session(pulse, tiny_checkpoint, tmp_path) -> None:
     home = tmp_path / "home"
-    chat = ChatProcess(
-        ["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], chat_env(pulse, home)
-    )
+    chat = start_chat(pulse, home, "--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec")
     try:
-        assert chat.listening.wait(120), chat.output
-        time.sleep(3)
+        assert chat.listening.wait(120), chat.stdout
+        wait_for_summary(home, lambda s: s["frames_stepped"] > 10, "10 frames answered")
         chat.proc.send_signal(signal.SIGINT)
-        assert chat.wait(timeout=60) == 0, chat.output
+        assert chat.wait(timeout=60) == 0, chat.stdout
     finally:
-        if chat.proc.poll() is None:
-            chat.proc.kill()
-    assert "Stopped." in chat.output and "Traceback" not in chat.output
+        chat.kill()
+    assert "Stopped." in chat.stdout and "Traceback" not in chat.stdout
     session = only_session(home)
     stats = json.loads((session / "summary.json").read_text())
     assert stats["frames_stepped"] > 10
@@ -213,22 +186,23 @@ def test_vanishing_sound_server_is_a_clear_error(pulse, tiny_checkpoint, tmp_pat
     runtime_dir = Path(tempfile.mkdtemp(prefix="pa-", dir="/tmp"))  # short: a socket path
     home = tmp_path / "home"
     try:
-        env = chat_env(pulse, home) | start_server(runtime_dir)
-        chat = ChatProcess(["--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec"], env)
+        server = start_server(runtime_dir)
+        chat = start_chat(
+            pulse, home, "--checkpoint", str(tiny_checkpoint("bf16")), "--no-aec", server=server
+        )
         try:
-            assert chat.listening.wait(120), chat.output
-            time.sleep(3)
+            assert chat.listening.wait(120), chat.stdout
+            wait_for_summary(home, lambda s: s["frames_stepped"] > 10, "10 frames answered")
             stop_server(runtime_dir)  # as if the audio device was unplugged
             code = chat.wait(timeout=60)
         finally:
-            if chat.proc.poll() is None:
-                chat.proc.kill()
+            chat.kill()
     finally:
         stop_server(runtime_dir)
         shutil.rmtree(runtime_dir, ignore_errors=True)
-    assert code == 1, chat.output
-    assert "Traceback" not in chat.output
-    last = [line for line in chat.output.splitlines() if line.strip()][-1]
+    assert code == 1, chat.stdout
+    assert "Traceback" not in chat.stdout
+    last = [line for line in chat.stdout.splitlines() if line.strip()][-1]
     assert last.startswith("error:") and "stream" in last, last
     session = only_session(home)
     assert json.loads((session / "summary.json").read_text())["frames_stepped"] > 10

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
 from assistant.checkpoint.layout import Q4, Quantization, TensorSpec, expected_tensors
 from assistant.cli import _register, app
-from tests.helpers import save_tiny_model, tiny_folder, write_sparse
+from tests.support.helpers import save_tiny_model, tiny_folder, write_sparse
 
 _register()
 runner = CliRunner()
@@ -140,6 +140,19 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path, case: str) -> None:
     assert target.name in lines[0]
 
 
+def test_version_is_the_one_in_pyproject() -> None:
+    import re
+
+    import assistant
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    found = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert found and assistant.__version__ == found[1]
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"assistant {found[1]}\n"
+
+
 def test_offline_preset_names_missing_files() -> None:
     result = run_cli("info", "moshika-q8")
     assert result.returncode == 1
@@ -225,6 +238,7 @@ BAD_VALUES = {
 def test_chat_values_are_checked_before_anything_starts(tmp_path: Path, case: str) -> None:
     spec, code, fragment = BAD_VALUES[case]
     args = spec(tmp_path) if callable(spec) else spec
+    assert isinstance(args, list)
     # A checkpoint that does not exist: had anything started before the check, that would be
     # the error instead.
     result = run_cli("chat", "--checkpoint", str(tmp_path / "absent"), *args)
@@ -246,7 +260,7 @@ def test_chat_starts_its_codec_fork_server_first_and_ends_it_if_not_used(
     import psutil
 
     from assistant import cli
-    from assistant.voice import codec_forks
+    from assistant.codec import forks as codec_forks
 
     started: list[codec_forks.ForkServer] = []
     real_server = codec_forks.ForkServer

@@ -22,12 +22,13 @@ import pytest
 import rustymimi
 from safetensors.numpy import save_file
 
-import assistant.voice.codec as codec_module
+import assistant.codec.streaming as codec_module
 from assistant.audio.sound_files import read_audio
+from assistant.codec import forks as codec_forks
+from assistant.codec import process as codec_process
+from assistant.codec.streaming import CodecStats, StreamingCodec
 from assistant.errors import CodecError
 from assistant.frames import FRAME_SAMPLES
-from assistant.voice import codec_forks, codec_process
-from assistant.voice.codec import CodecStats, StreamingCodec
 
 HELLO = Path(codec_module.__file__).parent.parent / "data" / "hello.wav"
 
@@ -128,11 +129,13 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
     instance serves 12 frames, so the codec switches at frames 20, 32 and 44."""
     frames, ref_codes, ref_pcm = reference
     n, switches, warmup, fade = 56, [20, 32, 44], 8, 2
-    codes, pcm, switch_s = [], [], []
+    encoded: list[np.ndarray | None] = []
+    decoded: list[np.ndarray] = []
+    switch_s: list[float] = []
     with StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, punctual=True) as codec:
         for i in range(n):
-            codes.append(codec.encode(frames[i]))
-            pcm.append(codec.decode(ref_codes[i]))  # the reference codes: judge each side alone
+            encoded.append(codec.encode(frames[i]))
+            decoded.append(codec.decode(ref_codes[i]))  # the reference codes: each side alone
             if i in switches:
                 stats = codec.stats
                 assert stats.encode.rollovers == stats.decode.rollovers == switches.index(i) + 1
@@ -146,7 +149,9 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
     # test_no_rollover_stalls_a_thread_of_this_process, which runs alone.)
     assert max(switch_s) < 5.0, switch_s
     assert max(stats.encode.max_s, stats.decode.max_s) < 5.0
-    codes, pcm = np.stack(codes), np.stack(pcm)
+    codes = np.stack([c for c in encoded if c is not None])
+    pcm = np.stack(decoded)
+    assert len(codes) == n  # every frame encoded
     assert np.isfinite(pcm).all()
 
     # Exactly what the schedule promises: instance j takes over at switches[j-1] after seeing
@@ -248,6 +253,7 @@ def test_bad_inputs_raise_codec_error(mimi_file):
                 codec.encode(frame)
             assert str(mimi_file) in str(e.value)
         codes = codec.encode(good)
+        assert codes is not None
         bad_codes = {
             "8 codes": codes[:4],
             "integer": codes.astype(np.float32),
@@ -293,9 +299,9 @@ def test_workers_are_forked_ready_built_share_the_weights_and_exit_on_close(mimi
     with StreamingCodec(mimi_file) as codec:
         codec.wait_ready()
         assert codec.forking and codec.stats.forking  # (summary.json's codec.forking)
-        server = psutil.Process(codec._server.pid)  # type: ignore[union-attr]
+        server = psutil.Process(codec._server.pid)
         assert server.ppid() == os.getpid()
-        assert "assistant.voice.codec_child" in " ".join(server.cmdline())
+        assert "assistant.codec.child" in " ".join(server.cmdline())
         pids = codec.worker_pids()
         assert len(pids) == 2 and os.getpid() not in pids and server.pid not in pids
         for pid in pids:
@@ -336,7 +342,7 @@ def test_the_probe_ends_a_forked_child_that_hangs():
     """The probe's alarm: a first step that never returns ends the child by SIGALRM."""
     code = (
         "import time\n"
-        "from assistant.voice import codec_child as c\n"
+        "from assistant.codec import child as c\n"
         "class Hangs:\n"
         "    def encode_step(self, x):\n"
         "        time.sleep(60)\n"
@@ -450,7 +456,7 @@ class FakeWorker:
 
 def test_a_successor_late_to_start_is_waited_for_at_the_last_moment(mimi_file, monkeypatch):
     codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, replace_timeout_s=0.5)
-    monkeypatch.setattr(codec, "_new_worker", lambda *a, **k: FakeWorker(ready_after=None))
+    monkeypatch.setattr(codec, "new_worker", lambda *a, **k: FakeWorker(ready_after=None))
     t0 = time.perf_counter()
     index, error = run_until_error(codec, speech_frames(30))
     elapsed = time.perf_counter() - t0
@@ -470,12 +476,15 @@ def test_a_spare_that_fails_during_warm_up_is_replaced_without_a_glitch(mimi_fil
         fakes.append(FakeWorker(fail_receive=len(fakes) == 0))  # only the first one is broken
         return fakes[-1]
 
-    monkeypatch.setattr(codec, "_new_worker", make)
+    monkeypatch.setattr(codec, "new_worker", make)
     frames = speech_frames(24)
-    for f in frames:  # the current instance carries on, a new spare is built and warmed
-        assert codec.encode(f) is not None or True
+    # The current (real) instance carries on: every frame gets its codes while the broken
+    # spare fails and a new one is built, warmed and takes over (the fakes answer zeros).
+    codes = [codec.encode(f) for f in frames]
     stats = codec.stats
     codec.close()
+    assert all(c is not None and c.shape == (8,) for c in codes), codes
+    assert codes[0].any() and not codes[-1].any(), codes  # from the first one, then the spare
     assert stats.encode.spare_failures == 1 and stats.encode.rollovers == 1
     assert len(fakes) >= 2 and len(fakes[1].sent) >= 8  # the second spare warmed up, took over
 
@@ -568,7 +577,7 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
     successors are spawned, built and switched in (in-process builds held the GIL for
     0.2-0.6 s, a gap every thread here felt). Gaps are compared around the hand-overs, where a
     stall would show, and elsewhere, where only a loaded machine's scheduling shows: the test
-    holds on a busy machine. `scripts/bench_realtime.py` reports the figure on an idle one."""
+    holds on a busy machine. `benchmarks/bench_realtime.py` reports the figure on an idle one."""
     frames = speech_frames(50)
     ticks: list[tuple[float, float]] = []  # (time, gap before it)
     busy: list[tuple[float, float]] = []  # calls during which a successor was spawned or switched
@@ -650,7 +659,9 @@ def test_a_worker_refuses_anything_but_a_configuration_first(mimi_file):
     try:
         assert proc.stdin is not None and proc.stdout is not None
         codec_process.write_message(proc.stdin.fileno(), codec_process.FRAME, b"\0" * 8)
-        kind, payload = codec_process.read_message(proc.stdout.fileno(), time.monotonic() + 30)
+        message = codec_process.read_message(proc.stdout.fileno(), time.monotonic() + 30)
+        assert message is not None, "the worker said nothing"
+        kind, payload = message
         assert kind == codec_process.ERROR and b"expected a configuration" in payload
         assert proc.wait(30) == 1
     finally:

@@ -19,7 +19,7 @@ from assistant.conversation.transcript import Transcript
 from assistant.dashboard.view import render, sparkline
 from assistant.telemetry.metrics import MetricsCollector, MetricSources
 from assistant.telemetry.model_card import ModelCard
-from tests.test_metrics import scripted
+from tests.support.fakes import scripted
 
 CARD = ModelCard(
     label="moshiko-q4",

@@ -100,6 +100,20 @@ def test_session_writer_makes_its_files_private(tmp_path: Path) -> None:
     assert "summary.json" in modes and "user_aec.wav" in modes
 
 
+def test_the_log_starts_with_the_version(tmp_path: Path, monkeypatch) -> None:
+    import assistant
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+    logs.stop()
+    try:
+        path = logs.start("chat")
+    finally:
+        logs.stop()
+    assert path is not None
+    first = path.read_text().splitlines()[0]
+    assert f" assistant {assistant.__version__} chat (pid " in first, first
+
+
 def test_the_log_is_private_and_rotates_privately(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(logs, "MAX_BYTES", 2000)

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import assistant
 from assistant.audio.sound_files import read_audio, write_wav
-from assistant.checkpoint.layout import Q4
 from assistant.checkpoint.resolve import CheckpointSpec
-from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
 from assistant.conversation.chat import Chat, ChatSettings
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
@@ -24,10 +23,8 @@ BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny-q4"
-    make_checkpoint(folder, config_name="tiny", quant=Q4, seed=0)
-    return folder
+def tiny(tiny_checkpoint) -> Path:
+    return tiny_checkpoint("q4")  # the run's shared one (tiny config, seed 0)
 
 
 def test_bundled_sample_is_real_speech() -> None:
@@ -69,6 +66,7 @@ def test_file_conversation_through_the_loop(tiny: Path) -> None:
     assert stats["frames_captured"] == stats["frames_stepped"] == stats["frames_played"] == frames
     assert stats["dropped_input"] == stats["dropped_output"] == 0
     assert stats["model"]["quantization"] == "q4"
+    assert stats["version"] == assistant.__version__
     assert stats["codec"]["encode"]["frames"] >= frames
     reply = read_audio(outcome.session / "moshi.wav")
     assert len(reply) == frames * FRAME_SAMPLES

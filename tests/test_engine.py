@@ -31,6 +31,18 @@ MICRO = replace(MICRO_PRESET, context=64)
 GREEDY = SamplingConfig.greedy()
 
 
+def tokens(result: StepResult) -> np.ndarray:
+    """A step's raw tokens (text, then each codebook), which every step here returns."""
+    assert result.tokens is not None
+    return result.tokens
+
+
+def logits(result: StepResult) -> np.ndarray:
+    """A step's text logits (an engine made with capture_text_logits=True)."""
+    assert result.text_logits is not None
+    return result.text_logits
+
+
 def make_model(config: MoshiConfig = MICRO, quant: Quantization | None = None, seed: int = 0):
     mx.random.seed(seed)
     model = build_model(config, quant)
@@ -422,14 +434,14 @@ def test_step_returns_its_raw_tokens_and_on_request_its_text_logits(model):
     for r, c in zip(results, captured, strict=True):
         assert r.text_logits is None
         assert r.tokens.dtype == np.int32 and r.tokens.shape == (1 + MICRO.dep_q,)
-        assert r.tokens[0] == r.text_token
+        assert tokens(r)[0] == r.text_token
         np.testing.assert_array_equal(c.tokens, r.tokens)  # capturing changes nothing
         assert c.text_logits.dtype == np.float32 and c.text_logits.shape == (MICRO.text_card,)
-        assert int(np.argmax(c.text_logits)) == c.text_token  # greedy: the argmax
+        assert int(np.argmax(logits(c))) == c.text_token  # greedy: the argmax
         if r.audio_codes is not None:
             # Frame g's codebook k was sampled at step g + delay_k.
             g = r.step - max(MICRO.delays)
-            own = [results[g + d].tokens[1 + k] for k, d in enumerate(delays)]
+            own = [tokens(results[g + d])[1 + k] for k, d in enumerate(delays)]
             assert r.audio_codes.tolist() == own
 
 
@@ -444,7 +456,7 @@ def test_forcing_a_run_with_its_own_tokens_reproduces_it_exactly(model, sampling
         np.testing.assert_array_equal(r.tokens, ref.tokens)
         np.testing.assert_array_equal(r.text_logits, ref.text_logits)
         assert r.audio_codes is None or r.audio_codes.tolist() == ref.audio_codes.tolist()
-        forced.force_tokens(ref.tokens)
+        forced.force_tokens(tokens(ref))
 
 
 def test_forcing_replaces_the_history_the_next_step_reads(model):
@@ -452,7 +464,7 @@ def test_forcing_replaces_the_history_the_next_step_reads(model):
     the text token, and every generated codebook (at its own delay)."""
     codes = user_codes(10)
     other = StreamingEngine(make_model(seed=1), MICRO, GREEDY)
-    theirs = [other.step(frame).tokens for frame in codes]
+    theirs = [tokens(other.step(frame)) for frame in codes]
     free = StreamingEngine(model, MICRO, GREEDY, capture_text_logits=True)
     ours = [free.step(frame) for frame in codes]
     engine = StreamingEngine(model, MICRO, GREEDY, capture_text_logits=True)
@@ -467,10 +479,9 @@ def test_forcing_replaces_the_history_the_next_step_reads(model):
             if s - d >= 0:
                 assert audio_in[k] == theirs[s][1 + k]
     # Step 0 sees no history, so it matches the free run; later steps do not.
-    np.testing.assert_array_equal(forced[0].text_logits, ours[0].text_logits)
+    np.testing.assert_array_equal(logits(forced[0]), logits(ours[0]))
     assert any(
-        not np.array_equal(f.text_logits, o.text_logits)
-        for f, o in zip(forced[1:], ours[1:], strict=True)
+        not np.array_equal(logits(f), logits(o)) for f, o in zip(forced[1:], ours[1:], strict=True)
     )
 
 

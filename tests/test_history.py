@@ -25,8 +25,7 @@ from assistant.history.retention import apply_retention, parse_age, prune
 from assistant.history.search import search
 from assistant.history.transcripts import Word
 from assistant.paths import sessions_dir
-
-from .history_folders import T0, make_conversation, make_many
+from tests.support.history_folders import T0, make_conversation, make_many
 
 
 class ScriptedRecognizer:
@@ -71,7 +70,8 @@ def root() -> Path:
 def test_list_is_newest_first_with_what_each_says_about_itself(root: Path) -> None:
     make_many(root, 3)
     found = store.list_conversations()
-    assert [c.started for c in found] == sorted((c.started for c in found), reverse=True)
+    starts = [c.started.timestamp() for c in found if c.started]
+    assert len(starts) == 3 and starts == sorted(starts, reverse=True)
     first = found[0].to_dict()
     assert {"id", "started", "duration_s", "voice", "quant"} <= set(first)
     assert (first["voice"], first["quant"], first["duration_s"]) == ("moshiko", "q4", 2.0)
@@ -212,7 +212,7 @@ def test_the_worker_waits_while_a_conversation_is_recorded(root: Path) -> None:
     waiting = threading.Event()
 
     class Watching(ScriptedRecognizer):
-        def transcribe(self, samples, *, progress=None, should_stop=None):  # type: ignore[no-untyped-def]
+        def transcribe(self, samples, *, progress=None, should_stop=None):
             waiting.set()
             return super().transcribe(samples, progress=progress, should_stop=should_stop)
 
@@ -236,7 +236,7 @@ def test_one_worker_at_a_time(root: Path) -> None:
     release = threading.Event()
 
     class Slow(ScriptedRecognizer):
-        def transcribe(self, samples, *, progress=None, should_stop=None):  # type: ignore[no-untyped-def]
+        def transcribe(self, samples, *, progress=None, should_stop=None):
             started.set()
             release.wait(30)
             return super().transcribe(samples)

@@ -1,7 +1,7 @@
 """Past conversations over the service's API (issue 20): the same token/Host/Origin rules as
 the rest of it, ids only (unknown ones 404), the audio by byte ranges, delete refused while a
 conversation is recorded or played. Against a real `assistant serve`, on folders written
-file by file (tests/session_folders.py)."""
+file by file (tests/support/session_folders.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from assistant.history.audio import StereoWav, conversation_wav
 from assistant.history.latency import MAX_POINTS, delay_series
 from assistant.service.history_api import byte_range
 from assistant.service.http_policy import LINK_HINT, TOKEN_HINT, link_key
-from tests.service_harness import ServiceProcess
-from tests.session_folders import make_conversation, snapshot, write_pcm16
+from tests.support.service_harness import ServiceProcess
+from tests.support.session_folders import make_conversation, snapshot, write_pcm16
 
 FIRST = "2026-11-22_14-03-05-chat"
 SECOND = "2026-11-23_09-00-00-chat"

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
-from .history_folders import make_conversation, make_many
+from tests.support.history_folders import make_conversation, make_many
 
 SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
 
@@ -49,7 +50,7 @@ def _transcribers(home: str) -> list[psutil.Process]:
     return found
 
 
-def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

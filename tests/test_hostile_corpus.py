@@ -1,7 +1,7 @@
 """The hostile-input corpus through the real command line, as a user would meet it.
 
-Each case (tests/hostile_corpus.py) prepares its files in a fresh folder and runs the command
-that must refuse it in a fresh process. The target for every case: it ends within 60 s with
+Each case (tests/support/hostile_corpus.py) prepares its files in a fresh folder and runs the
+command that must refuse it in a fresh process. The target for every case: it ends within 60 s with
 its exit code (1 for a file, 2 for a command-line mistake), prints at most 4 lines naming the
 file or option, no traceback, no "internal error", and no file in the folder changed (the
 input of a colliding --output above all).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_corpus import KINDS, HostileCase, hostile_cases, run_hostile
+from tests.support.hostile_corpus import KINDS, HostileCase, hostile_cases, run_hostile
 
 pytestmark = pytest.mark.slow
 

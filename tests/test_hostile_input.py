@@ -21,7 +21,7 @@ from assistant.audio.wav_writer import StreamingWavWriter
 from assistant.errors import AudioError, ServiceError
 from assistant.files import replace_atomically, same_file
 from assistant.service import info as service_info
-from tests.hostile_corpus import float_wav, wav
+from tests.support.hostile_corpus import float_wav, wav
 
 SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
 SOX = shutil.which("sox")

@@ -16,7 +16,7 @@ from assistant.checkpoint.inspection import (
 from assistant.checkpoint.layout import Quantization, TensorSpec, expected_tensors
 from assistant.checkpoint.safetensors_reader import read_header
 from assistant.errors import CheckpointError, UnsupportedQuantizationError
-from tests.helpers import write_sparse
+from tests.support.helpers import write_sparse
 
 Q4, Q8 = Quantization(4, 32), Quantization(8, 64)
 

@@ -7,6 +7,8 @@ shares no state and no slicing logic with the streaming caches under test.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -14,9 +16,9 @@ from moshi_mlx.modules.kv_cache import RotatingKVCache
 from moshi_mlx.modules.transformer import LayerCache, Transformer, TransformerConfig
 
 from assistant.errors import AssistantError, PrefillNotSupportedError
-from assistant.voice.kv_cache import RingKVCache, make_ring_cache
 from assistant.voice.lm_config import transformer_config
 from assistant.voice.step_graph import KVRing, ring_transformer, span_for
+from benchmarks.kv_cache import RingKVCache, make_ring_cache
 
 D_MODEL, HEADS, LAYERS = 16, 2, 2
 HEAD_DIM = D_MODEL // HEADS
@@ -47,6 +49,7 @@ def windowed_reference(t: Transformer, xs: mx.array, window: int, chunk: int = 5
         attn = layer.self_attn
         qkv = attn.in_proj(layer.norm1(x)).reshape(1, seq_len, 3, HEADS, HEAD_DIM)
         q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        assert attn.rope is not None  # (the main transformer's recipe has RoPE)
         q, k = attn.rope(q), attn.rope(k)  # absolute positions 0..T-1
         outs = []
         for a in range(0, seq_len, chunk):
@@ -72,7 +75,7 @@ class AttendedSpy:
     """Wraps a layer's cache and records, at KEEP steps, what moshi_mlx's Attention attends
     to after its own trimming (`k[:, :, k_len - (1 + min(context, k_len - 1)):]`)."""
 
-    def __init__(self, inner: RingKVCache | RotatingKVCache, context: int) -> None:
+    def __init__(self, inner: Any, context: int) -> None:  # a RingKVCache or RotatingKVCache
         self.inner = inner
         self.context = context
         self.log: dict[int, tuple[int, bool]] = {}  # step -> (keys attended, current among them)

@@ -26,6 +26,7 @@ BASE = {
     "logs",
     "interrupts",
     "strict_json",
+    "version",
     "__init__",
 }
 
@@ -34,18 +35,20 @@ ALLOWED: dict[str, set[str]] = {
     "checkpoint": set(),  # the file formats: no runtime, no MLX
     "voice": {"checkpoint"},  # the MLX runtime
     "stt": {"checkpoint", "voice"},  # speech to text (its memory check is voice's)
+    "codec": {"checkpoint"},  # the Mimi codec: rustymimi in worker processes, no MLX
     "audio": set(),  # devices, streams, echo cancellation, sound files
     "telemetry": {"checkpoint"},  # records, metrics, summary, trace (the model card reads a report)
-    "conversation": {"checkpoint", "voice", "audio", "telemetry"},
+    "conversation": {"checkpoint", "voice", "codec", "audio", "telemetry"},
     "history": {"checkpoint", "stt", "audio", "telemetry", "conversation"},  # past conversations
     "dashboard": {"telemetry", "conversation"},  # the terminal UI
-    "bench": {"checkpoint", "voice", "audio", "telemetry", "stt"},
+    "bench": {"checkpoint", "voice", "codec", "audio", "telemetry", "stt"},
     "service": {"checkpoint", "voice", "audio", "telemetry", "conversation", "stt", "history"},
     "menubar": {"checkpoint", "service"},
     "cli": {
         "checkpoint",
         "voice",
         "stt",
+        "codec",
         "audio",
         "telemetry",
         "conversation",
@@ -115,6 +118,34 @@ def test_dependencies_run_one_way() -> None:
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
 
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle between modules, type-only and lazy imports included: a cycle means
+    neither module can be read (or tested) without the other."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        graph[name] = set()
+        graph[name] |= {target for _, target in _imports(path)}
+    known = set(graph)
+    edges = {m: {t for t in ts if t in known and t != m} for m, ts in graph.items()}
+    cycles, state = [], dict.fromkeys(edges, 0)  # 0 unseen, 1 on the path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(edges[module]):
+            if state[nxt] == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif state[nxt] == 0:
+                visit(nxt, [*path, nxt])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if state[module] == 0:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
 def test_base_modules_import_only_the_base() -> None:
     for name in BASE - {"__init__"}:
         for line, target in _imports(PACKAGE / f"{name}.py"):
@@ -134,6 +165,7 @@ def test_base_modules_import_only_the_base() -> None:
         "assistant.checkpoint.synthetic.stt",
         "assistant.menubar.menu",
         "assistant.service.client",
+        "assistant.codec.streaming",
     ],
 )
 def test_checkpoint_format_and_menu_bar_import_no_mlx(module: str) -> None:

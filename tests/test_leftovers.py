@@ -1,4 +1,4 @@
-"""The end-of-session check (tests/leftovers.py) finds what the tests left running."""
+"""The end-of-session check (tests/support/leftovers.py) finds what the tests left running."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import psutil
 
-from tests import leftovers
+from tests.support import leftovers
 
 
 def test_a_detached_process_left_running_is_found_by_its_mark_and_ended() -> None:

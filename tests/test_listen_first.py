@@ -115,7 +115,7 @@ def test_no_moshi_audio_before_the_users_first_word(tiny_checkpoint) -> None:
 
 def test_the_service_takes_listen_first_from_its_option_and_its_api() -> None:
     from assistant.errors import ServiceRefusedError
-    from tests.service_harness import ServiceProcess
+    from tests.support.service_harness import ServiceProcess
 
     svc = ServiceProcess("--no-preload", "--listen-first")
     try:

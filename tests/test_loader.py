@@ -15,7 +15,7 @@ from assistant.checkpoint.layout import Q4, Q8, Quantization, expected_tensors
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.errors import CheckpointError, InsufficientMemoryError, MismatchError
 from assistant.voice import loader, memory
-from tests.helpers import save_tiny_model, tiny_folder, write_sparse
+from tests.support.helpers import save_tiny_model, tiny_folder, write_sparse
 
 GiB = 1024**3
 
@@ -47,7 +47,7 @@ def _numpy(a: mx.array) -> np.ndarray:
 def test_sets_the_mlx_cache_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # MLX's CPU backend ignores the limit (it always reports 0), so watch the call itself.
     calls = []
-    monkeypatch.setattr(memory.mx, "set_cache_limit", lambda n: calls.append(n) or 0)
+    monkeypatch.setattr(memory.mx, "set_cache_limit", lambda n: calls.append(n) or 0)  # type: ignore[func-returns-value]
     files = resolve(CheckpointSpec(target=str(tiny_folder(tmp_path, Q4, "model.q4.safetensors"))))
     loader.load(files, cache_limit=123 * 1024**2)
     assert calls == [123 * 1024**2]

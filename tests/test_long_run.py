@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from assistant.checkpoint.config import TINY
+from assistant.codec.streaming import StreamingCodec
 from assistant.conversation.loop import ConversationLoop, LoopEvents
-from assistant.voice.codec import StreamingCodec
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
-from tests.fakes import FakeAudio, FakeCodec, speech_like
+from tests.support.fakes import FakeAudio, FakeCodec, speech_like
 
 # TINY's structure (context 3000, the published delays) at the smallest width MLX runs fast.
 MICRO = dataclasses.replace(

@@ -1,6 +1,6 @@
 """The menu-bar app without a Mac: the menu built through a recording stand-in for rumps, the
 service replaced by a scripted client, `assistant serve` by a fake process (all three in
-tests/menubar_fakes.py)."""
+tests/support/menubar_fakes.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from assistant.menubar.menu import LOST_AFTER, POLL_S
 from assistant.menubar.prefs import Prefs, load_prefs, prefs_file, save_prefs
 from assistant.menubar.service_process import service_log
 from assistant.paths import data_dir, sessions_dir
-from tests.menubar_fakes import FakeClient, FakePopen, Harness, metrics
+from tests.support.menubar_fakes import FakeClient, FakePopen, Harness, metrics
 
 
 @pytest.fixture

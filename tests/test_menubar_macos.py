@@ -22,7 +22,7 @@ from assistant.menubar import app as menubar_app
 from assistant.menubar.background import DRAIN_S, InlineCalls
 from assistant.menubar.launch_agent import LABEL, LaunchAgent
 from assistant.menubar.menu import POLL_S, MenuController
-from tests.menubar_fakes import FakeClient
+from tests.support.menubar_fakes import FakeClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,7 +181,8 @@ class _RumpsMenuItem:
 
 class _RumpsApp:
     def __init__(self, name: str, title: str | None = None, quit_button: str | None = "Quit"):
-        self.name, self.title, self.quit_button, self.menu = name, title, quit_button, []
+        self.name, self.title, self.quit_button = name, title, quit_button
+        self.menu: list[Any] = []
 
 
 class _RumpsTimer:
@@ -197,7 +198,7 @@ def fake_rumps(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import importlib
     import types
 
-    rumps = types.ModuleType("rumps")
+    rumps: Any = types.ModuleType("rumps")
     rumps.App, rumps.MenuItem, rumps.Timer = _RumpsApp, _RumpsMenuItem, _RumpsTimer
     rumps.posted = []
 
@@ -277,7 +278,7 @@ def test_a_signal_to_the_app_stops_the_service_it_started(signum: int) -> None:
     (what the launcher forwards when the app is killed) or SIGINT takes the Quit path: the
     service it started ends too, and no process of theirs is left."""
     app = subprocess.Popen(
-        [sys.executable, "-m", "tests.menubar_standin_app"],
+        [sys.executable, "-m", "tests.support.menubar_standin_app"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ from assistant.menubar.background import BackgroundCalls
 from assistant.menubar.launch_agent import LaunchAgent
 from assistant.menubar.menu import MenuController
 from assistant.menubar.service_process import ServiceLauncher
-from tests.menubar_fakes import FakeClient, FakePopen, FakeToolkit
+from tests.support.menubar_fakes import FakeClient, FakePopen, FakeToolkit
 
 SLOW_S = 3.0  # a service's answer while it is busy (the client's timeout is 5 s)
 UI_BUDGET_S = 0.1  # what a timer or a click may take on the UI thread
@@ -72,6 +72,13 @@ def drain_until(controller: MenuController, condition: Callable[[], bool]) -> No
         time.sleep(0.01)
 
 
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + SLOW_S
+    while not condition():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.001)
+
+
 def test_a_slow_service_never_blocks_the_ui_thread(app) -> None:
     controller, tk, client = app
     client.gate.clear()  # the service takes its time from now on
@@ -83,9 +90,10 @@ def test_a_slow_service_never_blocks_the_ui_thread(app) -> None:
     assert controller.calls.pending == 1
     # A click while the service is slow: back at once; the start waits for the answer.
     assert timed(tk.find("Start conversation").click) < UI_BUDGET_S
-    time.sleep(0.2)
+    wait_until(lambda: client.threads == ["menubar-calls"])  # the look is with the service
     controller.drain()
     assert tk.title == "Moshi ⊘"  # still nothing back
+    assert client.threads == ["menubar-calls"]  # and the start has not gone out
     client.gate.set()
     drain_until(controller, lambda: tk.title.startswith("Moshi ●"))
     assert [c[0] for c in client.calls] == ["status", "live", "start"]
@@ -172,8 +180,7 @@ def test_start_while_looking_for_the_service_starts_exactly_one(
     drain_until(controller, lambda: len(spawned) == 1)
     assert controller.start_pending and tk.state_line.endswith("starts when ready")
     controller.tick()
-    time.sleep(0.2)
-    controller.drain()
+    drain_until(controller, lambda: controller.calls.pending == 0)  # whatever it asked, answered
     assert len(spawned) == 1
 
 

@@ -14,30 +14,7 @@ from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
 from assistant.telemetry.metrics import WINDOW_FRAMES, MetricsCollector, MetricSources
 from assistant.telemetry.records import FrameRecord
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
-
-MS = 0.001
-
-
-def scripted(index: int, *, encode: float, step: float | None, decode: float, delay: float | None):
-    """A frame captured at index * 80 ms whose stages took exactly the given milliseconds."""
-    t = index * 0.08
-    r = FrameRecord(index=index, captured=t)
-    r.encode_start, r.encode_end = t, t + encode * MS
-    if step is None:  # dropped before the model
-        r.dropped = True
-        return r
-    r.step_start = r.encode_end
-    r.step_end = r.step_start + step * MS
-    r.decode_start = r.step_end
-    r.decode_end = r.decode_start + decode * MS
-    r.model_step = index
-    if delay is None:  # dropped before the speaker
-        r.dropped = True
-    else:
-        r.queued_for_playout = r.decode_end
-        r.played, r.heard = True, t + delay * MS
-    return r
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, scripted, speech_like
 
 
 def test_percentiles_drops_and_delay_from_scripted_frames() -> None:
@@ -87,6 +64,18 @@ def test_recent_window_forgets_and_session_remembers() -> None:
     assert step.session.count == 2 * WINDOW_FRAMES
     assert step.session.max == pytest.approx(70) and step.session.p99 == pytest.approx(70)
     assert step.session.mean == pytest.approx(40)
+
+
+def test_a_reset_starts_over_with_the_new_runs_sources() -> None:
+    m = MetricsCollector(MetricSources(echo_reduction_db=lambda: 10.0))
+    for i in range(5):
+        m.on_frame(scripted(i, encode=5, step=70, decode=5, delay=300))
+    m.reset(MetricSources(echo_reduction_db=lambda: 41.5))
+    m.on_frame(scripted(0, encode=5, step=10, decode=5, delay=200))
+    snap = m.snapshot()
+    assert snap.frames.finished == 1 and snap.stages["step"].session.count == 1
+    assert snap.stages["step"].session.max == pytest.approx(10)
+    assert snap.echo_reduction_db == 41.5
 
 
 def test_sources_and_memory_are_reported() -> None:
@@ -180,4 +169,4 @@ def test_tree_rss_counts_a_forked_grandchild_beyond_its_parent_and_skips_the_van
     vanished = _FakeProcess(4, 1, 999, gone=True)  # exits between memory_info() and ppid()
     spawned = _FakeProcess(5, 1, 50)
     root = _FakeProcess(1, 0, 100, (server, worker, vanished, spawned))
-    assert tree_rss(root) == 100 + 400 + 30 + 50  # type: ignore[arg-type]
+    assert tree_rss(root) == 100 + 400 + 30 + 50

@@ -12,7 +12,8 @@ import pytest
 from assistant.conversation.lag import LagPolicy
 from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.errors import CodecError
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
+from assistant.telemetry.records import FrameRecord
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
 
 def make_loop(audio, codec=None, engine=None, session_dir: Path | None = None, **kwargs):
@@ -29,7 +30,8 @@ def make_loop(audio, codec=None, engine=None, session_dir: Path | None = None, *
 def test_every_frame_flows_through_every_stage(tmp_path: Path) -> None:
     frames = speech_like(30)
     audio = FakeAudio(frames)
-    texts, records = [], []
+    texts: list[tuple[float, str]] = []
+    records: list[FrameRecord] = []
     engine = ScriptedEngine(["Hel", "lo", " there"])
     loop = make_loop(
         audio,
@@ -111,7 +113,7 @@ def test_session_folder_has_both_sides_transcript_and_stats(tmp_path: Path) -> N
 
 def test_silent_microphone_is_reported_once() -> None:
     audio = FakeAudio([np.zeros(1920, np.float32)] * 10)
-    warnings = []
+    warnings: list[str] = []
     calls = iter(["microphone is silent"] + [None] * 20)
     loop = make_loop(
         audio,
@@ -138,7 +140,7 @@ def test_full_disk_stops_the_recording_not_the_conversation(tmp_path: Path, monk
         return real_write(self, samples)
 
     monkeypatch.setattr(wav_writer.StreamingWavWriter, "write", filling_disk)
-    warnings = []
+    warnings: list[str] = []
     audio = FakeAudio(speech_like(40))
     loop = make_loop(audio, session_dir=tmp_path, events=LoopEvents(on_warning=warnings.append))
     loop.run(duration_s=30)
@@ -151,7 +153,7 @@ def test_full_disk_stops_the_recording_not_the_conversation(tmp_path: Path, monk
 
 def test_dropping_frames_is_announced_once() -> None:
     audio = FakeAudio(speech_like(30), period_s=0.08)
-    warnings = []
+    warnings: list[str] = []
     loop = make_loop(
         audio,
         engine=ScriptedEngine(step_s=0.2),

@@ -1,5 +1,6 @@
-"""Quantizing a bf16 checkpoint as the published q4/q8 were made: `quantize_checkpoint`, the
-derived synthetic q4/q8 of `make_checkpoint`, and `assistant make-checkpoint --from`."""
+"""Quantizing a bf16 checkpoint as the published q4/q8 were made: one model file (the checks and
+weights of `quantize_folder`), the derived synthetic q4/q8 of `make_checkpoint`, and
+`assistant make-checkpoint --from`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from typer.testing import CliRunner
 from assistant.checkpoint.config import MOSHIKO_V0_1, TINY
 from assistant.checkpoint.inspection import inspect_model
 from assistant.checkpoint.layout import Q4, Q8, Quantization, expected_tensors, linears
-from assistant.checkpoint.quantize import quantize_checkpoint
 from assistant.checkpoint.resolve import CheckpointFiles, CheckpointSpec, resolve
 from assistant.checkpoint.synthetic import checkpoint as ckpt
 from assistant.checkpoint.synthetic.lm import lm_file_size, write_lm
@@ -28,7 +28,8 @@ from assistant.cli import _register, app
 from assistant.errors import CheckpointError, MismatchError, UsageError
 from assistant.voice.loader import load
 from assistant.voice.model import build_model
-from tests.helpers import require_free_disk, run_script
+from tests.support.helpers import require_free_disk, run_script
+from tests.support.quantize import quantize_checkpoint
 
 _register()
 runner = CliRunner()
@@ -273,8 +274,8 @@ _FULL_QUANTIZE = textwrap.dedent(
     import dataclasses, json, pathlib, sys
     from assistant.checkpoint.config import MOSHIKO_V0_1
     from assistant.checkpoint.layout import Q4, expected_tensors
-    from assistant.checkpoint.quantize import quantize_checkpoint
-    from tests.helpers import write_sparse
+    from tests.support.quantize import quantize_checkpoint
+    from tests.support.helpers import write_sparse
 
     src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     config = dataclasses.replace(MOSHIKO_V0_1, num_layers=int(sys.argv[3]))

@@ -3,7 +3,7 @@ real time still plays (gaps, never silence), small blocks keep the audio intact,
 `assistant latency` measures a loopback it has never been told about.
 
 Tolerant: these run in real time on a shared 2-core machine. Figures are printed (pytest -s);
-`scripts/bench_realtime.py` measures the same things on an idle machine.
+`benchmarks/bench_realtime.py` measures the same things on an idle machine.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from assistant.conversation.lag import LagPolicy
 from assistant.conversation.loop import ConversationLoop
 from assistant.conversation.passthrough import PassthroughCodec, PassthroughEngine
 from assistant.frames import FRAME_SAMPLES
-from tests.pulse_harness import PulseAudio, make_speech, piecewise_match
+from tests.support.pulse_harness import PulseAudio, make_speech, piecewise_match
 
 pytestmark = pytest.mark.slow
 
@@ -130,11 +130,16 @@ def test_a_speaker_that_goes_away_is_noticed(pulse: PulseAudio) -> None:
     audio layer asks PulseAudio, and says where the sound went."""
     audio = DuplexAudio().start()
     try:
-        time.sleep(2.5)  # the watch has seen the first sink
+        # Until the watch has seen the first sink (it looks every 2 s): unloaded before, the
+        # stream's new sink would be the first it sees, and no change.
+        deadline = time.monotonic() + 30
+        while audio._watch is None or audio._watch.first is None:
+            assert time.monotonic() < deadline, "the sink watch never saw the speaker"
+            time.sleep(0.05)
         modules = pulse.pactl("list", "short", "modules")
         vspk = next(line.split()[0] for line in modules.splitlines() if "sink_name=vspk" in line)
         pulse.pactl("unload-module", vspk)
-        deadline, notices = time.monotonic() + 10, []
+        deadline, notices = time.monotonic() + 10, list[str]()
         while not notices and time.monotonic() < deadline:
             audio.read_frame(timeout=0.5)
             notices = audio.drain_notices()
@@ -160,7 +165,7 @@ def test_sink_watch_reports_a_move_once() -> None:
 def test_history_play_is_heard_through_the_speaker(pulse: PulseAudio, tmp_path: Path) -> None:
     """`assistant history play` sends a conversation (a 440 Hz user, a 660 Hz Moshi) to the
     default speaker: both are heard in what the speaker played."""
-    from tests.history_folders import make_conversation, write_wav
+    from tests.support.history_folders import make_conversation, write_wav
 
     home = tmp_path / "home"
     folder = make_conversation(home / "sessions", seconds=2.0)

@@ -20,7 +20,7 @@ from assistant.errors import (
     MissingFilesError,
     UsageError,
 )
-from tests.helpers import save_tiny_model
+from tests.support.helpers import save_tiny_model
 
 
 def test_catalogue_has_every_published_repo() -> None:
@@ -151,7 +151,8 @@ class FakeHub:
     """Stands in for the hub's HTTP calls; records what was fetched."""
 
     def __init__(self, folder: Path, header_config=MOSHIKO_V0_1, quant=Q4):
-        self.folder, self.fetched = folder, []
+        self.folder = folder
+        self.fetched: list[str] = []
         self.specs = expected_tensors(header_config, quant)
 
     def metadata(self, repo_id: str, filename: str):

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import requests
 from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.config import MoshiConfig
 from assistant.errors import ServiceRefusedError
-from tests.service_harness import SPEECH, ServiceProcess, wait_for
+from tests.support.service_harness import SPEECH, ServiceProcess, wait_for
 
 
 @pytest.fixture
@@ -177,7 +178,11 @@ def test_a_switch_to_what_cannot_load_is_refused_before_the_model_is_touched(
 
 
 def linked_copy(
-    source: Path, folder: Path, *, skip: set[str] = frozenset(), only: set[str] | None = None
+    source: Path,
+    folder: Path,
+    *,
+    skip: AbstractSet[str] = frozenset(),
+    only: set[str] | None = None,
 ) -> Path:
     """A checkpoint folder of links to `source`'s files (costs no disk)."""
     folder.mkdir()

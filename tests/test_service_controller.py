@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,11 @@ class Outcome:
 
 
 class FakeChat:
-    def __init__(self, settings: ChatSettings) -> None:
+    def __init__(self, settings: ChatSettings, events: Any = None) -> None:
         self.settings = settings
         self.model: Model | None = None
         self.card = None
-        self.events: Any = None
+        self.events = events
         self.metrics: Any = None
         self.running = threading.Event()
         self._stop = threading.Event()
@@ -73,9 +73,9 @@ class Builds:
         self.models: list[weakref.ref[Model]] = []
         self.alive_at_build: list[list[bool]] = []
 
-    def __call__(self, settings: ChatSettings) -> FakeChat:
+    def __call__(self, settings: ChatSettings, events: Any = None) -> FakeChat:
         self.alive_at_build.append([ref() is not None for ref in self.models])
-        chat = FakeChat(settings)
+        chat = FakeChat(settings, events)
         chat.prepare = self._preparer(weakref.ref(chat))  # type: ignore[method-assign]
         self.chats.append(weakref.ref(chat))
         return chat
@@ -105,7 +105,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) 
 
 
 @pytest.fixture
-def controller(tiny_checkpoint) -> tuple[Controller, Builds]:
+def controller(tiny_checkpoint) -> Iterator[tuple[Controller, Builds]]:
     builds = Builds()
     settings = ChatSettings(checkpoint=CheckpointSpec(target=str(tiny_checkpoint("q4"))))
     ctl = Controller(settings, chat_factory=builds)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ All against a real `assistant serve` process, measured from outside it (raw sock
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from assistant.errors import ServiceRefusedError
 from assistant.service.client import ServiceClient
 from assistant.service.connections import Limits
 from assistant.service.http_policy import TOKEN_HINT
-from tests.http_storm import (
+from tests.support.http_storm import (
     EXPECTED,
     ConnectionCounter,
     StatusProbe,
@@ -30,7 +31,7 @@ from tests.http_storm import (
     request_bytes,
     unexpected,
 )
-from tests.service_harness import ServiceProcess, wait_for
+from tests.support.service_harness import ServiceProcess, wait_for
 
 LIMITS = Limits()  # what `assistant serve` runs with
 SLOW_KINDS = {"idle", "kept_alive"}  # wait for the idle timeout
@@ -55,7 +56,7 @@ def run_storm(svc: ServiceProcess, kinds: list[str], count: int) -> dict:
     # an option if it came as its own argument.
     args = ["--port", str(info.port), f"--token={info.token}", "--count", str(count)]
     result = subprocess.run(
-        [sys.executable, "-m", "tests.http_storm", *args, "--kinds", ",".join(kinds)],
+        [sys.executable, "-m", "tests.support.http_storm", *args, "--kinds", ",".join(kinds)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -164,7 +165,8 @@ def test_500_at_once_leave_status_answering_within_a_second(service: ServiceProc
     counter = ConnectionCounter(service.proc.pid, info.port)
     probe = StatusProbe(info.port, info.token)
     feed = LiveFeed(service.client)
-    counter.start(), probe.start(), feed.start()
+    for thread in (counter, probe, feed):
+        thread.start()
     try:
         report = run_storm(service, list(EXPECTED), 500)
     finally:
@@ -201,7 +203,9 @@ def test_connections_beyond_the_limit_are_turned_away_and_status_still_answers(
     client_seconds: list[float] = []
 
     def ask_status() -> None:
-        time.sleep(1.5)  # the limit is reached by now
+        deadline = time.monotonic() + 30  # (the 503 check below fails if it never is)
+        while max(counter.samples, default=0) < LIMITS.max_open and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the storm has reached the limit
         client = ServiceClient(info)  # retries a 503 from the connection limit
         for _ in range(5):
             started = time.monotonic()
@@ -210,7 +214,8 @@ def test_connections_beyond_the_limit_are_turned_away_and_status_still_answers(
             time.sleep(0.5)
 
     asker = threading.Thread(target=ask_status)
-    counter.start(), probe.start(), asker.start()
+    for thread in (counter, probe, asker):
+        thread.start()
     try:
         report = run_storm(service, ["idle"], holders)
     finally:
@@ -295,16 +300,14 @@ def test_live_feeds_are_bounded(service: ServiceProcess) -> None:
 
     def first_event() -> dict | None:
         try:
-            events = service.client.stream()
-            event = next(events)
-            events.close()
-            return event
+            with contextlib.closing(service.client.stream()) as events:  # type: ignore[type-var]
+                return next(events)
         except ServiceRefusedError:
             return None
 
     # The places free once the feeds notice their watchers left (at their next event).
     event = wait_for(first_event, timeout=10, what="a free live feed")
-    assert event["status"]["state"] == "idle"
+    assert event is not None and event["status"]["state"] == "idle"
 
 
 # --- helpers -------------------------------------------------------------------------------------

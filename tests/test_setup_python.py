@@ -297,6 +297,29 @@ def test_the_test_tools_come_only_when_asked(checkout: Path, mac: Machine) -> No
     assert "bash scripts/setup.sh --test-tools" in test_sh  # what CI and the README run
 
 
+def test_setup_installs_again_only_when_pyproject_changed(checkout: Path, mac: Machine) -> None:
+    mac.on_path("python3.12", "3.12")
+    (checkout / "pyproject.toml").write_text('[project]\nname = "assistant"\n')
+
+    def pip_runs() -> int:
+        return sum(line.startswith("pip ") for line in mac.log.read_text().splitlines())
+
+    assert run_setup(checkout, mac).returncode == 0
+    assert pip_runs() == 2  # pip upgraded, the package installed
+    command = checkout / ".venv" / "bin" / "assistant"  # what the real install makes
+    command.write_text("#!/bin/sh\n")
+    command.chmod(0o755)
+    again = run_setup(checkout, mac)
+    assert again.returncode == 0 and "ready" in again.stdout, again.stderr
+    assert pip_runs() == 2  # nothing changed: nothing run
+    (checkout / "pyproject.toml").write_text('[project]\nname = "assistant"\nversion = "2"\n')
+    assert run_setup(checkout, mac).returncode == 0
+    assert pip_runs() == 4  # changed: installed again
+    command.unlink()  # the install is gone (removed by hand, a broken venv)
+    assert run_setup(checkout, mac).returncode == 0
+    assert pip_runs() == 6
+
+
 def test_setup_with_nothing_suitable_stops_with_the_message(checkout: Path, mac: Machine) -> None:
     mac.on_path("python3", "3.14")
     result = run_setup(checkout, mac)

@@ -30,7 +30,7 @@ from assistant.errors import (
 from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE
 from assistant.stt import SpeechToText, TranscriptionStopped, Word, find_stt_checkpoint
 from assistant.stt.words import words_from_tokens
-from tests.helpers import write_sparse
+from tests.support.helpers import write_sparse
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_full_size_layout_validates(tmp_path: Path, stt_folder: Path) -> None:
 def test_full_size_synthetic_checkpoint_is_written_in_the_published_layout(
     tmp_path: Path, synthetic_cache: Path
 ) -> None:
-    from tests.helpers import require_free_disk
+    from tests.support.helpers import require_free_disk
 
     require_free_disk(tmp_path, stt_model_size(STT_1B_EN_FR))
     made = make_stt_checkpoint(
@@ -330,7 +330,7 @@ def test_transcribe_gives_ordered_words_within_the_audio(stt: SpeechToText) -> N
         assert 0.0 <= w.start <= w.end <= total
     assert [w.start for w in words] == sorted(w.start for w in words)
     assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(words))
-    assert seen[-1] == (pytest.approx(total), pytest.approx(total))
+    assert seen[-1][0] == pytest.approx(total) and seen[-1][1] == pytest.approx(total)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     # Reusable: the same input gives the same words (the cache is reset between calls).
     assert stt.transcribe(audio) == words

@@ -32,7 +32,7 @@ from assistant.checkpoint.synthetic.text_tokenizer import MIN_VOCAB, write_text_
 from assistant.cli import _register, app
 from assistant.errors import InsufficientDiskError, UsageError
 from assistant.voice.model import build_model
-from tests.helpers import require_free_disk, run_script
+from tests.support.helpers import require_free_disk, run_script
 
 Q4_BYTES = 4_805_545_040
 Q8_BYTES = 8_168_804_664
@@ -155,6 +155,7 @@ def test_tiny_lm_loads_strictly_and_steps_finite(tiny_checkpoint, label: str) ->
     assert mx.all(mx.isfinite(logits)).item()
     assert 0 < float(logits.astype(mx.float32).std().item()) < 10
     assert 0 <= text.item() < TINY.text_card
+    assert audio is not None
     assert audio.shape == (1, TINY.dep_q, 1) and mx.all(audio < TINY.card).item()
 
 

@@ -17,9 +17,8 @@ from assistant.conversation.session import SessionWriter
 from assistant.telemetry.metrics import MetricsCollector
 from assistant.telemetry.records import FrameRecord
 from assistant.telemetry.trace import TRACKS, ChromeTrace, read_trace
-from tests.browser import launch, static_server
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
-from tests.test_metrics import scripted
+from tests.support.browser import launch, static_server
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, scripted, speech_like
 
 
 def test_trace_events_for_scripted_frames(tmp_path: Path) -> None:
@@ -84,12 +83,17 @@ def test_perfetto_opens_a_session_trace(tmp_path: Path) -> None:
     # A real loop whose model is too slow, so the lag control drops frames.
     records: list[FrameRecord] = []
     metrics = MetricsCollector()
+
+    def both(record: FrameRecord) -> None:
+        records.append(record)
+        metrics.on_frame(record)
+
     loop = ConversationLoop(
         FakeAudio(speech_like(25), period_s=0.08),
         FakeCodec(),
         ScriptedEngine(step_s=0.15),
         policy=LagPolicy(max_delay_ms=400),
-        events=LoopEvents(on_frame=lambda r: (records.append(r), metrics.on_frame(r))),
+        events=LoopEvents(on_frame=both),
     )
     loop.session = SessionWriter(tmp_path, loop.stats, metrics=metrics)
     loop.run(duration_s=30)
@@ -110,13 +114,13 @@ def test_perfetto_opens_a_session_trace(tmp_path: Path) -> None:
             "join thread t using(utid) group by s.name, t.name order by s.name",
         )
         found = {(r["name"], r["thread"]): r for r in rows}
-        stepped = [r for r in records if r.step_ms is not None]
+        stepped = [r.step_ms for r in records if r.step_ms is not None]
         encoded = [r for r in records if r.encode_ms is not None]
         assert found[("step", "model")]["n"] == len(stepped) == loop.counters.frames_stepped
         assert found[("encode", "encoder")]["n"] == len(encoded)
         assert found[("decode", "decoder")]["n"] == len([r for r in records if r.decode_ms])
         # Durations survive the import (ns in Perfetto, µs in the file, rounded to 0.1 µs).
-        expected_ns = sum(r.step_ms for r in stepped) * 1e6
+        expected_ns = sum(stepped) * 1e6
         assert found[("step", "model")]["dur"] == pytest.approx(expected_ns, rel=1e-4)
         drops = [r for r in records if r.dropped]
         lag = [v for k, v in found.items() if k[1] == "lag"]

@@ -13,9 +13,9 @@ from assistant.checkpoint.mimi_layout import mimi_tensors
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.checkpoint.synthetic.text_tokenizer import write_text_tokenizer
 from assistant.checkpoint.validate import inspect_checkpoint, require_valid
-from assistant.errors import CodecError, TokenizerError
+from assistant.errors import CheckpointError, CodecError, CodecFileError, TokenizerError
 from assistant.voice import loader
-from tests.helpers import tiny_folder, write_sparse
+from tests.support.helpers import tiny_folder, write_sparse
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
 WEIGHT = "decoder.model.0.conv.conv.weight"
 
 
-def _mimi_specs(change) -> dict[str, TensorSpec]:  # type: ignore[no-untyped-def]
+def _mimi_specs(change) -> dict[str, TensorSpec]:
     specs = dict(mimi_tensors(32))
     change(specs)
     return specs
@@ -115,3 +115,10 @@ def test_a_fifo_tokenizer_is_refused_without_blocking(folder: Path) -> None:
     os.mkfifo(folder / "tokenizer_spm_32k_3.model")
     with pytest.raises(TokenizerError, match="named pipe"):
         inspect_checkpoint(resolve(CheckpointSpec(target=str(folder))))
+
+
+def test_a_bad_codec_file_is_a_checkpoint_problem_a_failing_codec_is_not() -> None:
+    """`CodecFileError` (the file) is both; a worker that crashes or bad input to the codec
+    (`CodecError`) is no checkpoint problem."""
+    assert issubclass(CodecFileError, CodecError) and issubclass(CodecFileError, CheckpointError)
+    assert not issubclass(CodecError, CheckpointError)

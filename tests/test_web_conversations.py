@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from assistant.conversation import session_files as files
-from tests.browser import launch
-from tests.service_harness import ServiceProcess, wait_for
-from tests.session_folders import make_conversation
+from tests.support.browser import launch
+from tests.support.service_harness import ServiceProcess, wait_for
+from tests.support.session_folders import make_conversation
 
 FIRST = "2026-11-22_14-03-05-chat"
 SECOND = "2026-11-23_09-00-00-chat"
@@ -54,7 +54,7 @@ def test_conversations_page_lists_searches_seeks_and_deletes(tmp_path: Path) -> 
             requested: list[str] = []
             audio: list[int] = []
             page.on("request", lambda r: requested.append(r.url))
-            page.on("response", lambda r: "/audio" in r.url and audio.append(r.status))
+            page.on("response", lambda r: audio.append(r.status) if "/audio" in r.url else None)
             page.goto(info.conversations_url)  # what "Recent conversations" opens
             assert "token" not in page.url and page.url.endswith("#view=conversations")
             wait_for(lambda: count(page, "#conversations li") == 2, what="the list")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import launch
-from tests.service_harness import SPEECH, ServiceProcess, wait_for
+from tests.support.browser import launch
+from tests.support.service_harness import SPEECH, ServiceProcess, wait_for
 
 SCREENSHOT = Path("web-dashboard.png")
 

@@ -18,9 +18,9 @@ from assistant.checkpoint.layout import Q4
 from assistant.checkpoint.resolve import CheckpointSpec, resolve
 from assistant.checkpoint.safetensors_reader import read_header
 from assistant.checkpoint.values import ValueScan, require_sane_values, scan_values
-from assistant.errors import CheckpointError, CodecError
+from assistant.errors import CheckpointError, CodecError, CodecFileError
 from assistant.voice import loader
-from tests.helpers import tiny_folder
+from tests.support.helpers import tiny_folder
 
 BF16_BITS = {"nan": 0x7FC0, "inf": 0x7F80, "-inf": 0xFF80, "one": 0x3F80, "max": 0x7F7F}
 
@@ -69,7 +69,7 @@ def test_finds_nan_and_infinity_in_every_float_dtype(tmp_path: Path) -> None:
         "bad_f64",
     ]
     with pytest.raises(CodecError) as e:
-        require_sane_values(header, CodecError)
+        require_sane_values(header, CodecFileError)
     assert str(e.value) == (
         f"{path}: tensor 'bad_bf16' holds NaN or infinite values (and 3 more tensors): the "
         "weights are damaged"
@@ -136,7 +136,7 @@ def test_a_file_of_zeros_is_refused(tmp_path: Path) -> None:
     scan = scan_values(read_header(path), CheckpointError)
     assert scan == ValueScan([], all_zero=True)
     with pytest.raises(CodecError, match="every weight is zero: the data was never written"):
-        require_sane_values(read_header(path), CodecError)
+        require_sane_values(read_header(path), CodecFileError)
     one = _file(tmp_path, {"a": ("BF16", _bf16("one")), "b": ("F32", bytes(8))})
     assert scan_values(read_header(one), CheckpointError).all_zero is False
 

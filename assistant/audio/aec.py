@@ -128,22 +128,6 @@ class _Base:
         self.stats.measured = len(self.stats.window)
 
 
-class PassthroughCanceller(_Base):
-    """No echo cancellation (`--no-aec`): the mic audio as is, with the same bookkeeping."""
-
-    def __init__(self, sample_rate: int = SAMPLE_RATE, frame_samples: int = FRAME_SAMPLES) -> None:
-        super().__init__(sample_rate, frame_samples)
-
-    def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        m, r = self._inputs(mic, reference)
-        if r is not None:
-            self._measure(m, r, m)
-        self.stats.frames += 1
-        self.stats.seconds += time.perf_counter() - t0
-        return m
-
-
 class EchoCanceller(_Base):
     """WebRTC AEC3 on 10 ms int16 subframes. Never raises from `process`: a bad frame or an
     APM failure passes the mic audio through and is counted in `stats.errors`."""

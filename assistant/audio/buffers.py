@@ -68,12 +68,6 @@ def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> f
     return now - age
 
 
-def playback_time(now: float, time_info: Any) -> float:
-    """When the first sample of an output block will be heard, per PortAudio's DAC time."""
-    lead = output_lead(time_info)
-    return now if lead is None else now + lead
-
-
 def output_lead(time_info: Any) -> float | None:
     """How far ahead of this callback its first sample is heard (outputBufferDacTime -
     currentTime), or None where PortAudio gives nothing plausible."""

@@ -49,16 +49,3 @@ def find_clicks(
         if all(abs(int(i) - j) >= min_gap for j in found):
             found.append(int(i))
     return sorted(found)
-
-
-def pair_up(first: list[int], second: list[int], max_gap: int) -> list[tuple[int, int]]:
-    """Match each click in `first` with the next one in `second` at most `max_gap` samples
-    later (a click and its delayed copy)."""
-    pairs, j = [], 0
-    for a in first:
-        while j < len(second) and second[j] <= a:
-            j += 1
-        if j < len(second) and second[j] - a <= max_gap:
-            pairs.append((a, second[j]))
-            j += 1
-    return pairs

@@ -27,13 +27,11 @@ from .buffers import (
     capture_time,
 )
 from .devices import DeviceInfo, audio_error, open_rate, sounddevice, supports_rate
-from .interface import AudioIO, StreamLatency
+from .interface import StreamLatency
 from .playout import PlayoutBuffer, Started
 from .profiles import DEFAULT_PROFILE, PROFILES, LatencyProfile
 from .pulse_watch import SinkWatch, pulse_available
 from .routing import choose_devices
-
-__all__ = ["AudioIO", "DuplexAudio", "StreamLatency"]
 
 
 class DuplexAudio:

@@ -68,10 +68,6 @@ class FileAudio:
         return self
 
     @property
-    def total_frames(self) -> int:
-        return len(self._frames)
-
-    @property
     def finished(self) -> bool:
         return self._stopped or (self._started and self._next >= len(self._frames))
 

@@ -17,10 +17,6 @@ class StreamLatency:
     output_s: float
     playout_s: float  # the playout buffer's cushion now, on top of output_s
 
-    @property
-    def round_trip_s(self) -> float:
-        return self.input_s + self.output_s + self.playout_s
-
 
 class AudioIO(Protocol):
     """What the conversation loop needs from an audio backend."""

@@ -2,7 +2,7 @@
 
 Smaller blocks and a thinner cushion cut the delay from your voice to Moshi's answer; they also
 leave less slack for a busy machine, so audio may glitch. `balanced` is the default, chosen by
-measuring them (`scripts/bench_realtime.py --only delay`): 5 ms blocks kept the pass-through
+measuring them (`benchmarks/bench_realtime.py --only delay`): 5 ms blocks kept the pass-through
 delay 20 ms under 10 ms blocks on PulseAudio, with the same glitches; `safe` is for a machine
 too busy for either.
 """

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..audio.sound_files import write_wav
 from ..checkpoint.config import MoshiConfig
-from ..voice.codec import StreamingCodec
+from ..codec.streaming import StreamingCodec
 from ..voice.engine import StreamingEngine
 from ..voice.loader import load
 from ..voice.memory import release_freed_memory

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.sound_files import frames
+from ..codec.streaming import StreamingCodec
 from ..frames import SAMPLE_RATE
-from ..voice.codec import StreamingCodec
 from .timing import Timing
 
 

@@ -13,7 +13,6 @@ MLX's), never on import: the checkpoint package stays MLX-free.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,7 @@ import numpy as np
 from ..errors import CheckpointError, UsageError
 from .catalogue import CONFIG_FILE, MIMI_FILE, TEXT_TOKENIZER_FILE
 from .config import PRESET_CONFIGS, MoshiConfig
-from .inspection import ModelInfo, bits_claimed_by_name, inspect_model
+from .inspection import ModelInfo, bits_claimed_by_name
 from .layout import Quantization, TensorSpec, expected_tensors, linears, quantization_fits
 from .resolve import CheckpointFiles, CheckpointSpec, resolve
 from .safetensors_writer import write_safetensors
@@ -42,36 +41,6 @@ from .writing import (
 
 if TYPE_CHECKING:
     import mlx.core as mx
-
-
-def quantize_checkpoint(
-    src_model_file: str | Path,
-    dst_model_file: str | Path,
-    quant: Quantization,
-    progress: Progress | None = None,
-    *,
-    config_file: str | Path | None = None,
-) -> Path:
-    """Write `src_model_file` (bf16) quantized to `quant` as `dst_model_file`; returns it.
-
-    The architecture comes from `config_file`, by default the `config.json` beside the source
-    (as the loader reads a model file's folder), else the built-in moshiko v0.1 preset. The
-    source is checked from its header first: a quantized or mismatched file is refused, naming
-    it. The destination appears only once complete (written through `<name>.partial`).
-    `progress(done, total)` counts bytes written.
-    """
-    src, dst = Path(src_model_file), Path(dst_model_file)
-    if config_file is None and (beside := src.parent / CONFIG_FILE).is_file():
-        config_file = beside
-    info = check_source(inspect_model(src, config_file))
-    check_target(info, dst, quant)
-    partial = dst.with_name(dst.name + ".partial")
-    try:
-        quantize_weights(src, partial, info.config, quant, progress)
-        os.replace(partial, dst)
-    finally:
-        partial.unlink(missing_ok=True)  # only left over when the write failed
-    return dst
 
 
 def check_source(info: ModelInfo) -> ModelInfo:

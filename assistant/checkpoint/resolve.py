@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import (
     CheckpointError,
-    CodecError,
+    CodecFileError,
     ConfigError,
     MissingFilesError,
     TokenizerError,
@@ -74,7 +74,7 @@ def resolve(spec: CheckpointSpec, *, download: bool = False) -> CheckpointFiles:
         found = from_hub(preset(spec.voice, spec.quant or "q4"), download=download)
     return CheckpointFiles(
         model=found.model,
-        mimi=_existing(spec.mimi_file, CodecError) if spec.mimi_file else found.mimi,
+        mimi=_existing(spec.mimi_file, CodecFileError) if spec.mimi_file else found.mimi,
         text_tokenizer=(
             _existing(spec.text_tokenizer_file, TokenizerError)
             if spec.text_tokenizer_file
@@ -131,7 +131,7 @@ def from_folder(
     if not mimis and unreadable:
         # A damaged codec file is not "no codec file": name it and what is wrong with it.
         first = unreadable[0]
-        raise CodecError(f"unreadable, so no Mimi codec here: {first.message}", path=first.path)
+        raise CodecFileError(f"unreadable, so no Mimi codec here: {first.message}", path=first.path)
     spms = sorted(folder.glob("*.model"))
     config = folder / CONFIG_FILE
     return CheckpointFiles(

@@ -26,8 +26,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import read_regular
-from .config import LIMITS, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, mlp_hidden
 from ..strict_json import load_strict
+from .config import LIMITS, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, mlp_hidden
 
 CONFIG_FILE = "config.json"
 DEFAULT_MODEL_NAME = "model.safetensors"  # moshi_mlx's default when `moshi_name` is absent

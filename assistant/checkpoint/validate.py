@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     CheckpointError,
-    CodecError,
+    CodecFileError,
     MismatchError,
     TokenizerError,
 )
@@ -109,20 +109,20 @@ def inspect_codec(path: Path, codebooks_needed: int) -> CodecInfo:
 
 
 def read_codec_header(path: Path) -> SafetensorsHeader:
-    """A Mimi file's header, or CodecError naming the file (a model file says so)."""
+    """A Mimi file's header, or CodecFileError naming the file (a model file says so)."""
     try:
         header = read_header(path)
-    except CodecError:
+    except CodecFileError:
         raise
     except CheckpointError as e:
-        raise CodecError(e.message, path=e.path, hint=e.hint) from None
+        raise CodecFileError(e.message, path=e.path, hint=e.hint) from None
     names = header.tensors.keys()
     if not any(n.startswith("quantizer.") for n in names) or not any(
         n.startswith("decoder.") for n in names
     ):
         if any(n.startswith("transformer.layers.") for n in names):
-            raise CodecError("this is a Moshi model file, not a Mimi codec file", path=path)
-        raise CodecError("not a Mimi codec file (no quantizer/decoder tensors)", path=path)
+            raise CodecFileError("this is a Moshi model file, not a Mimi codec file", path=path)
+        raise CodecFileError("not a Mimi codec file (no quantizer/decoder tensors)", path=path)
     return header
 
 
@@ -179,7 +179,7 @@ def require_valid(report: CheckpointReport) -> None:
     if report.codec and report.codec.problems:
         problems = report.codec.problems
         more = len(problems) - 1
-        raise CodecError(
+        raise CodecFileError(
             problems[0] + (f"; and {more} more" if more else ""),
             path=report.codec.path,
             hint="`assistant info --json` lists them" if more else "",

@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from .. import interrupts, logs
 from ..app_settings import apply_settings, settings_problem
+from ..codec import forks as codec_forks
 from ..console import err_console
 from ..errors import AssistantError
-from ..voice import codec_forks
+from ..version import assistant_version
 
 app = typer.Typer(
     name="assistant",
@@ -61,8 +62,22 @@ COMMAND_MODULES = {
 }
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"assistant {assistant_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
     """A local, hands-free Moshi voice assistant on MLX."""
     # A callback keeps `assistant <command>` a group even when one command is registered.
 
@@ -106,7 +121,8 @@ def main() -> None:
         problem = settings_problem()
         if problem:  # the command still runs, without what the file would have set
             err_console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True)
-        _register(command)
+        if command is not None or "--version" not in sys.argv[1:]:
+            _register(command)  # (the version alone needs no command)
         if command in LOGGED_COMMANDS:
             logs.start(command)
         # standalone_mode=False: typer hands its usage errors to us instead of printing a box,

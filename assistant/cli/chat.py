@@ -101,7 +101,9 @@ def chat(
     if realtime and input_wav is None:
         raise UsageError("--realtime needs --input: a microphone is real time anyway")
     settings = ChatSettings(
-        checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
+        checkpoint=checkpoint_spec(
+            checkpoint, voice=voice, quant=quant, mimi_file=mimi_file, text_tokenizer=text_tokenizer
+        ),
         input_device=parse_device(input_device),
         output_device=parse_device(output_device),
         input_file=input_wav,
@@ -140,11 +142,29 @@ def converse(
     The live dashboard needs a terminal; with stdout piped or redirected the transcript is
     printed as plain text instead, and the summary at the end is the same either way.
     """
-    runner = Chat(settings)
+    # The dashboard needs the prepared model: until it exists (and without one), the
+    # transcript and warnings are printed as plain text.
+    live: LiveDashboard | None = None
+
+    def on_text(seconds: float, piece: str) -> None:
+        (live.on_text if live is not None else _print_piece)(seconds, piece)
+
+    def warn(message: str) -> None:
+        log.warning("%s", message)
+        if live is not None:
+            live.warn(message)
+        else:
+            err_console.print(f"\n[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+    starting = console.status("Starting ...")
+    runner = Chat(
+        settings,
+        events=LoopEvents(on_text=on_text, on_warning=warn),
+        status=lambda message: starting.update(message),
+    )
     runner.open_audio_early()  # the devices open while the model loads
     try:
-        with console.status("Starting ...") as status:
-            runner.status = lambda message: status.update(message)
+        with starting:
             runner.prepare()
     except BaseException:
         runner.close_early_audio()
@@ -158,21 +178,9 @@ def converse(
         err_console.print(f"[yellow]warning:[/] {tight}", soft_wrap=True)
     if intro:
         console.print(intro)
-    live = None
     if dashboard and console.is_terminal:
+        # The chat's one collector, reset (not replaced) for each run: the dashboard keeps it.
         live = LiveDashboard(card, runner.metrics, console, max_delay_ms=settings.max_delay_ms)
-        show_warning = live.warn
-    else:
-
-        def show_warning(message: str) -> None:
-            err_console.print(f"\n[yellow]warning:[/] {escape(message)}", soft_wrap=True)
-
-    def warn(message: str) -> None:
-        log.warning("%s", message)
-        show_warning(message)
-
-    on_text = live.on_text if live is not None else _print_piece
-    runner.events = LoopEvents(on_text=on_text, on_warning=warn)
 
     def ready() -> None:
         if runner.files_mode:
@@ -182,7 +190,6 @@ def converse(
             first = " Moshi waits for you to speak first." if settings.listen_first else ""
             console.print(f"Listening; echo cancellation {aec}.{first} Speak; Ctrl-C to stop.")
         if live is not None:
-            live.metrics = runner.metrics  # the run's own collector, bound to its audio
             live.start()
         else:
             console.rule()

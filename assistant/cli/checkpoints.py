@@ -54,7 +54,15 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Show what a checkpoint is, from file headers alone, and check it against its config."""
-    spec = checkpoint_spec(target, voice, quant, model_file, mimi_file, text_tokenizer, config)
+    spec = checkpoint_spec(
+        target,
+        voice=voice,
+        quant=quant,
+        model_file=model_file,
+        mimi_file=mimi_file,
+        text_tokenizer=text_tokenizer,
+        config=config,
+    )
     try:
         files = resolve(spec)
         report = inspect_checkpoint(files)
@@ -97,7 +105,7 @@ def download(
             f"Downloading {p.repo_id}: {', '.join(missing)} "
             f"(about {p.download_size / 1e9:.1f} GB in all) into {hub.cache_dir()}"
         )
-    files = resolve(checkpoint_spec(p.name, voice, quant, None, None, None, None), download=True)
+    files = resolve(checkpoint_spec(p.name, voice=voice, quant=quant), download=True)
     report = inspect_checkpoint(files)
     render_report(report)
     if report.problems:
@@ -147,7 +155,15 @@ def load(
     from ..voice.loader import load as load_model
     from ..voice.memory import memory_snapshot
 
-    spec = checkpoint_spec(target, voice, quant, model_file, mimi_file, text_tokenizer, config)
+    spec = checkpoint_spec(
+        target,
+        voice=voice,
+        quant=quant,
+        model_file=model_file,
+        mimi_file=mimi_file,
+        text_tokenizer=text_tokenizer,
+        config=config,
+    )
     files = resolve(spec)
     with console.status(f"Loading {files.label} ..."):
         loaded = load_model(files, check_memory=not skip_memory_check)

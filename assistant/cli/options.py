@@ -62,13 +62,15 @@ ConfigFile = Annotated[
 
 def checkpoint_spec(
     target: str | None,
+    *,
     voice: str,
     quant: str | None,
-    model_file: Path | None,
-    mimi_file: Path | None,
-    text_tokenizer: Path | None,
-    config: Path | None,
+    model_file: Path | None = None,
+    mimi_file: Path | None = None,
+    text_tokenizer: Path | None = None,
+    config: Path | None = None,
 ) -> CheckpointSpec:
+    """The checkpoint the common options name (the option names, not the spec's fields)."""
     return CheckpointSpec(
         target=target,
         voice=voice,

@@ -91,7 +91,9 @@ def serve(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {port}")
     settings = ChatSettings(
-        checkpoint=checkpoint_spec(checkpoint, voice, quant, None, mimi_file, text_tokenizer, None),
+        checkpoint=checkpoint_spec(
+            checkpoint, voice=voice, quant=quant, mimi_file=mimi_file, text_tokenizer=text_tokenizer
+        ),
         input_device=parse_device(input_device),
         output_device=parse_device(output_device),
         input_file=input_wav,

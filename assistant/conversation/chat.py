@@ -29,12 +29,12 @@ from ..audio.profiles import DEFAULT_PROFILE, LatencyProfile, latency_profile
 from ..audio.silence import SilenceDetector
 from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..checkpoint.validate import inspect_checkpoint, require_valid
-from ..errors import CodecError
+from ..codec.streaming import StreamingCodec
+from ..errors import CodecFileError
 from ..paths import new_session_dir, require_writable_sessions
 from ..telemetry.metrics import MetricsCollector, MetricSources
 from ..telemetry.model_card import ModelCard
 from ..telemetry.summary import SessionSummary
-from ..voice.codec import StreamingCodec
 from ..voice.sampling import SamplingConfig
 from .checks import check_settings
 from .lag import DEFAULT_MAX_DELAY_MS, LagPolicy
@@ -78,7 +78,9 @@ class ChatSettings:
         # Refused here, when the settings are made: before any file is read or device opened.
         self.lag_policy  # noqa: B018  (validates max_delay_ms)
         self.latency_profile  # noqa: B018
-        check_settings(self)
+        check_settings(
+            duration_s=self.duration_s, input_file=self.input_file, output_file=self.output_file
+        )
 
     @property
     def latency_profile(self) -> LatencyProfile:
@@ -151,7 +153,7 @@ class Chat:
         report = inspect_checkpoint(files)  # headers only, no MLX: quick
         require_valid(report)
         if files.mimi is None:
-            raise CodecError(
+            raise CodecFileError(
                 "no Mimi codec file beside the model; pass --mimi-file", path=files.model
             )
         self._mimi = files.mimi
@@ -279,7 +281,7 @@ class Chat:
         echo = early_echo.result() if early_echo is not None else self._new_echo_canceller()
         silence = None if self.files_mode else partial(self._check_silence, SilenceDetector())
         t0 = time.monotonic()
-        self.metrics = MetricsCollector(
+        self.metrics.reset(
             MetricSources(
                 audio_counters=lambda: audio_counters(audio),
                 echo_reduction_db=lambda: None if echo is None else echo.echo_reduction_db,
@@ -292,6 +294,19 @@ class Chat:
         session_dir = new_session_dir(s.session_kind)
         if on_ready is not None:
             on_ready()
+        loop: ConversationLoop | None = None  # (made next, with the session that reads it)
+
+        def stats() -> dict[str, Any]:
+            assert loop is not None  # the session writes its summary only as the loop runs
+            return self._summary(loop, codec).to_dict()
+
+        session = SessionWriter(
+            session_dir,
+            stats,
+            echo_cancelled=echo is not None,
+            metrics=self.metrics,
+            t0=t0,
+        )
         loop = ConversationLoop(
             audio,
             codec,
@@ -299,19 +314,12 @@ class Chat:
             echo=echo,
             policy=s.lag_policy,
             events=self.events,
+            session=session,
             silence_check=silence,
             output_check=OutputCheck(str(self._mimi)).feed,
             metrics=self.metrics,
             listen_first=s.listen_first,
         )
-        session = SessionWriter(
-            session_dir,
-            lambda: self._summary(loop, codec).to_dict(),
-            echo_cancelled=echo is not None,
-            metrics=self.metrics,
-            t0=t0,
-        )
-        loop.session = session
         loop.muted = self.muted
         self._loop = loop
         if self._stop_requested:

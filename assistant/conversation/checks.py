@@ -10,23 +10,20 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import AudioError, SettingError, UsageError
 from ..files import describe_type, require_regular, same_file
 
-if TYPE_CHECKING:
-    from .chat import ChatSettings
 
-
-def check_settings(s: ChatSettings) -> None:
-    """What no conversation can run with. Files are checked by the command line, which reads
-    them first (a service finds a missing file when a conversation starts, and says so)."""
-    if s.duration_s is not None and not (
-        isinstance(s.duration_s, (int, float)) and math.isfinite(s.duration_s) and s.duration_s > 0
+def check_settings(*, duration_s: object, input_file: object, output_file: object) -> None:
+    """What no conversation can run with (`ChatSettings` asks as it is made). Files are checked
+    by the command line, which reads them first (a service finds a missing file when a
+    conversation starts, and says so)."""
+    if duration_s is not None and not (
+        isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0
     ):
-        raise SettingError(f"--duration must be a positive number of seconds, got {s.duration_s}")
-    if s.output_file is not None and s.input_file is None:
+        raise SettingError(f"--duration must be a positive number of seconds, got {duration_s}")
+    if output_file is not None and input_file is None:
         raise SettingError(
             "--output needs --input: Moshi's side is written to a file only when the user's "
             "side comes from one"

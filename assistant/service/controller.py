@@ -23,7 +23,7 @@ from ..checkpoint.resolve import CheckpointSpec, resolve
 from ..conversation.chat import Chat, ChatSettings
 from ..conversation.loop import LoopEvents
 from ..conversation.transcript import SPEAKING_HOLD_S, Transcript
-from ..errors import AssistantError, CodecError, ServiceRefusedError
+from ..errors import AssistantError, CodecFileError, ServiceRefusedError
 from ..history.recognizer import after_conversation
 from ..voice.loader import prepare
 from ..voice.memory import release_freed_memory
@@ -57,7 +57,7 @@ class Controller:
         self,
         settings: ChatSettings,
         *,
-        chat_factory: Callable[[ChatSettings], Chat] = Chat,
+        chat_factory: Callable[..., Chat] = Chat,  # (settings, events=...)
     ) -> None:
         self.base = settings
         spec = settings.checkpoint
@@ -150,7 +150,7 @@ class Controller:
             files = resolve(choice.spec(self.base.checkpoint), download=False)
             prepare(files, check_memory=self.base.check_memory)
             if files.mimi is None:
-                raise CodecError("no Mimi codec file beside the model", path=files.model)
+                raise CodecFileError("no Mimi codec file beside the model", path=files.model)
         except (AssistantError, OSError) as e:  # OSError: unreadable (permissions, a lost disk)
             raise ServiceRefusedError(f"cannot switch: {e}", status=422) from None
 
@@ -218,7 +218,8 @@ class Controller:
             self._loading = True
             settings = replace(self.base, checkpoint=self.choice.spec(self.base.checkpoint))
         try:
-            chat = self._chat_factory(settings)
+            events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
+            chat = self._chat_factory(settings, events=events)
             chat.prepare()
             chat.set_muted(self._muted)
         finally:
@@ -248,7 +249,6 @@ class Controller:
         try:
             try:
                 chat = self._ensure_loaded()
-                chat.events = LoopEvents(on_text=self._on_text, on_warning=self._on_warning)
                 with self._lock:
                     if self._cancelled:
                         return False

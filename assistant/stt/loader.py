@@ -27,7 +27,7 @@ from ..checkpoint.safetensors_reader import read_header
 from ..checkpoint.scanned import already_scanned, remember_scanned
 from ..checkpoint.stt_validate import SttReport, inspect_stt, require_valid_stt, stt_files
 from ..checkpoint.values import ALL_ZERO_MESSAGE, non_finite_message, require_sane_values
-from ..errors import CheckpointError, CodecError
+from ..errors import CheckpointError, CodecFileError
 from ..files import require_regular
 from ..voice.loader import check_parameters
 from ..voice.memory import (
@@ -75,7 +75,7 @@ def prepare_stt(
     report = inspect_stt(stt_files(folder))
     require_valid_stt(report)
     if not already_scanned(report.codec.path):
-        require_sane_values(read_header(report.codec.path), CodecError)
+        require_sane_values(read_header(report.codec.path), CodecFileError)
         remember_scanned(report.codec.path)
     est = stt_memory(report)
     label = f"{report.files.folder} (speech to text)"

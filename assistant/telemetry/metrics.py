@@ -147,19 +147,26 @@ class MetricsCollector:
         clock: Callable[[], float] = time.monotonic,
         window_frames: int = WINDOW_FRAMES,
     ) -> None:
-        self.sources = sources or MetricSources()
         self._clock = clock
-        self.started = clock()
-        self._stages = {s: _Stage(window=_Window(window_frames)) for s in STAGES}
-        self._model_queue = _Window(window_frames)
-        self._playout_queue = 0.0
-        self._counts = dict.fromkeys(("finished", "answered", "played", "din", "dout"), 0)
+        self._window_frames = window_frames
         self._lock = threading.Lock()
         self._process = psutil.Process()
-        self._rss_peak = 0
-        # What collecting costs: time inside on_frame and inside snapshot().
-        self._frame_ns = 0
-        self._snapshot_ns = 0
+        self.reset(sources)
+
+    def reset(self, sources: MetricSources | None = None) -> None:
+        """Start over for a new run, reading `sources` (its audio, its echo canceller ...):
+        whoever holds this collector (a dashboard) sees the new run without re-binding."""
+        with self._lock:
+            self.sources = sources or MetricSources()
+            self.started = self._clock()
+            self._stages = {s: _Stage(window=_Window(self._window_frames)) for s in STAGES}
+            self._model_queue = _Window(self._window_frames)
+            self._playout_queue = 0.0
+            self._counts = dict.fromkeys(("finished", "answered", "played", "din", "dout"), 0)
+            self._rss_peak = 0
+            # What collecting costs: time inside on_frame and inside snapshot().
+            self._frame_ns = 0
+            self._snapshot_ns = 0
 
     def on_frame(self, record: FrameRecord) -> None:
         """Called once per frame as it leaves the pipeline (from the loop's threads)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..version import assistant_version
 from .metrics import FrameCounts, MemoryStats, Percentiles, Snapshot
 from .model_card import ModelCard
 from .records import LoopCounters
@@ -40,6 +41,7 @@ class SessionSummary:
         """summary.json: the loop's counters at the top level, then the metrics."""
         c = self.counters
         d: dict[str, Any] = {
+            "version": assistant_version(),  # the assistant's, which wrote this file
             "elapsed_s": round(self.elapsed_s, 3),
             "frames_captured": c.frames_captured,
             "frames_stepped": c.frames_stepped,

@@ -6,11 +6,8 @@ moshika; see `checkpoint.catalogue`).
     memory.py      will it fit? MLX's cache limit and memory counters
     loader.py      validate, check memory, load strictly, evaluate
     engine.py      the streaming engine: one step per 80 ms frame, no length limit
-    kv_cache.py    the ring KV cache of exactly `context` steps
+    step_graph.py  its compiled step, over a ring of exactly `context` KV slots
     sampling.py    greedy and top-k sampling with per-engine keys
-    codec.py       the Mimi codec (rustymimi) for the live loop, with roll-over
-    codec_process.py   one codec worker process, from the parent's side
-    codec_forks.py     the fork server: Mimi built once, workers forked ready from it
-    codec_child.py     the worker's own side (and the fork server's)
-    codec_wire.py      the messages between them
+
+The Mimi codec, which needs no MLX, is a package of its own: `assistant.codec`.
 """

@@ -35,7 +35,7 @@ from ..checkpoint.values import (
     non_finite_message,
     require_sane_values,
 )
-from ..errors import CheckpointError, CodecError
+from ..errors import CheckpointError, CodecFileError
 from ..files import require_regular
 from .memory import (
     DEFAULT_CACHE_LIMIT,
@@ -83,7 +83,7 @@ def prepare(
         report = inspect_checkpoint(files)
     require_valid(report)
     if report.codec is not None and not already_scanned(report.codec.path):
-        require_sane_values(read_header(report.codec.path), CodecError)
+        require_sane_values(read_header(report.codec.path), CodecFileError)
         remember_scanned(report.codec.path)
     codec = report.codec.file_size if report.codec else 0
     est = estimate(report.model.config, report.model.file_size, codec)

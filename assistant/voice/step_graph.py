@@ -16,10 +16,11 @@ CPU attention computes every slot: a span keeps the first minutes' attention clo
 the conversation has filled (on the TINY config here, 3000 slots cost ~6 ms a step).
 
 Same numbers as moshi_mlx's `LmGen` (same modules, same ops, in the same order), and the same
-window as `RingKVCache`: after writing step `q` the slots hold steps `q - context + 1 .. q`, the
-current one included. Masked slots get a weight of exactly zero (keys carry their own RoPE
-position, and a single query's softmax does not care about slot order), so while fewer than
-`context` steps were taken the result is the reference's, which attends to the filled slots only.
+window as `RingKVCache` (benchmarks/kv_cache.py): after writing step `q` the slots hold steps
+`q - context + 1 .. q`, the current one included. Masked slots get a weight of exactly zero
+(keys carry their own RoPE position, and a single query's softmax does not care about slot
+order), so while fewer than `context` steps were taken the result is the reference's, which
+attends to the filled slots only.
 
 Where `mx.compile` cannot run (MLX's CPU backend needs a C++ compiler at run time) the same
 function runs plain: same results, a Python-built graph per step.

@@ -1,8 +1,8 @@
-"""Raw HTTP against a running service, for the tests and scripts/bench_service.py: each kind
+"""Raw HTTP against a running service, for the tests and benchmarks/bench_service.py: each kind
 of malformed request of issue 11 as bytes, a storm of many at once from their own process,
 a status probe and a connection counter (both measuring from outside the service).
 
-    python -m tests.http_storm --port P --token T [--count 500] [--kinds idle]
+    python -m tests.support.http_storm --port P --token T [--count 500] [--kinds idle]
 
 prints one JSON object: per kind, how each request ended (an HTTP status, "closed" by the
 server without an answer, "reset", or "timeout") and how long it took.

@@ -15,9 +15,10 @@ computes `k_target_len = t + min(context, k_len - t)` and only trims when that i
 `k_len`. We return `k_len = min(steps seen, context)` slots, so `k_len - 1 < context` and
 `k_target_len = 1 + (k_len - 1) = k_len`: nothing is trimmed.
 
-The engine's compiled step keeps the same window in its own fixed-shape ring (`step_graph`);
-this cache is for moshi_mlx's modules run step by step (`scripts/engine_baselines.py` rebuilds
-the engine's previous, uncompiled main transformer with it).
+The engine's compiled step keeps the same window in its own fixed-shape ring
+(`assistant/voice/step_graph.py`); this cache is for moshi_mlx's modules run step by step: the
+engine's previous, uncompiled main transformer (`engine_baselines.py`) runs on it, and
+`tests/test_kv_window.py` checks both windows against the same reference.
 
 Memory: both buffers are allocated once, at the first update, at full size, and written in
 place (a slice update of an array nobody else holds reuses its buffer): no concatenation,
@@ -29,7 +30,7 @@ from __future__ import annotations
 import mlx.core as mx
 from moshi_mlx.modules.transformer import LayerCache, Transformer
 
-from ..errors import PrefillNotSupportedError
+from assistant.errors import PrefillNotSupportedError
 
 
 class RingKVCache:

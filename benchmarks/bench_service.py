@@ -1,7 +1,7 @@
 """The service's HTTP side under abuse, measured from outside: malformed requests, 500 at
 once, idle connections, `quit`, and restarting on the same port.
 
-    python scripts/bench_service.py [--before PATH] [--count 500]
+    python -m benchmarks.bench_service [--before PATH] [--count 500] [--hold 30]
 
 Runs `assistant serve --no-preload` from this checkout (and with --before, from another one,
 e.g. a worktree of the previous version, with this checkout's virtualenv) and prints the
@@ -26,10 +26,7 @@ from pathlib import Path
 
 import psutil
 
-HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE))  # run from a checkout
-
-from tests.http_storm import (  # noqa: E402
+from tests.support.http_storm import (
     EXPECTED,
     ConnectionCounter,
     StatusProbe,
@@ -38,6 +35,8 @@ from tests.http_storm import (  # noqa: E402
     request_bytes,
     unexpected,
 )
+
+HERE = Path(__file__).resolve().parents[1]
 
 FAST_KINDS = [k for k in EXPECTED if k not in {"idle", "half_header", "kept_alive", "half_body"}]
 
@@ -104,12 +103,13 @@ def storm(svc: Service, kinds: list[str], count: int, timeout: float) -> dict:
                 return
 
     sampler = threading.Thread(target=count_threads, daemon=True)
-    counter.start(), probe.start(), sampler.start()
+    for thread in (counter, probe, sampler):
+        thread.start()
     args = ["--port", str(svc.port), "--token", svc.token, "--count", str(count)]
     args += ["--kinds", ",".join(kinds), "--timeout", str(timeout)]
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "tests.http_storm", *args],
+        [sys.executable, "-m", "tests.support.http_storm", *args],
         capture_output=True,
         text=True,
         cwd=HERE,
@@ -174,7 +174,7 @@ def restart(checkout: Path, home: Path, kill: bool) -> dict:
     return {"ok": True, "seconds": time.monotonic() - started}
 
 
-def measure(checkout: Path, count: int, timeout: float) -> dict:
+def measure(checkout: Path, count: int, timeout: float, hold_s: float = 30.0) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         home = Path(tmp)
         results: dict = {}
@@ -182,7 +182,8 @@ def measure(checkout: Path, count: int, timeout: float) -> dict:
         try:
             results["malformed"] = storm(svc, FAST_KINDS, len(FAST_KINDS), timeout)
             results["storm"] = storm(svc, list(EXPECTED), count, timeout)
-            results["idle"] = held_idle(svc, 200, 30.0)
+            results["idle"] = held_idle(svc, 200, hold_s)
+            results["hold_s"] = hold_s
             results["quit"] = svc.quit()
         finally:
             svc.close()
@@ -210,8 +211,9 @@ def rows(r: dict) -> dict[str, str]:
         res = s["report"]["outcomes"].get(kind)
         if sec:
             out[f"storm: {kind} ended after (s)"] = f"{sec['min']:.1f}-{sec['max']:.1f} {res}"
-    out["200 idle held 30 s: still open"] = str(r["idle"]["still_open"])
-    out["200 idle held 30 s: service threads"] = str(r["idle"]["threads"])
+    held = f"200 idle held {r['hold_s']:g} s"
+    out[f"{held}: still open"] = str(r["idle"]["still_open"])
+    out[f"{held}: service threads"] = str(r["idle"]["threads"])
     result, exit_s = r["quit"]
     out["quit: answer / process ended after (s)"] = f"{result} / {exit_s:.2f}"
     for key in ("restart_after_quit", "restart_after_kill"):
@@ -225,11 +227,13 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another checkout to measure alongside")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    parser.add_argument("--hold", type=float, default=30.0, help="idle connections held, seconds")
     args = parser.parse_args()
     columns: dict[str, Callable[[], dict]] = {}
     if args.before:
-        columns[f"before ({args.before})"] = lambda: measure(args.before, args.count, args.timeout)
-    columns["now"] = lambda: measure(HERE, args.count, args.timeout)
+        before = args.before
+        columns[f"before ({before})"] = lambda: measure(before, args.count, args.timeout, args.hold)
+    columns["now"] = lambda: measure(HERE, args.count, args.timeout, args.hold)
     table = {name: rows(run()) for name, run in columns.items()}
     names = list(table)
     width = max(len(k) for k in table[names[-1]])

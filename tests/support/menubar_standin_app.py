@@ -1,5 +1,5 @@
 """The menu-bar app as a real process, on the stand-in toolkit instead of rumps, for the
-signal tests: `python -m tests.menubar_standin_app` runs `run_app` exactly as `assistant
+signal tests: `python -m tests.support.menubar_standin_app` runs `run_app` exactly as `assistant
 menubar` does (the same controller, launcher, signal handling), with a toolkit whose run loop
 fires the timers on time. The service it starts is the real `assistant serve`, without a model
 (`--no-preload`) on a free port. Prints `attached <pid>` once it owns the service it started."""
@@ -13,7 +13,7 @@ from assistant.menubar import service_process
 from assistant.menubar.app import run_app, single_instance
 from assistant.menubar.menu import MenuController
 from assistant.menubar.prefs import Prefs
-from tests.menubar_fakes import FakeToolkit
+from tests.support.menubar_fakes import FakeToolkit
 
 _serve = service_process.serve_command
 

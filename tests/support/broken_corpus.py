@@ -6,7 +6,7 @@ for absurd sizes, a codec or tokenizer that is not what it claims. `make_broken`
 checkpoint folder's files into a new folder (no copy) and then breaks exactly one thing; a
 broken file is always written as a new file, so the source is never touched. `run_case`
 runs one through the real command line, as a user would, and measures what came back. Used by
-`tests/test_broken_checkpoints.py` and `scripts/broken_checkpoints.py`.
+`tests/test_broken_checkpoints.py` and `benchmarks/broken_checkpoints.py`.
 """
 
 from __future__ import annotations

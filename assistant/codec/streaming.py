@@ -1,9 +1,9 @@
 """The streaming Mimi codec of the live loop: encode the user's frames, decode Moshi's.
 
-Each side (encoder, decoder) runs rustymimi in a worker process of its own (`codec_process`),
+Each side (encoder, decoder) runs rustymimi in a worker process of its own (`process`),
 so the two sides work in parallel, a build never holds this process's GIL, and memory goes
 back to the system when an instance retires. Workers are forked ready-built from one fork
-server (`codec_forks`), which builds the instance once; where that fails, each worker is
+server (`forks`), which builds the instance once; where that fails, each worker is
 spawned and builds its own. Every failure becomes a `CodecError` naming the
 Mimi file and the operation; a worker that dies or hangs is replaced (and counted) or, when
 it keeps dying, ends the conversation with that error: never a hang. Each side must be
@@ -32,9 +32,9 @@ from ..checkpoint.mimi_layout import MIMI_CODEBOOK_SIZE
 from ..errors import CodecError
 from ..files import require_regular
 from ..frames import FRAME_SAMPLES
-from .codec_child import PROBE_TIMEOUT_S
-from .codec_forks import ForkServer, take_spare
-from .codec_process import CodecProcess, WorkerDied
+from .child import PROBE_TIMEOUT_S
+from .forks import ForkServer, take_spare
+from .process import CodecProcess, WorkerDied
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class _Side:
         self._deadline = c.frame_limit - 1 - c.fade_frames - c.warmup_frames
 
     def _spawn(self) -> CodecProcess:
-        return self.c._new_worker(self.op)
+        return self.c.new_worker(self.op)
 
     def start(self, timeout: float) -> None:
         """Wait for the first instance. A forked one that dies starting (its server died, or
@@ -109,16 +109,25 @@ class _Side:
             if not self._cur.forked:
                 raise
             log.warning("Mimi %s: %s; starting another", self.op, e.message)
-            self.c._check_forks(wait=True, respawn=False)
+            self.c.check_forks(wait=True, respawn=False)
             self.respawn_first()
             self._cur.wait_ready(timeout)
         self.stats.pid = self._cur.pid
         self.stats.last_build_s = self._cur.build_s
 
+    @property
+    def first_is_forked(self) -> bool:
+        """Whether the instance serving now came from the fork server."""
+        return self._cur.forked
+
+    def workers(self) -> list[CodecProcess]:
+        """Its worker processes alive now: current, successor, fading."""
+        return [w for w in (self._cur, self._next, self._old) if w is not None and w.alive]
+
     def respawn_first(self) -> None:
         """Replace a forked first instance that has not served yet with a spawned one."""
         self._cur.kill()
-        self._cur = self.c._new_worker(self.op, self._cur.warmup_steps)
+        self._cur = self.c.new_worker(self.op, self._cur.warmup_steps)
 
     # --- the schedule -----------------------------------------------------------------------
     def _successor_ready(self, wait: bool) -> bool:
@@ -222,7 +231,7 @@ class _Side:
                 self.stats.restarts += 1
                 log.warning("Mimi %s: %s; restarting it", self.op, e.message)
                 if self._cur.forked:  # forking may be what fails here: spawn if so
-                    self.c._check_forks(wait=True, respawn=False)
+                    self.c.check_forks(wait=True, respawn=False)
                 if self.stats.restarts > self.c.max_failures:
                     raise CodecError(
                         f"{e.message}; the Mimi {self.op} worker keeps failing "
@@ -332,9 +341,9 @@ class StreamingCodec:
         self._server_lock = threading.Lock()
         self._server = self._start_server()
         try:  # both first instances at once, each in its own process
-            enc = self._new_worker("encode", start_warmup)
+            enc = self.new_worker("encode", start_warmup)
             try:
-                dec = self._new_worker("decode", start_warmup)
+                dec = self.new_worker("decode", start_warmup)
             except BaseException:
                 enc.kill()
                 raise
@@ -342,9 +351,9 @@ class StreamingCodec:
             self._drop_server("")
             raise
         self._enc = _Side(self, "encode", enc, start_warmup)
-        self._dec = _Side(self, "decode", dec, start_warmup)
-        if stagger:
-            self._dec._steps += rollover_after // 2  # counted as older: it retires earlier
+        # Staggered: the decoder's first instance counts as older, so it retires earlier.
+        older = rollover_after // 2 if stagger else 0
+        self._dec = _Side(self, "decode", dec, start_warmup + older)
         self._started = False
         self._start_lock = threading.Lock()
         if wait:
@@ -361,7 +370,7 @@ class StreamingCodec:
             try:
                 for side in (self._enc, self._dec):
                     side.start(limit)
-                if not self._check_forks(wait=False):  # some may have been spawned anew
+                if not self.check_forks(wait=False):  # some may have been spawned anew
                     for side in (self._enc, self._dec):
                         side.start(limit)
             except BaseException:
@@ -414,9 +423,7 @@ class StreamingCodec:
         """Every codec worker process alive now (current, successors, fading)."""
         pids = []
         for side in (self._enc, self._dec):
-            for w in (side._cur, side._next, side._old):
-                if w is not None and w.alive:
-                    pids.append(w.pid)
+            pids += [w.pid for w in side.workers()]
         return pids
 
     def close(self) -> None:
@@ -441,8 +448,8 @@ class StreamingCodec:
             return None
         return server
 
-    def _check_forks(self, *, wait: bool, respawn: bool = True) -> bool:
-        """Whether workers are still forked. The fork server's probe (see `codec_child`) gives
+    def check_forks(self, *, wait: bool, respawn: bool = True) -> bool:
+        """Whether workers are still forked. The fork server's probe (see `child`) gives
         its verdict ~2 steps after the build, in parallel with the first frames: start-up
         does not wait for it, and `wait=False` takes only a verdict already given. When it
         says forked workers fail here, forking stops and (`respawn`) first workers that have
@@ -458,16 +465,16 @@ class StreamingCodec:
             return True
         self._drop_server(f"forked Mimi workers cannot be used: {why}")
         for side in (self._enc, self._dec) if respawn else ():
-            if side._cur.forked and not side.stats.frames:
+            if side.first_is_forked and not side.stats.frames:  # it has not served yet
                 side.respawn_first()
         return False
 
-    def _new_worker(self, op: str, warmup: int = 0) -> CodecProcess:
+    def new_worker(self, op: str, warmup: int = 0) -> CodecProcess:
         """A worker forked from the server while it is usable, else a spawned one."""
         child = None
         with self._server_lock:
             server = self._server
-        if server is not None and not self._check_forks(wait=False, respawn=False):
+        if server is not None and not self.check_forks(wait=False, respawn=False):
             server = None
         if server is not None and not server.usable:
             self._drop_server("the Mimi fork server exited")

@@ -6,9 +6,9 @@ instance that lives in its own process never touches this process's GIL, and whe
 its process exits, which gives every byte back to the system (deleting an instance
 in-process returned less than half of it to the OS here).
 
-A worker is either forked, ready-built, by the codec's fork server (`codec_forks`), or spawned
-standalone (`python -m assistant.voice.codec_child`) and built there; the protocol on its pipes
-is the same (`codec_wire`), and so is this side.
+A worker is either forked, ready-built, by the codec's fork server (`forks`), or spawned
+standalone (`python -m assistant.codec.child`) and built there; the protocol on its pipes
+is the same (`wire`), and so is this side.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ..errors import CodecError
-from .codec_wire import CONFIGURE, ERROR, FRAME, OUTPUT, QUIT, READY, read_message, write_message
+from .wire import CONFIGURE, ERROR, FRAME, OUTPUT, QUIT, READY, read_message, write_message
 
 log = logging.getLogger(__name__)
 
 STDERR_LINES = 20  # the child's last stderr lines, kept for error messages
-CHILD_MODULE = "assistant.voice.codec_child"
+CHILD_MODULE = "assistant.codec.child"
 
 
 class WorkerHandle(Protocol):

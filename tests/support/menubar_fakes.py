@@ -57,10 +57,11 @@ class FakeToolkit:
     def item(self, title: str, callback: Callable[[], None] | None = None) -> FakeItem:
         return FakeItem(title, callback, enabled=callback is not None)
 
-    def submenu(self, title: str, children: Sequence[FakeItem]) -> FakeItem:
+    # (Any: the items are the FakeItems this toolkit made, where the protocol says MenuItem.)
+    def submenu(self, title: str, children: Sequence[Any]) -> FakeItem:
         return FakeItem(title, children=list(children))
 
-    def set_menu(self, entries: Sequence[FakeItem | None]) -> None:
+    def set_menu(self, entries: Sequence[Any]) -> None:
         self.menu = list(entries)
 
     def set_title(self, title: str) -> None:

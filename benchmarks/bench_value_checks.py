@@ -1,6 +1,6 @@
 """What refusing NaN and infinite weights costs at load time, measured side by side.
 
-    python scripts/bench_value_checks.py [--repeat 3]
+    python -m benchmarks.bench_value_checks [--repeat 3]
 
 - the Mimi codec: its file read a chunk at a time and checked with numpy (the 385 MB synthetic
   Mimi, from the page cache and, on Linux, evicted from it first), against rustymimi's own load;
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import mlx.core as mx
 import rustymimi
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from assistant.bench.system import prepare_cold_load
 from assistant.checkpoint.config import MOSHIKO_V0_1
@@ -31,7 +28,7 @@ from assistant.checkpoint.safetensors_reader import read_header
 from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
 from assistant.checkpoint.values import scan_cost_bytes, scan_values
 from assistant.checkpoint.writing import parse_quant
-from assistant.errors import CodecError
+from assistant.errors import CodecFileError
 from assistant.voice.loader import check_parameters, load, value_state
 
 FLOATS = ("BF16", "F16", "F32")
@@ -51,10 +48,10 @@ def mimi(folder: Path, repeat: int) -> None:
     assert path is not None
     header = read_header(path)
     size = scan_cost_bytes(header)
-    warm = _median(lambda: scan_values(header, CodecError), repeat)
+    warm = _median(lambda: scan_values(header, CodecFileError), repeat)
     cold_load = prepare_cold_load(path)
     started = time.perf_counter()
-    scan_values(header, CodecError)
+    scan_values(header, CodecFileError)
     cold = time.perf_counter() - started
     rusty = _median(lambda: rustymimi.Tokenizer(str(path), num_codebooks=8), repeat)
     print(f"Mimi codec file: {size / 1e6:.0f} MB of float32")
@@ -67,7 +64,7 @@ def mimi(folder: Path, repeat: int) -> None:
     )
 
 
-def model(folders: dict[str, Path], repeat: int) -> float:
+def model(folders: dict[str, Path], repeat: int, mib: int = 1024) -> float:
     for label, folder in folders.items():
         loaded = load(resolve(CheckpointSpec(target=str(folder))))
         floats = sum(p.nbytes for _, p in _float_params(loaded.model))
@@ -77,8 +74,9 @@ def model(folders: dict[str, Path], repeat: int) -> float:
             f"tiny {label}: {tensors} float tensors, {floats / 1e6:.1f} MB; check "
             f"{check * 1000:.1f} ms against a load of {loaded.load_seconds * 1000:.0f} ms"
         )
-    # Throughput on enough data to matter: 1 GiB of bf16 in 64 MiB tensors.
-    arrays = [mx.random.normal((32 << 20,)).astype(mx.bfloat16) for _ in range(16)]
+    # Throughput on enough data to matter: 1 GiB of bf16 (by default) in 64 MiB tensors.
+    count = max(1, mib // 64)
+    arrays = [mx.random.normal((min(mib, 64) << 19,)).astype(mx.bfloat16) for _ in range(count)]
     mx.eval(arrays)
     total = sum(a.nbytes for a in arrays)
 
@@ -92,14 +90,14 @@ def model(folders: dict[str, Path], repeat: int) -> float:
     plain = _median(isfinite, repeat)
     rate = total / seconds
     print(
-        f"MLX check of {total / 2**30:.0f} GiB of bf16: {seconds * 1000:.0f} ms "
+        f"MLX check of {total / 2**20:.0f} MiB of bf16: {seconds * 1000:.0f} ms "
         f"({rate / 1e9:.2f} GB/s); all(isfinite(x)) instead: {plain * 1000:.0f} ms "
         f"({total / plain / 1e9:.2f} GB/s)"
     )
     return rate
 
 
-def _float_params(m):  # type: ignore[no-untyped-def]
+def _float_params(m):
     from mlx.utils import tree_flatten
 
     return [(n, p) for n, p in tree_flatten(m.parameters()) if mx.issubdtype(p.dtype, mx.floating)]
@@ -113,12 +111,14 @@ def extrapolate(rate: float) -> None:
         print(f"  {label}: {floats / 1e9:.2f} GB of floats -> ~{floats / rate:.1f} s here")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--mib", type=int, default=1024, help="bf16 data for the throughput")
+    parser.add_argument("--cache", type=Path, help="a make_checkpoint cache (its Mimi is reused)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
+        cache = args.cache or Path(tmp) / "cache"
         folders = {
             q: make_checkpoint(
                 Path(tmp) / q, config_name="tiny", quant=parse_quant(q), cache_dir=cache
@@ -126,7 +126,7 @@ def main() -> None:
             for q in ("q4", "bf16")
         }
         mimi(folders["q4"], args.repeat)
-        rate = model(folders, args.repeat)
+        rate = model(folders, args.repeat, args.mib)
         extrapolate(rate)
 
 

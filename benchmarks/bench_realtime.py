@@ -14,7 +14,7 @@ Sections (all by default; pick with --only):
   startup   from `assistant chat` to "Listening" on the tiny checkpoint, through PulseAudio
 
 Prints a table per section and a summary; asserts nothing. Run on an idle machine:
-    python scripts/bench_realtime.py --only delay --seconds 300
+    python -m benchmarks.bench_realtime --only delay --seconds 300
 """
 
 from __future__ import annotations
@@ -33,24 +33,24 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from assistant.audio.clicks import click, find_clicks  # noqa: E402
-from assistant.audio.profiles import DEFAULT_PROFILE  # noqa: E402
-from assistant.audio.sound_files import read_audio, write_wav  # noqa: E402
-from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE  # noqa: E402
-from tests.pulse_harness import (  # noqa: E402
+from assistant.audio.clicks import click, find_clicks
+from assistant.audio.profiles import DEFAULT_PROFILE
+from assistant.audio.sound_files import read_audio, write_wav
+from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.support.pulse_harness import (
     PulseAudio,
     make_speech,
     reinit_portaudio,
     start_server,
     stop_server,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPEECH = (
     "Hello Moshi. Can you hear me? Tell me something about the weather today, and then tell "
@@ -163,7 +163,7 @@ def passthrough_run(
         figure is read at the same moments as the outside one (its p95 over every frame
         also counts frames no click measured)."""
 
-        def __init__(self, **kwargs: object) -> None:
+        def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.click_frames: set[float] = set()
             self._previous = False
@@ -189,7 +189,8 @@ def passthrough_run(
         work = Path(tempfile.mkdtemp(prefix="bench-delay-"))
         clicks = work / "clicks.wav"
         schedule = click_train(clicks, seconds)
-        audio = ClickSpotter(profile=latency_profile(profile)).start()
+        audio = ClickSpotter(profile=latency_profile(profile))
+        audio.start()
         metrics = MetricsCollector()
         records: list = []
         loop = ConversationLoop(
@@ -493,7 +494,7 @@ def ticking(
 def section_stall(mimi: Path) -> None:
     import rustymimi
 
-    from assistant.voice.codec import StreamingCodec
+    from assistant.codec.streaming import StreamingCodec
 
     speech = read_audio(ROOT / "assistant" / "data" / "hello.wav")
     frames = np.resize(speech, 60 * FRAME_SAMPLES).reshape(60, FRAME_SAMPLES)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
-from engine_baselines import PreviousStep, graph_nodes, zero_stride_like, zero_stride_weights
 from moshi_mlx import models, utils
 from moshi_mlx.models import Lm
 
@@ -31,6 +30,12 @@ from assistant.checkpoint.layout import Quantization
 from assistant.voice.engine import StreamingEngine
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
+from benchmarks.engine_baselines import (
+    PreviousStep,
+    graph_nodes,
+    zero_stride_like,
+    zero_stride_weights,
+)
 
 IMPLS = ("LmGen", "before", "engine")
 POSITION = 100  # full size: the step as if 100 steps were taken (LmGen: its first step)

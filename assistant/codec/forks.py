@@ -1,5 +1,5 @@
 """The parent's side of the codec's fork server: one process builds Mimi once and forks every
-worker from it (why, and why it is safe: `codec_child`).
+worker from it (why, and why it is safe: `child`).
 
 `prestart()` starts a server first thing in a command that will open a codec, while this
 process still imports and checks the checkpoint; the codec takes it (`take_spare`), configures
@@ -25,8 +25,8 @@ from typing import IO
 
 import psutil
 
-from .codec_process import CHILD_MODULE, worker_env
-from .codec_wire import (
+from .process import CHILD_MODULE, worker_env
+from .wire import (
     CONFIGURE,
     ERROR,
     EXITED,
@@ -179,7 +179,7 @@ class ForkServer:
         return True
 
     def forks_work(self, timeout: float) -> tuple[bool | None, str]:
-        """The probe's verdict (see `codec_child`), waited for up to `timeout` seconds: True
+        """The probe's verdict (see `child`), waited for up to `timeout` seconds: True
         when forked workers work (or when the build failed: the workers then report why),
         False with the reason when they do not, None while the probe runs."""
         deadline = time.monotonic() + timeout

@@ -1,9 +1,9 @@
 """Transcription speed of the speech-to-text path on this machine, in seconds of audio per second.
 
-    python scripts/bench_stt.py                          # tiny and full-size synthetic STT
-    python scripts/bench_stt.py --parts tiny --tiny-seconds 20
-    python scripts/bench_stt.py --parts full --full-frames 6
-    python scripts/bench_stt.py --checkpoint FOLDER      # a real (or any) STT checkpoint folder
+    python -m benchmarks.bench_stt                          # tiny and full-size synthetic STT
+    python -m benchmarks.bench_stt --parts tiny --tiny-seconds 20
+    python -m benchmarks.bench_stt --parts full --full-frames 6
+    python -m benchmarks.bench_stt --checkpoint FOLDER      # a real (or any) STT checkpoint folder
 
 Synthetic checkpoints are made once under --dir (default `checkpoints/`): `stt-tiny` (toy
 widths, the same streams) and `stt-1b-en_fr` (the published architecture, 1.98 GB of random
@@ -29,8 +29,6 @@ from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from assistant.checkpoint.synthetic.stt import make_stt_checkpoint
 from assistant.errors import AssistantError

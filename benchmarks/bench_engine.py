@@ -1,8 +1,8 @@
 """The engine's host overhead and speed against moshi_mlx's LmGen, side by side in one run.
 
-    python scripts/bench_engine.py                     # all parts, then the summary line
-    python scripts/bench_engine.py --parts micro,tiny --steps 300
-    python scripts/bench_engine.py --checkpoint FOLDER # also time a real checkpoint
+    python -m benchmarks.bench_engine                     # all parts, then the summary line
+    python -m benchmarks.bench_engine --parts micro,tiny --steps 300
+    python -m benchmarks.bench_engine --checkpoint FOLDER # also time a real checkpoint
 
 Three implementations of one step, on the same weights and user codes:
 - `LmGen`: moshi_mlx's reference, timed as its client runs it (`LmGen.step`, `.item()` on the
@@ -35,17 +35,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 from moshi_mlx import models, utils
 from moshi_mlx.models import Lm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from engine_baselines import PreviousStep
-from host_work import IMPLS, calibrate, full_size, print_calibration, print_full_size
 
 from assistant.checkpoint.config import MICRO, MOSHIKO_V0_1, TINY, MoshiConfig
 from assistant.checkpoint.layout import Q4, Q8, Quantization
@@ -55,6 +49,8 @@ from assistant.voice.engine import StreamingEngine
 from assistant.voice.loader import prepare
 from assistant.voice.model import build_model
 from assistant.voice.sampling import SamplingConfig
+from benchmarks.engine_baselines import PreviousStep
+from benchmarks.host_work import IMPLS, calibrate, full_size, print_calibration, print_full_size
 
 
 # --- parts 2 and 3: step time against LmGen -------------------------------------------------
@@ -242,8 +238,13 @@ def main(argv: list[str] | None = None) -> None:
         print_speed("Micro config (compute negligible)", micro, args.steps, args.warmup)
     tiny: list[SpeedRow] = []
     if "tiny" in parts:
-        for name, quant in (("bf16", None), ("q4", Q4), ("q8", Q8)):
-            model = random_model(TINY, quant, args.seed)
+        quants: tuple[tuple[str, Quantization | None], ...] = (
+            ("bf16", None),
+            ("q4", Q4),
+            ("q8", Q8),
+        )
+        for name, tiny_quant in quants:
+            model = random_model(TINY, tiny_quant, args.seed)
             tiny += speed(f"tiny {name}", TINY, model, args.tiny_steps)
             del model
         print_speed("TINY config, random weights", tiny, args.tiny_steps, args.warmup)

@@ -1,7 +1,7 @@
 """What watching a conversation costs: metrics collection, exports and the dashboard's redraw,
 each against the 80 ms frame budget.
 
-    python scripts/bench_metrics.py [--frames 5000]
+    python -m benchmarks.bench_metrics [--frames 5000]
 
 Two measurements side by side in one run:
 - micro: each piece timed alone over `--frames` realistic frame records;
@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from assistant.conversation.loop import ConversationLoop, LoopEvents
 from assistant.conversation.session import SessionWriter
@@ -31,10 +28,12 @@ from assistant.telemetry.metrics import MetricsCollector
 from assistant.telemetry.model_card import ModelCard
 from assistant.telemetry.records import FrameRecord
 from assistant.telemetry.trace import ChromeTrace
-from tests.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
+from tests.support.fakes import FakeAudio, FakeCodec, ScriptedEngine, speech_like
 
 BUDGET_US = FRAME_MS * 1000.0
-CARD = ModelCard("moshiko-q4", "moshiko", "q4", 4, 32, 4.53, 4_805_545_040, 7.69e9, 3.2, 5.6e9)
+CARD = ModelCard(
+    "moshiko-q4", "moshiko", "q4", 4, 32, 4.53, 4_805_545_040, 7_690_000_000, 3.2, 5_600_000_000
+)
 
 
 def record(i: int) -> FrameRecord:

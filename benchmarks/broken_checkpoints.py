@@ -1,10 +1,10 @@
 """Every broken checkpoint of the corpus through the real command line: what the user sees.
 
-    python scripts/broken_checkpoints.py [--source FOLDER] [--command cheapest|info|load|chat|all]
+    python -m benchmarks.broken_checkpoints [--source DIR] [--command cheapest|info|load|chat|all]
 
 Makes a tiny synthetic checkpoint (or takes `--source`), breaks a linked copy of it in each of
-the corpus' ways (tests/broken_corpus.py), runs `assistant <command>` on it in a fresh process
-with a timeout, and prints a Markdown table: exit code, seconds, lines printed, whether they
+the corpus' ways (tests/support/broken_corpus.py), runs `assistant <command>` on it in a fresh
+process with a timeout, and prints a Markdown table: exit code, seconds, lines printed, whether they
 name the broken file, and the verdict against the target (ended in time, non-zero, at most 4
 lines naming the file, no traceback, no "internal error"). `cheapest` runs each case with the
 cheapest command that must refuse it (`info` for headers, `load` for values); `all` runs every
@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
 from assistant.checkpoint.synthetic.checkpoint import make_checkpoint
 from assistant.checkpoint.writing import parse_quant
-from tests.broken_corpus import Outcome, broken_cases, make_broken, run_case
+from tests.support.broken_corpus import Outcome, broken_cases, make_broken, run_case
 
 COMMANDS = ("info", "load", "chat")
 ORDER = {"info": 0, "load": 1, "chat": 2}

@@ -61,7 +61,7 @@ def require_free_disk(folder: Path, needed: int) -> None:
 def run_script(script: str, *args: str) -> dict:
     """Run `script` in a fresh interpreter (its peak RSS is its own) and return the JSON object
     it prints last."""
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,

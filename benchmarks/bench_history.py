@@ -1,7 +1,7 @@
 """The history's costs, measured from outside: listing 1,000 conversations, and what a
 background transcription does to a conversation running beside it.
 
-    python scripts/bench_history.py [--sessions 1000] [--only list|disturbance]
+    python -m benchmarks.bench_history [--sessions 1000] [--only list|disturbance]
 
 list:         `assistant history --json` (a second process, wall time) over N conversation
               folders written as the loop leaves them; the in-process listing beside it.
@@ -10,7 +10,7 @@ disturbance:  `assistant chat --input hello.wav --realtime` on a tiny synthetic 
               conversation (as after a conversation; it pauses while one records); and with
               the same worker told never to pause (`--no-yield`, at nice 19). Printed: the
               chat's model step p50/p95 and frames dropped, from its summary.json.
-The transcription speed itself (seconds of audio per second) is scripts/bench_stt.py's.
+The transcription speed itself (seconds of audio per second) is benchmarks/bench_stt.py's.
 """
 
 from __future__ import annotations
@@ -68,14 +68,13 @@ def write_conversation(root: Path, i: int, seconds: float = 1.0) -> Path:
     return folder
 
 
-def assistant(*args: str, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess:
+def assistant(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "assistant", *args],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -91,7 +90,6 @@ def bench_list(n: int, runs: int = 5) -> None:
             out = assistant("history", "--json", "--limit", str(n), env=env)
             walls.append(time.perf_counter() - start)
         assert len(json.loads(out.stdout)) == n
-        sys.path.insert(0, str(HERE))
         os.environ["ASSISTANT_HOME"] = str(home)
         from assistant.history.store import list_conversations
 

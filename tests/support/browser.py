@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def launch() -> Iterator[object]:
+def launch() -> Iterator[Any]:
     """A playwright Browser; skips (fails under CI) when no Chromium can be started."""
     from playwright.sync_api import Error, sync_playwright
 
@@ -50,13 +51,13 @@ def launch() -> Iterator[object]:
 @contextmanager
 def static_server(root: Path, extra: dict[str, Path] | None = None) -> Iterator[str]:
     """Serve `root` (and `extra` URL paths mapped to files) on loopback; yields the base URL."""
-    extra = extra or {}
+    paths = extra or {}
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def translate_path(self, path: str) -> str:
             clean = path.split("?", 1)[0]
-            if clean in extra:
-                return str(extra[clean])
+            if clean in paths:
+                return str(paths[clean])
             return super().translate_path(path)
 
         def end_headers(self) -> None:

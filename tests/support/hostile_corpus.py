@@ -1,6 +1,6 @@
 """Hostile input beyond checkpoints, made on purpose: the corpus every refusal is tested on.
 
-The companion of tests/broken_corpus.py (broken checkpoints). Each case names what a hostile
+The companion of tests/support/broken_corpus.py (broken checkpoints). Each case names what a hostile
 or careless user could hand a command: an audio file whose header lies or whose samples are
 not numbers, an output path that reaches the input, a special file where a file is read, a
 number far out of range. `prepare` makes its files in a fresh work folder; `run_hostile` runs

@@ -1,9 +1,9 @@
 """The worker's side of the codec: one rustymimi instance answering one frame at a time, and
 the fork server that builds that instance once and forks ready workers from it.
 
-A standalone worker (`python -m assistant.voice.codec_child`) imports numpy and rustymimi,
+A standalone worker (`python -m assistant.codec.child`) imports numpy and rustymimi,
 waits for its configuration, builds its instance, says "ready", then answers one request per
-frame (the messages: `codec_wire`). Because it imports before it knows its Mimi file, it can
+frame (the messages: `wire`). Because it imports before it knows its Mimi file, it can
 start at the top of a command, while the parent still imports and checks the checkpoint.
 
 The fork server (`... --fork-server FD`, FD a Unix socket to the parent) builds the instance
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..frames import FRAME_SAMPLES
-from .codec_wire import (
+from .wire import (
     CONFIGURE,
     ERROR,
     EXITED,

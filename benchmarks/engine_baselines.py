@@ -31,9 +31,9 @@ from mlx.utils import tree_map
 from moshi_mlx.models import Lm
 from moshi_mlx.modules.transformer import LayerCache
 
-from assistant.voice.kv_cache import RingKVCache, make_ring_cache
 from assistant.voice.sampling import SamplingConfig, sample_token
 from assistant.voice.step_graph import lookup
+from benchmarks.kv_cache import RingKVCache, make_ring_cache
 
 
 class PreviousStep:
@@ -88,7 +88,7 @@ class PreviousStep:
         def tail(out: mx.array, keys: mx.array | None = None) -> list[mx.array]:
             dcfg = m.depformer.slices[0].transformer.cfg
             dep_cache = [
-                LayerCache(RingKVCache(dcfg.head_dim, dcfg.num_heads, len(m.depformer.slices)))
+                LayerCache(RingKVCache(dcfg.head_dim, dcfg.num_heads, len(m.depformer.slices)))  # type: ignore[arg-type]
                 for _ in range(dcfg.num_layers)
             ]
             out = m.out_norm(out)

@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from assistant.service.client import ServiceClient
 from assistant.service.info import read_info
 
+T = TypeVar("T")
 SPEECH = Path(str(resources.files("assistant").joinpath("data/hello.wav")))
 
 
@@ -65,7 +67,7 @@ class ServiceProcess:
         assert left is None or left.pid != self.proc.pid or self.proc.returncode < 0, left
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
     """Poll until `predicate()` is truthy; return its value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,23 +5,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from assistant.audio.buffers import AudioCounters, CapturedFrame
+from assistant.audio.interface import StreamLatency
 from assistant.audio.playout import Started
+from assistant.telemetry.records import FrameRecord
 from assistant.voice.engine import StepResult
 
 FRAME = 1920
 
 
 @dataclass
-class Captured:
-    samples: np.ndarray
-    t_capture: float
-
-
-@dataclass
 class Played:
+    """A played chunk with no stream position (`PlayedChunk` less its `index`): the echo
+    reference timeline places such chunks one after the other."""
+
     samples: np.ndarray
     t_play: float
 
@@ -50,7 +51,22 @@ class FakeAudio:
     def realtime(self) -> bool:
         return self.period_s > 0
 
-    def read_frame(self, timeout: float) -> Captured | None:
+    @property
+    def counters(self) -> AudioCounters:
+        return AudioCounters()  # a simulated speaker: never an underrun
+
+    @property
+    def latency(self) -> StreamLatency:
+        return StreamLatency(0.0, 0.0, 0.0)
+
+    def start(self) -> FakeAudio:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def read_frame(self, timeout: float | None = 1.0) -> CapturedFrame | None:
+        timeout = 1.0 if timeout is None else timeout
         if self._start is None:
             self._start = time.monotonic()
         if self._next >= len(self.frames):
@@ -63,7 +79,7 @@ class FakeAudio:
             return None
         if wait > 0:
             time.sleep(wait)
-        frame = Captured(self.frames[self._next], time.monotonic())
+        frame = CapturedFrame(self.frames[self._next], time.monotonic())
         self._next += 1
         return frame
 
@@ -102,7 +118,7 @@ class FakeAudio:
             self._advance()
             self._buffer.append((pcm, tag, time.monotonic()))
 
-    def drain_played(self) -> list[Played]:
+    def drain_played(self) -> list[Any]:  # Played, where AudioIO gives PlayedChunk
         with self._lock:
             self._advance()
             out, self._drained = self._drained, []
@@ -188,3 +204,26 @@ class ScriptedEngine:
 def speech_like(n_frames: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [(0.1 * rng.standard_normal(FRAME)).astype(np.float32) for _ in range(n_frames)]
+
+
+def scripted(
+    index: int, *, encode: float, step: float | None, decode: float, delay: float | None
+) -> FrameRecord:
+    """A frame captured at index * 80 ms whose stages took exactly the given milliseconds."""
+    t = index * 0.08
+    r = FrameRecord(index=index, captured=t)
+    r.encode_start, r.encode_end = t, t + encode * 0.001
+    if step is None:  # dropped before the model
+        r.dropped = True
+        return r
+    r.step_start = r.encode_end
+    r.step_end = r.step_start + step * 0.001
+    r.decode_start = r.step_end
+    r.decode_end = r.decode_start + decode * 0.001
+    r.model_step = index
+    if delay is None:  # dropped before the speaker
+        r.dropped = True
+    else:
+        r.queued_for_playout = r.decode_end
+        r.played, r.heard = True, t + delay * 0.001
+    return r

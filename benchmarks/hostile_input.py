@@ -1,10 +1,10 @@
 """Every case of the hostile-input corpus through the real command line: what the user sees.
 
-    python scripts/hostile_input.py [--kind audio|collision|special file|number] [--only TEXT]
+    python -m benchmarks.hostile_input [--kind audio|collision|special file|number] [--only TEXT]
                                     [--checkout OTHER_CHECKOUT] [--timeout S]
 
-Runs each case of tests/hostile_corpus.py (audio files whose header lies or whose samples are
-not numbers, an --output reaching the --input, special files where a file is read, numbers
+Runs each case of tests/support/hostile_corpus.py (audio files whose header lies or whose
+samples are not numbers, an --output reaching the --input, special files where a file is read, numbers
 out of range) in a fresh folder and a fresh process, and prints a Markdown table: exit code,
 seconds, lines printed, and the verdict against the target (its exit code, at most 4 lines
 naming the file or option, no traceback, no file changed). `--checkout` runs another
@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from tests.hostile_corpus import hostile_cases, run_hostile
+from tests.support.hostile_corpus import hostile_cases, run_hostile
 
 
 def main() -> None:

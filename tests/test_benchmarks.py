@@ -1,0 +1,87 @@
+"""Every benchmark runs, briefly: one that no longer fits the code fails here, not when someone
+next needs its figures. Each runs as a user runs it (`python -m benchmarks.<name>`, from the
+checkout) at the smallest sizes its options allow; the figures themselves are not checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(name: str, *args: str, home: Path) -> str:
+    env = os.environ | {"ASSISTANT_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def test_bench_metrics(tmp_path: Path) -> None:
+    out = run_benchmark("bench_metrics", "--frames", "50", home=tmp_path)
+    assert "dashboard redraw per frame" in out and "measured in the loop" in out
+
+
+def test_bench_engine_with_its_baselines(tmp_path: Path, tiny_checkpoint) -> None:
+    """Also runs `host_work.py`, `engine_baselines.py` and `kv_cache.py` (the previous step);
+    the TINY part is the micro one's code on bigger weights: a checkpoint stands in for it."""
+    checkpoint = str(tiny_checkpoint("bf16"))
+    out = run_benchmark(
+        "bench_engine",
+        *("--parts", "full,micro", "--reps", "1", "--steps", "3", "--warmup", "1"),
+        *("--checkpoint", checkpoint, "--tiny-steps", "2"),
+        home=tmp_path,
+    )
+    assert "Host work per step at full size" in out and "micro bf16 greedy" in out, out
+    assert f"Checkpoint {checkpoint}" in out, out
+
+
+def test_bench_value_checks(tmp_path: Path, synthetic_cache: Path) -> None:
+    out = run_benchmark(
+        "bench_value_checks",
+        *("--repeat", "1", "--mib", "16", "--cache", str(synthetic_cache)),
+        home=tmp_path,
+    )
+    assert "Mimi codec file: 385 MB" in out and "Full-size moshiko" in out, out
+
+
+def test_bench_service(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_service", "--count", "10", "--timeout", "5", "--hold", "1", home=tmp_path
+    )
+    assert "restart after kill" in out and "FAILED" not in out, out
+
+
+def test_broken_checkpoints(tmp_path: Path, tiny_checkpoint) -> None:
+    source = str(tiny_checkpoint("q4"))
+    out = run_benchmark(
+        "broken_checkpoints", "--source", source, "--only", "truncated", home=tmp_path
+    )
+    assert "3 cases, 3 runs: 3 clean refusals" in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    sys.platform != "linux" or shutil.which("pulseaudio") is None,
+    reason="starts PulseAudio servers of its own (Linux, scripts/setup.sh installs it)",
+)
+def test_bench_realtime_delay(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_realtime",
+        *("--only", "delay", "--seconds", "3", "--profiles", "balanced"),
+        home=tmp_path,
+    )
+    assert "summary:" in out and "delay balanced:" in out, out
