@@ -4,13 +4,12 @@
                                     [--checkout OTHER_CHECKOUT] [--timeout S]
 
 Runs each case of tests/support/hostile_corpus.py (audio files whose header lies or whose
-samples are not numbers, an --output reaching the --input, special files where a file is
-read, numbers out of range) in a fresh folder and a fresh process, and prints a Markdown table: exit code,
-seconds, lines printed, and the verdict against the target (its exit code, at most 4 lines
-naming the file or option, no traceback, no file changed). `--checkout` runs another
-checkout's `assistant` on the same cases (the code before a change, say), with this one's
-corpus; a summary per kind ends the table.
-"""
+samples are not numbers, an --output reaching the --input, special files where a file is read,
+numbers out of range) in a fresh folder and a fresh process, and prints a Markdown table: exit
+code, seconds, lines printed, and the verdict against the target (its exit code, at most 4 lines
+naming the file or option, no traceback, no file changed). `--checkout` runs another checkout's
+`assistant` on the same cases (the code before a change, say), with this one's corpus; a summary
+per kind ends the table."""
 
 from __future__ import annotations
 
