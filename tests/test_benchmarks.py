@@ -85,3 +85,31 @@ def test_bench_realtime_delay(tmp_path: Path) -> None:
         home=tmp_path,
     )
     assert "summary:" in out and "delay balanced:" in out, out
+
+
+def test_bench_history_listing(tmp_path: Path) -> None:
+    out = run_benchmark("bench_history", "--sessions", "20", "--only", "list", home=tmp_path)
+    assert "History of 20 conversations" in out and "list_conversations() in process" in out
+
+
+@pytest.mark.slow
+def test_bench_history_disturbance(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_history", "--only", "disturbance", "--pending-seconds", "3", home=tmp_path
+    )
+    assert "worker that never pauses" in out and "step p95" in out, out
+
+
+def test_bench_stt_tiny(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_stt",
+        *("--parts", "tiny", "--tiny-frames", "3", "--tiny-seconds", "1", "--warmup", "1"),
+        *("--dir", str(tmp_path / "ckpt")),
+        home=tmp_path,
+    )
+    assert "s of audio per second" in out, out
+
+
+def test_hostile_input(tmp_path: Path) -> None:
+    out = run_benchmark("hostile_input", "--kind", "collision", home=tmp_path)
+    assert "| collision |" in out or "collision" in out, out

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
+SPEECH = Path(__file__).resolve().parents[2] / "assistant" / "data" / "hello.wav"
 MAX_LINES = 4
 ABSENT = "absent-checkpoint"  # had the command got past its input, it would name this instead
 
