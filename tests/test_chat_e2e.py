@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from assistant.audio.sound_files import read_audio
+from tests.support import helpers
 from tests.support.program import Program
 from tests.support.pulse_harness import best_match, make_speech, rms, start_server, stop_server
 
@@ -47,8 +48,7 @@ def wait_for_summary(home: Path, done: Callable[[dict], bool], what: str) -> Non
 
 
 def only_session(home: Path) -> Path:
-    (session,) = (home / "sessions").iterdir()
-    return session
+    return helpers.only_session(home / "sessions")
 
 
 # The real codec is slower than real time on 2 cores (encode and decode ~110 ms a frame each):

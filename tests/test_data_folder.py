@@ -23,6 +23,7 @@ from assistant.conversation.session import SessionWriter
 from assistant.files import AppendOnlyFile
 from assistant.paths import require_writable_sessions
 from assistant.telemetry.trace import read_trace
+from tests.support.helpers import only_session
 
 SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
 
@@ -77,7 +78,7 @@ def test_after_a_conversation_nothing_is_readable_by_others(
     finally:
         os.umask(old)
     assert result.returncode == 0, result.stderr
-    (session,) = (home / "sessions").iterdir()
+    session = only_session(home / "sessions")
     names = {p.name for p in session.iterdir()}
     assert {"user.wav", "moshi.wav", "transcript.txt", "summary.json", "trace.json"} <= names
     assert (home / "logs" / "chat.log").is_file()
@@ -257,7 +258,7 @@ def test_full_disk_during_a_conversation_leaves_every_file_whole(
     assert result.returncode == 0, result.stderr  # the conversation itself went on
     assert "recording stopped" in result.stderr and "No space left on device" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    (session,) = (home / "sessions").iterdir()
+    session = only_session(home / "sessions")
     assert not list(session.glob("*.partial"))
     recorded = {name: _wav_matches_its_header(session / name) for name in ("user.wav", "moshi.wav")}
     assert recorded["user.wav"] > 0

@@ -18,6 +18,7 @@ from assistant.conversation.chat import Chat, ChatSettings
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
 from assistant.voice.sampling import SamplingConfig
+from tests.support.helpers import only_session
 
 BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 
@@ -90,7 +91,7 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "random weights" in result.stdout
     assert (tmp_path / "checkpoints" / "demo-tiny-bf16" / "model.safetensors").is_file()
-    (session,) = (tmp_path / "home" / "sessions").iterdir()
+    session = only_session(tmp_path / "home" / "sessions")
     stats = json.loads((session / "summary.json").read_text())
     assert stats["frames_stepped"] > 60 and stats["model"]["quantization"] == "bf16"
     reply = read_audio(session / "moshi.wav")

@@ -11,6 +11,7 @@ import pytest
 
 from assistant.checkpoint.catalogue import MIMI_FILE
 from assistant.telemetry.trace import read_trace
+from tests.support.helpers import only_session
 from tests.support.program import Program
 
 SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
@@ -119,7 +120,7 @@ def test_sigterm_ends_a_conversation_like_ctrl_c(tiny_checkpoint, tmp_path: Path
     code = chat.wait()
     assert code == 0, chat.stdout + chat.stderr
     assert "Stopped." in chat.stdout and "Traceback" not in chat.stdout + chat.stderr
-    (session,) = (home / "sessions").iterdir()
+    session = only_session(home / "sessions")
     assert (session / "summary.json").is_file()
     assert (session / "trace.json").read_text().rstrip().endswith("]")  # closed properly
     assert read_trace(session / "trace.json")

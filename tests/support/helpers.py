@@ -71,3 +71,10 @@ def run_script(script: str, *args: str) -> dict:
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def only_session(sessions: Path) -> Path:
+    """The one conversation folder in a sessions folder (its dot-files are locks, not
+    conversations: see assistant/conversation/session_files.py)."""
+    (session,) = [p for p in sessions.iterdir() if not p.name.startswith(".")]
+    return session
