@@ -103,8 +103,13 @@ def test_nothing_is_opened_to_probe_rates_on_coreaudio(
 
 
 def test_devices_command_lists_without_opening_anything(
-    airpods_mac: FakeCoreAudioPortAudio,
+    airpods_mac: FakeCoreAudioPortAudio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from assistant.console import console
+
+    # Wide enough for every column: the shared console fixes its width when it is made, and
+    # an earlier test in the same process may have made it under COLUMNS=80.
+    monkeypatch.setattr(console, "_width", 200)
     app = typer.Typer()
     register(app)
     app.command("noop")(lambda: None)

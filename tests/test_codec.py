@@ -366,7 +366,7 @@ def test_the_probe_ends_a_forked_child_that_hangs():
 )
 def test_the_probe_checks_encoding_and_decoding(encode: str, decode: str, expected: int):
     code = (
-        "from assistant.voice import codec_child as c\n"
+        "from assistant.codec import child as c\n"
         "class Tok:\n"
         f"    def encode_step(self, x):\n        {encode}\n"
         f"    def decode_step(self, x):\n        {decode}\n"
