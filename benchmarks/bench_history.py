@@ -6,7 +6,7 @@ background transcription does to a conversation running beside it.
 list:         `assistant history --json` (a second process, wall time) over N conversation
               folders written as the loop leaves them; the in-process listing beside it.
 disturbance:  `assistant chat --input hello.wav --realtime` on a tiny synthetic checkpoint,
-              three ways: alone; with `assistant transcribe --pending` working through a long
+              three ways, interleaved, `--repeat` times each: alone; with `assistant transcribe --pending` working through a long
               conversation (as after a conversation; it pauses while one records); and with
               the same worker told never to pause (`--no-yield`, at nice 19). Printed: the
               chat's model step p50/p95 and frames dropped, from its summary.json.
@@ -112,7 +112,14 @@ def bench_list(n: int, runs: int = 5) -> None:
         print(f"  {label:58} {statistics.median(times) * 1000:7.0f} ms")
 
 
-def bench_disturbance(seconds_pending: float) -> None:
+WAYS = (
+    ("alone", None),
+    ("worker beside it (pauses while a conversation records)", ["--pending"]),
+    ("worker that never pauses (nice 19)", ["--pending", "--no-yield"]),
+)
+
+
+def bench_disturbance(seconds_pending: float, repeat: int, speech_seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = os.environ | {
@@ -125,61 +132,72 @@ def bench_disturbance(seconds_pending: float) -> None:
         env["ASSISTANT_STT"] = str(stt)
         # Never transcribe the chats themselves: only the long conversation below.
         (tmp_path / "s.json").write_text(json.dumps({"transcribe": "off"}))
-        rows = []
-        for label, worker_args in (
-            ("alone", None),
-            ("worker beside it (pauses while a conversation records)", ["--pending"]),
-            ("worker that never pauses (nice 19)", ["--pending", "--no-yield"]),
-        ):
-            sessions = tmp_path / "home" / "sessions"
-            pending = sessions / "long-pending"
-            if worker_args:
-                if pending.exists():
-                    for f in pending.iterdir():
-                        f.unlink()
-                    pending.rmdir()
-                write_conversation(sessions, 0, seconds_pending).rename(pending)
-            worker = None
-            if worker_args:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "assistant", "transcribe", *worker_args],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+        speech = tmp_path / "speech.wav"
+        with wave.open(str(SPEECH)) as r, wave.open(str(speech), "wb") as w:
+            w.setparams(r.getparams())
+            w.writeframes(r.readframes(int(speech_seconds * r.getframerate())))
+        runs: dict[str, list[tuple[float, float, int, int, bool]]] = {k: [] for k, _ in WAYS}
+        for _ in range(repeat):  # the ways interleaved: the machine's drift hits each alike
+            for label, worker_args in WAYS:
+                runs[label].append(
+                    _one_chat(tmp_path, env, ckpt, speech, worker_args, seconds_pending)
                 )
-                log = tmp_path / "home" / "logs" / "transcribe.log"
-                while not (log.exists() and "transcribing" in log.read_text()):
-                    time.sleep(0.1)
-            assistant(
-                "chat", "--checkpoint", str(ckpt), "--input", str(SPEECH), "--realtime",
-                "--no-dashboard", "--seed", "1", env=env,
-            )  # fmt: skip
-            still_working = worker is not None and worker.poll() is None
-            if worker is not None:
-                worker.terminate()
-                worker.wait(60)
-            chats = sorted(
-                p for p in sessions.iterdir() if p.name.endswith("-chat") and p.name != pending.name
-            )
-            summary = json.loads((chats[-1] / "summary.json").read_text())
-            step = summary["stages_ms"]["step"]
-            rows.append(
-                (
-                    label,
-                    step["p50"],
-                    step["p95"],
-                    summary["dropped_input"] + summary["dropped_output"],
-                    summary["frames_captured"],
-                    still_working,
-                )
-            )
     print(
-        "\nA conversation (tiny model, real codec, hello.wav at real-time pace), with and "
-        "without a transcription beside it:"
+        f"\nA conversation (tiny model, real codec, {speech_seconds:g} s of hello.wav at real-time "
+        f"pace), with and without a transcription beside it; {repeat} runs each, interleaved:"
     )
-    print(f"  {'':58} step p50  step p95  dropped / frames  worker still busy at the end")
-    for label, p50, p95, dropped, frames, busy in rows:
-        print(f"  {label:58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5d} / {frames:<5d}     {busy}")
+    print(f"  {'':58} step p50  step p95  dropped / frames  worker busy at the end")
+    for label, rows in runs.items():
+        for p50, p95, dropped, frames, busy in rows:
+            print(
+                f"  {label:58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5d} / {frames:<5d}     {busy}"
+            )
+        if len(rows) > 1:
+            p50, p95, dropped, frames = (statistics.median(r[i] for r in rows) for i in range(4))
+            print(f"  {'  median':58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5.0f} / {frames:<5.0f}")
+
+
+def _one_chat(
+    tmp_path: Path,
+    env: dict[str, str],
+    ckpt: Path,
+    speech: Path,
+    worker_args: list[str] | None,
+    seconds_pending: float,
+) -> tuple[float, float, int, int, bool]:
+    sessions = tmp_path / "home" / "sessions"
+    pending = sessions / "long-pending"
+    worker = None
+    if worker_args:
+        if pending.exists():
+            for f in pending.iterdir():
+                f.unlink()
+            pending.rmdir()
+        write_conversation(sessions, 0, seconds_pending).rename(pending)
+        log = tmp_path / "home" / "logs" / "transcribe.log"
+        seen = log.read_text().count("transcribing") if log.exists() else 0
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "assistant", "transcribe", *worker_args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while not (log.exists() and log.read_text().count("transcribing") > seen):
+            time.sleep(0.1)
+    before = set(sessions.iterdir()) if sessions.exists() else set()
+    assistant(
+        "chat", "--checkpoint", str(ckpt), "--input", str(speech), "--realtime",
+        "--no-dashboard", "--seed", "1", env=env,
+    )  # fmt: skip
+    still_working = worker is not None and worker.poll() is None
+    if worker is not None:
+        worker.terminate()
+        worker.wait(60)
+    (chat,) = [p for p in set(sessions.iterdir()) - before if not p.name.startswith(".")]
+    summary = json.loads((chat / "summary.json").read_text())
+    step = summary["stages_ms"]["step"]
+    dropped = summary["dropped_input"] + summary["dropped_output"]
+    return step["p50"], step["p95"], dropped, summary["frames_captured"], still_working
 
 
 def main() -> None:
@@ -189,11 +207,13 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--pending-seconds", type=float, default=60.0)
     parser.add_argument("--only", choices=["list", "disturbance"])
+    parser.add_argument("--repeat", type=int, default=3, help="chats per way (disturbance)")
+    parser.add_argument("--speech-seconds", type=float, default=6.0, help="of hello.wav")
     args = parser.parse_args()
     if args.only in (None, "list"):
         bench_list(args.sessions)
     if args.only in (None, "disturbance"):
-        bench_disturbance(args.pending_seconds)
+        bench_disturbance(args.pending_seconds, args.repeat, args.speech_seconds)
 
 
 if __name__ == "__main__":

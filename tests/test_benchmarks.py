@@ -95,7 +95,10 @@ def test_bench_history_listing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bench_history_disturbance(tmp_path: Path) -> None:
     out = run_benchmark(
-        "bench_history", "--only", "disturbance", "--pending-seconds", "3", home=tmp_path
+        "bench_history",
+        *("--only", "disturbance", "--pending-seconds", "3", "--repeat", "1"),
+        *("--speech-seconds", "1"),
+        home=tmp_path,
     )
     assert "worker that never pauses" in out and "step p95" in out, out
 
