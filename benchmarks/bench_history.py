@@ -6,8 +6,9 @@ background transcription does to a conversation running beside it.
 list:         `assistant history --json` (a second process, wall time) over N conversation
               folders written as the loop leaves them; the in-process listing beside it.
 disturbance:  `assistant chat --input hello.wav --realtime` on a tiny synthetic checkpoint,
-              three ways, interleaved, `--repeat` times each: alone; with `assistant transcribe --pending` working through a long
-              conversation (as after a conversation; it pauses while one records); and with
+              three ways, interleaved, `--repeat` times each: alone; with `assistant transcribe
+              --pending` working through a long conversation (as after a conversation; it
+              pauses while one records); and with
               the same worker told never to pause (`--no-yield`, at nice 19). Printed: the
               chat's model step p50/p95 and frames dropped, from its summary.json.
 The transcription speed itself (seconds of audio per second) is benchmarks/bench_stt.py's.
