@@ -154,8 +154,8 @@ def bench_disturbance(seconds_pending: float, repeat: int, speech_seconds: float
                 f"  {label:58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5d} / {frames:<5d}     {busy}"
             )
         if len(rows) > 1:
-            p50, p95, dropped, frames = (statistics.median(r[i] for r in rows) for i in range(4))
-            print(f"  {'  median':58} {p50:6.1f} ms {p95:6.1f} ms  {dropped:5.0f} / {frames:<5.0f}")
+            m = [statistics.median(r[i] for r in rows) for i in range(4)]
+            print(f"  {'  median':58} {m[0]:6.1f} ms {m[1]:6.1f} ms  {m[2]:5.0f} / {m[3]:<5.0f}")
 
 
 def _one_chat(

@@ -14,10 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from assistant.checkpoint.catalogue import CONFIG_FILE, MIMI_FILE, TEXT_TOKENIZE
 from assistant.checkpoint.layout import DTYPE_BYTES
 from assistant.checkpoint.synthetic.text_tokenizer import text_tokenizer_bytes
 from assistant.checkpoint.writing import link_or_copy
+from tests.support.program import run_bounded
 
 _COPY_CHUNK = 16 << 20
 BF16_NAN, BF16_INF, F32_NAN = b"\xc0\x7f", b"\x80\x7f", b"\x00\x00\xc0\x7f"
@@ -720,23 +718,11 @@ def run_case(
     python: str = sys.executable,
 ) -> Outcome:
     """`python -m assistant <command>` on the broken `folder`; stdout and stderr together."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
+    code, out, seconds = run_bounded(
         [python, "-m", "assistant", *command_line(command, folder, speech)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
         env=env,
-        start_new_session=True,
+        timeout=timeout,
     )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
-    seconds = time.monotonic() - started
     lines = [line for line in out.splitlines() if line.strip()]
     culprit = culprit_path(folder, case.culprit)
     named = any(str(culprit) in line or culprit.name in line for line in lines)

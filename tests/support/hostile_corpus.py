@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import struct
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tests.support.program import run_bounded
 
 SPEECH = Path(__file__).resolve().parents[2] / "assistant" / "data" / "hello.wav"
 MAX_LINES = 4
@@ -435,24 +434,9 @@ def run_hostile(
         | {"ASSISTANT_HOME": f"{w}/home"}
         | {k: v.replace("{w}", w) for k, v in case.env.items()}
     )
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=work,
-        start_new_session=True,
+    code, out, seconds = run_bounded(
+        [sys.executable, "-m", "assistant", *args], env=env, timeout=timeout, cwd=work
     )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
-    seconds = time.monotonic() - started
     after = snapshot(work)
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     lines = [line for line in out.splitlines() if line.strip()]

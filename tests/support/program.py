@@ -5,9 +5,11 @@ given a moment to drain, so a last line ("Stopped.") is never missed under load.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -90,3 +92,28 @@ class Program:
     @property
     def stderr(self) -> str:
         return "".join(self.err)
+
+
+def run_bounded(
+    args: list[str], *, env: dict[str, str], timeout: float, cwd: Path | None = None
+) -> tuple[int | None, str, float]:
+    """`args` in a session of its own, stdout and stderr together: (exit code, or None when it
+    had to be killed at `timeout` with everything it started; output; seconds)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None
+    return code, out, time.monotonic() - started
