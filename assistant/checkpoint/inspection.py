@@ -9,13 +9,14 @@ removes the ambiguity of the width ratio alone (q4/g128 and q8/g64 both give 16)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UnsupportedQuantizationError
 from .config import MOSHIKO_V0_1, MoshiConfig
-from .layout import Quantization, expected_tensors, quantization_fits
+from .layout import Quantization, TensorSpec, expected_tensors, quantization_fits
 from .safetensors_reader import SafetensorsHeader, read_header
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize accepts in MLX 0.26
@@ -159,20 +160,24 @@ def compare(
             problems.append(f"{key}: config says {expected}, tensors have {value}")
     if quant is not None:
         problems.extend(quantization_fits(config, quant))
-    expected = expected_tensors(config, quant)
-    actual = header.tensors
     # Wrong shapes and dtypes first: they say the most about what the file really is.
-    for name in sorted(set(expected) & set(actual)):
-        e, a = expected[name], actual[name]
-        if e.shape != a.shape or e.dtype != a.dtype:
-            problems.append(
-                f"{name}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
-            )
-    for name in sorted(set(expected) - set(actual)):
-        problems.append(f"missing tensor {name}")
-    for name in sorted(set(actual) - set(expected)):
-        problems.append(f"unexpected tensor {name}")
+    problems += tensor_differences(expected_tensors(config, quant), header, mismatches_first=True)
     return bounded(problems, limit)
+
+
+def tensor_differences(
+    expected: Mapping[str, TensorSpec], header: SafetensorsHeader, *, mismatches_first: bool = False
+) -> list[str]:
+    """Tensors missing from the header, not expected in it, or of another dtype or shape."""
+    actual = header.tensors
+    absent = [f"missing tensor {n}" for n in sorted(set(expected) - set(actual))]
+    extra = [f"unexpected tensor {n}" for n in sorted(set(actual) - set(expected))]
+    mismatched = [
+        f"{n}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
+        for n in sorted(set(expected) & set(actual))
+        if (e := expected[n]).shape != (a := actual[n]).shape or e.dtype != a.dtype
+    ]
+    return mismatched + absent + extra if mismatches_first else absent + extra + mismatched
 
 
 def bounded(problems: list[str], limit: int | None) -> list[str]:

@@ -8,6 +8,7 @@ files were made.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,11 +45,12 @@ class TensorSpec:
     dtype: str
 
     @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
     def nbytes(self) -> int:
-        n = DTYPE_BYTES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return DTYPE_BYTES[self.dtype] * self.elements
 
 
 @dataclass(frozen=True)

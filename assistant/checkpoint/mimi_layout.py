@@ -66,13 +66,7 @@ def mimi_codebook_count(names: Iterable[str]) -> int:
 
 
 def mimi_parameter_count(num_codebooks: int = PUBLISHED_CODEBOOKS) -> int:
-    total = 0
-    for spec in mimi_tensors(num_codebooks).values():
-        n = 1
-        for d in spec.shape:
-            n *= d
-        total += n
-    return total
+    return sum(spec.elements for spec in mimi_tensors(num_codebooks).values())
 
 
 # --- the layout ------------------------------------------------------------------------------

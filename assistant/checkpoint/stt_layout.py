@@ -7,7 +7,7 @@ declares them, the semantic-VAD extra heads. A test checks this against moshi_ml
 
 from __future__ import annotations
 
-from .inspection import MAX_PROBLEMS_LISTED, bounded
+from .inspection import MAX_PROBLEMS_LISTED, bounded, tensor_differences
 from .layout import BF16, TensorSpec
 from .safetensors_reader import SafetensorsHeader
 from .stt_config import SttConfig
@@ -42,24 +42,9 @@ def stt_tensors(config: SttConfig) -> dict[str, TensorSpec]:
 
 
 def stt_parameter_count(config: SttConfig) -> int:
-    total = 0
-    for spec in stt_tensors(config).values():
-        n = 1
-        for d in spec.shape:
-            n *= d
-        total += n
-    return total
+    return sum(spec.elements for spec in stt_tensors(config).values())
 
 
 def stt_layout_problems(config: SttConfig, header: SafetensorsHeader) -> list[str]:
     """Names, dtypes and shapes of the file that differ from what the config builds."""
-    expected, actual = stt_tensors(config), header.tensors
-    problems = [f"missing tensor {n}" for n in sorted(set(expected) - set(actual))]
-    problems += [f"unexpected tensor {n}" for n in sorted(set(actual) - set(expected))]
-    for name in sorted(set(expected) & set(actual)):
-        e, a = expected[name], actual[name]
-        if e.shape != a.shape or e.dtype != a.dtype:
-            problems.append(
-                f"{name}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
-            )
-    return bounded(problems, MAX_PROBLEMS_LISTED)
+    return bounded(tensor_differences(stt_tensors(config), header), MAX_PROBLEMS_LISTED)

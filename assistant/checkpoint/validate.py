@@ -14,7 +14,7 @@ from ..errors import (
 )
 from ..files import read_regular
 from .inspection import MAX_PROBLEMS_LISTED as MAX_LISTED
-from .inspection import ModelInfo, bounded, inspect_model
+from .inspection import ModelInfo, bounded, inspect_model, tensor_differences
 from .mimi_layout import mimi_codebook_count, mimi_tensors
 from .resolve import CheckpointFiles
 from .safetensors_reader import SafetensorsHeader, read_header
@@ -130,16 +130,7 @@ def mimi_layout_problems(header: SafetensorsHeader, codebooks: int) -> list[str]
     """Names, dtypes and shapes that differ from the published Mimi with `codebooks`."""
     if codebooks < 1:
         return ["no complete codebook (quantizer.rvq_first.vq.layers.0)"]
-    expected, actual = mimi_tensors(codebooks), header.tensors
-    problems = [f"missing tensor {n}" for n in sorted(set(expected) - set(actual))]
-    problems += [f"unexpected tensor {n}" for n in sorted(set(actual) - set(expected))]
-    for name in sorted(set(expected) & set(actual)):
-        e, a = expected[name], actual[name]
-        if e.shape != a.shape or e.dtype != a.dtype:
-            problems.append(
-                f"{name}: expected {e.dtype}{list(e.shape)}, found {a.dtype}{list(a.shape)}"
-            )
-    return problems
+    return tensor_differences(mimi_tensors(codebooks), header)
 
 
 def inspect_text_tokenizer(path: Path, vocab_needed: int) -> TextTokenizerInfo:

@@ -10,8 +10,10 @@ the environment or the settings file, else Kyutai's published model in the Huggi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -77,13 +79,7 @@ def transcribe(
         return
     folder = store.folder_of(target)
     recognizer = load_recognizer(stt)
-    with _progress() as bar:
-        task = bar.add_task("Transcribing", total=None, seconds="")
-
-        def progress(done: float, total: float) -> None:
-            seconds = f"{done:.0f}/{total:.0f} s of audio"
-            bar.update(task, completed=done, total=total, seconds=seconds)
-
+    with _progress() as progress:
         lines = transcriber.transcribe_session(folder, recognizer, progress=progress)
     console.print(transcripts.as_text(lines) or "(nothing was said)", markup=False, end="")
     console.print(f"Written: {folder / 'transcript.json'} and transcript.txt", soft_wrap=True)
@@ -94,14 +90,8 @@ def _transcribe_file(path: Path, stt: str | None) -> None:
 
     samples = read_audio(path)
     recognizer = load_recognizer(stt)
-    with _progress() as bar:
-        task = bar.add_task("Transcribing", total=None, seconds="")
-        words = recognizer.transcribe(
-            samples,
-            progress=lambda d, t: bar.update(
-                task, completed=d, total=t, seconds=f"{d:.0f}/{t:.0f} s of audio"
-            ),
-        )
+    with _progress() as progress:
+        words = recognizer.transcribe(samples, progress=progress)
     for line in transcripts.lines_from_words(transcripts.USER, words):
         console.print(f"[{line.start:8.2f}s] {escape(line.text)}", soft_wrap=True)
 
@@ -127,8 +117,10 @@ def _run_pending(stt: str | None, *, yield_to_conversations: bool = True) -> Non
         err_console.print(f"[yellow]not transcribed:[/] {name}: {escape(why)}", soft_wrap=True)
 
 
-def _progress() -> Progress:
-    return Progress(
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[float, float], None]]:
+    """A progress bar in seconds of audio, and the callback that moves it."""
+    bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[seconds]}"),
@@ -136,3 +128,12 @@ def _progress() -> Progress:
         console=console,
         transient=True,
     )
+    with bar:
+        task = bar.add_task("Transcribing", total=None, seconds="")
+
+        def update(done: float, total: float) -> None:
+            bar.update(
+                task, completed=done, total=total, seconds=f"{done:.0f}/{total:.0f} s of audio"
+            )
+
+        yield update

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..paths import PRIVATE_FILE_MODE
@@ -97,9 +97,18 @@ def any_recording(root: Path) -> bool:
         release(fd)
 
 
-@contextlib.contextmanager
-def using(folder: Path) -> Iterator[None]:
+def using(folder: Path) -> contextlib.AbstractContextManager[None]:
     """Read the folder (play, transcribe): shared, refused while it is being recorded."""
+    return _held(folder, fcntl.LOCK_SH, lambda: "being recorded")
+
+
+def owning(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Change the folder (delete it): exclusive, refused while anyone records or reads it."""
+    return _held(folder, fcntl.LOCK_EX, lambda: recording_or_use(folder))
+
+
+@contextlib.contextmanager
+def _held(folder: Path, operation: int, why: Callable[[], str]) -> Iterator[None]:
     try:
         fd = _open_lock(folder)
     except OSError:
@@ -107,27 +116,9 @@ def using(folder: Path) -> Iterator[None]:
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
         except OSError:
-            raise Busy("being recorded") from None
-        yield
-    finally:
-        release(fd)
-
-
-@contextlib.contextmanager
-def owning(folder: Path) -> Iterator[None]:
-    """Change the folder (delete it): exclusive, refused while anyone records or reads it."""
-    try:
-        fd = _open_lock(folder)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise Busy(recording_or_use(folder)) from None
+            raise Busy(why()) from None
         yield
     finally:
         release(fd)
