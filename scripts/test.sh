@@ -6,14 +6,12 @@ cd "$(dirname "$0")/.."
 # The runtime, plus the test tools (pytest, ruff, mypy, playwright, PulseAudio, a browser):
 # setup.sh alone installs only what the assistant needs to run.
 bash scripts/setup.sh --test-tools
-.venv/bin/ruff check assistant tests scripts benchmarks
-.venv/bin/ruff format --check assistant tests scripts benchmarks
-.venv/bin/mypy  # settings and strictness: [tool.mypy] in pyproject.toml
 # The synthetic files the tests share (the 385 MB Mimi, the tiny checkpoints), made once for
 # both phases below (tests/support/shared_files.py), removed on the way out.
 ASSISTANT_TEST_SHARED="$(mktemp -d "${TMPDIR:-/tmp}/assistant-tests.XXXXXX")"
 export ASSISTANT_TEST_SHARED
-on_exit=('rm -rf "$ASSISTANT_TEST_SHARED"')
+realtime_log="$ASSISTANT_TEST_SHARED.realtime.log"
+on_exit=('rm -rf "$ASSISTANT_TEST_SHARED" "$realtime_log"')
 trap 'for step in "${on_exit[@]}"; do eval "$step"; done' EXIT
 if [[ "$(uname -s)" == Linux ]]; then
     # Virtual microphone and speaker for the real-audio tests (no sound card needed). One
@@ -24,24 +22,48 @@ if [[ "$(uname -s)" == Linux ]]; then
     fi
     eval "$(bash scripts/pulseaudio.sh start)"
 fi
-# Two phases: the tests where timing does not matter on every core (pytest-xdist, one file per
-# worker so module fixtures are built once), then the real-time ones (real audio devices,
-# asserted answer times: marker `realtime`) alone on an idle machine. Both always run; the
-# run fails if either does. "No test selected" (exit 5) is not a failure: extra arguments
-# may pick tests from one phase only. TEST_WORKERS=1 runs the first phase in one process.
-# The tests themselves fail the run if a process they started outlives them (conftest.py).
+# Two phases, side by side, and lint. The real-time tests (real audio devices, asserted answer
+# times: marker `realtime`) mostly wait for audio to play at its own pace: they run one at a
+# time at normal priority, while lint and the other tests (pytest-xdist, one file per worker so
+# module fixtures are built once) take the CPU they leave, at the lowest priority (nice 19), so
+# a real-time test finds the machine as good as idle whenever it needs it. The real-time
+# phase's report is printed after the other's, not interleaved with it. Every step always
+# runs; the run fails if any fails. "No test selected" (exit 5) is not a failure: extra
+# arguments may pick tests from one phase only. TEST_WORKERS=1 runs the first phase in one
+# process. The tests themselves fail the run if a process they started outlives them
+# (conftest.py).
 workers="${TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))')}"
 status=0 empty=0
-phase() {
-    local rc=0
-    .venv/bin/python -m pytest "$@" || rc=$?
+counted() {  # the exit code of a finished step, counted
+    local rc=$1
     if ((rc == 5)); then empty=$((empty + 1)); elif ((rc != 0)); then status=$rc; fi
 }
-if ((workers > 1)); then
-    phase -m "not realtime" -n "$workers" --dist loadfile "$@"
-else
-    phase -m "not realtime" "$@"
-fi
-phase -m realtime "$@"
+# (A job started with & ignores Ctrl-C in a script; this one is given it back, so that a Ctrl-C,
+# or the exit trap's, ends it through pytest's own teardown: its sound server stopped too.)
+.venv/bin/python -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' \
+    -m realtime "$@" >"$realtime_log" 2>&1 &
+realtime_pid=$!
+on_exit+=('kill -INT "$realtime_pid" 2>/dev/null && wait "$realtime_pid" 2>/dev/null || true')
+lint() {
+    .venv/bin/ruff check assistant tests scripts benchmarks &&
+        .venv/bin/ruff format --check assistant tests scripts benchmarks &&
+        .venv/bin/mypy # settings and strictness: [tool.mypy] in pyproject.toml
+}
+rc=0
+nice -n 19 bash -c "$(declare -f lint); lint" || rc=$?
+((rc == 0)) || status=$rc
+parallel=()
+((workers > 1)) && parallel=(-n "$workers" --dist loadfile)
+rc=0
+# (${a[@]+"${a[@]}"}: an empty array is "unbound" to macOS's bash 3.2 under set -u)
+nice -n 19 .venv/bin/python -m pytest -m "not realtime" ${parallel[@]+"${parallel[@]}"} "$@" || rc=$?
+counted "$rc"
+rc=0
+wait "$realtime_pid" || rc=$?
+echo "--- real-time tests (run beside the others, at normal priority) ---"
+cat "$realtime_log"
+counted "$rc"
 ((empty == 2)) && status=5  # nothing at all was selected
 exit "$status"
