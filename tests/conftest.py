@@ -3,7 +3,7 @@ assistant home (sessions, recordings) in temp folders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from huggingface_hub import constants
 
 from tests.support import leftovers, shared_files
+from tests.support.warm_cli import FORK_OK, WarmStarter
 
 # --- nothing the tests start outlives them (tests/support/leftovers.py) -------------------------
 SESSION_MARK = pytest.StashKey[str]()
@@ -54,8 +55,9 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests on real audio devices are real-time: scripts/test.sh runs them on their own, after
-    the others ran in parallel, so that no other test competes with them for the CPU."""
+    """Tests on real audio devices are real-time: scripts/test.sh runs them one at a time at
+    normal priority, the others beside them at the lowest (nice 19), so that no other test
+    takes CPU they need."""
     for item in items:
         if "pulse" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realtime)
@@ -142,6 +144,20 @@ def tiny_stt(
     folder = tmp_path_factory.mktemp("tiny-stt")
     make_stt_checkpoint(folder, config_name="tiny", cache_dir=synthetic_cache)
     return folder
+
+
+@pytest.fixture(scope="session")
+def warm_starter() -> Iterator[WarmStarter | None]:
+    """Starts `python -m assistant` in a fresh process forked from one that imported its
+    libraries already (tests/support/warm_cli.py); None where forking is not safe (macOS)."""
+    if not FORK_OK:
+        yield None
+        return
+    starter = WarmStarter()
+    try:
+        yield starter
+    finally:
+        starter.close()
 
 
 # --- PulseAudio virtual devices for the audio tests (tests/test_audio_*.py) -------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broken_corpus import BrokenCase, broken_cases, make_broken, run_case
+from tests.support.warm_cli import WarmStarter
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def test_the_corpus_covers_every_kind() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_broken_checkpoint_gets_a_clear_answer(
-    case: BrokenCase, tiny_checkpoint, work: Path
+    case: BrokenCase, tiny_checkpoint, work: Path, warm_starter: WarmStarter | None
 ) -> None:
     folder = make_broken(case, tiny_checkpoint("q4"), work / "broken")
     env = os.environ | {
@@ -51,7 +52,9 @@ def test_broken_checkpoint_gets_a_clear_answer(
         "COLUMNS": "100",
     }
     env.pop("ASSISTANT_DEBUG", None)
-    outcome = run_case(case, folder, case.command, speech=SPEECH, env=env, timeout=60)
+    outcome = run_case(
+        case, folder, case.command, speech=SPEECH, env=env, timeout=60, starter=warm_starter
+    )
     shown = "\n".join(outcome.lines)
     assert outcome.exit_code is not None, f"still running after 60 s:\n{shown}"
     assert outcome.exit_code != 0, shown

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hostile_corpus import KINDS, HostileCase, hostile_cases, run_hostile
+from tests.support.warm_cli import WarmStarter
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +30,12 @@ def test_the_corpus_covers_every_kind() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_input_gets_a_clear_answer(case: HostileCase, tmp_path: Path) -> None:
+def test_hostile_input_gets_a_clear_answer(
+    case: HostileCase, tmp_path: Path, warm_starter: WarmStarter | None
+) -> None:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
     env.pop("ASSISTANT_DEBUG", None)
-    outcome = run_hostile(case, tmp_path, env, timeout=60)
+    outcome = run_hostile(case, tmp_path, env, timeout=60, starter=warm_starter)
     shown = "\n".join(outcome.lines)
     # Exit code, at most 4 lines naming the culprit, no traceback, no file changed.
     assert outcome.verdict(case) == "ok", f"{outcome.verdict(case)} {outcome.changed}:\n{shown}"

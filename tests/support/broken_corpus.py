@@ -25,6 +25,7 @@ from assistant.checkpoint.layout import DTYPE_BYTES
 from assistant.checkpoint.synthetic.text_tokenizer import text_tokenizer_bytes
 from assistant.checkpoint.writing import link_or_copy
 from tests.support.program import run_bounded
+from tests.support.warm_cli import WarmStarter
 
 _COPY_CHUNK = 16 << 20
 BF16_NAN, BF16_INF, F32_NAN = b"\xc0\x7f", b"\x80\x7f", b"\x00\x00\xc0\x7f"
@@ -716,13 +717,17 @@ def run_case(
     env: dict[str, str],
     timeout: float = 60.0,
     python: str = sys.executable,
+    starter: WarmStarter | None = None,
 ) -> Outcome:
-    """`python -m assistant <command>` on the broken `folder`; stdout and stderr together."""
-    code, out, seconds = run_bounded(
-        [python, "-m", "assistant", *command_line(command, folder, speech)],
-        env=env,
-        timeout=timeout,
-    )
+    """`python -m assistant <command>` on the broken `folder` (a fresh process, forked from
+    `starter` if given); stdout and stderr together."""
+    args = command_line(command, folder, speech)
+    if starter is not None:
+        code, out, seconds = starter.run(args, env=env, timeout=timeout)
+    else:
+        code, out, seconds = run_bounded(
+            [python, "-m", "assistant", *args], env=env, timeout=timeout
+        )
     lines = [line for line in out.splitlines() if line.strip()]
     culprit = culprit_path(folder, case.culprit)
     named = any(str(culprit) in line or culprit.name in line for line in lines)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tests.support.program import run_bounded
+from tests.support.warm_cli import WarmStarter, run_assistant
 
 SPEECH = Path(__file__).resolve().parents[2] / "assistant" / "data" / "hello.wav"
 MAX_LINES = 4
@@ -420,10 +419,14 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def run_hostile(
-    case: HostileCase, work: Path, env: dict[str, str], timeout: float = 60.0
+    case: HostileCase,
+    work: Path,
+    env: dict[str, str],
+    timeout: float = 60.0,
+    starter: WarmStarter | None = None,
 ) -> HostileOutcome:
     """Prepare `case` in `work` and run `python -m assistant ...` there (stdout and stderr
-    together), as a user would."""
+    together), as a user would: a fresh process, forked from `starter` if given."""
     (work / "home").mkdir(parents=True, exist_ok=True)
     case.prepare(work)
     before = snapshot(work)
@@ -434,9 +437,7 @@ def run_hostile(
         | {"ASSISTANT_HOME": f"{w}/home"}
         | {k: v.replace("{w}", w) for k, v in case.env.items()}
     )
-    code, out, seconds = run_bounded(
-        [sys.executable, "-m", "assistant", *args], env=env, timeout=timeout, cwd=work
-    )
+    code, out, seconds = run_assistant(starter, args, env=env, timeout=timeout, cwd=work)
     after = snapshot(work)
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     lines = [line for line in out.splitlines() if line.strip()]
