@@ -61,6 +61,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "pulse" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realtime)
+    # Files with slow cases first (their order otherwise kept): handed out one file at a time to
+    # the parallel workers (scripts/test.sh), the long ones are not left for the end, when one
+    # worker would run them while the other has nothing left.
+    has_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in has_slow)  # (a stable sort)
 
 
 @pytest.fixture(autouse=True)
