@@ -2,15 +2,20 @@
 background transcription does to a conversation running beside it.
 
     python -m benchmarks.bench_history [--sessions 1000] [--only list|disturbance]
+    python -m benchmarks.bench_history --only disturbance --checkpoint DIR --stt DIR
 
 list:         `assistant history --json` (a second process, wall time) over N conversation
-              folders written as the loop leaves them; the in-process listing beside it.
+              folders written as the loop leaves them; the in-process listing beside it
+              (the median of `--runs` timings each).
 disturbance:  `assistant chat --input hello.wav --realtime` on a tiny synthetic checkpoint,
               three ways, interleaved, `--repeat` times each: alone; with `assistant transcribe
               --pending` working through a long conversation (as after a conversation; it
               pauses while one records); and with
               the same worker told never to pause (`--no-yield`, at nice 19). Printed: the
               chat's model step p50/p95 and frames dropped, from its summary.json.
+              The tiny q4 checkpoint and the tiny speech-to-text one are made with
+              `assistant make-checkpoint`, unless `--checkpoint` and `--stt` name folders
+              already made.
 The transcription speed itself (seconds of audio per second) is benchmarks/bench_stt.py's.
 """
 
@@ -120,16 +125,25 @@ WAYS = (
 )
 
 
-def bench_disturbance(seconds_pending: float, repeat: int, speech_seconds: float) -> None:
+def bench_disturbance(
+    seconds_pending: float,
+    repeat: int,
+    speech_seconds: float,
+    checkpoint: Path | None = None,
+    stt_checkpoint: Path | None = None,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = os.environ | {
             "ASSISTANT_HOME": str(tmp_path / "home"),
             "ASSISTANT_SETTINGS": str(tmp_path / "s.json"),
         }
-        ckpt, stt = tmp_path / "tiny-q4", tmp_path / "stt"
-        assistant("make-checkpoint", str(ckpt), "--quant", "q4", env=env)
-        assistant("make-checkpoint", str(stt), "--kind", "stt", env=env)
+        ckpt = checkpoint or tmp_path / "tiny-q4"
+        stt = stt_checkpoint or tmp_path / "stt"
+        if checkpoint is None:
+            assistant("make-checkpoint", str(ckpt), "--quant", "q4", env=env)
+        if stt_checkpoint is None:
+            assistant("make-checkpoint", str(stt), "--kind", "stt", env=env)
         env["ASSISTANT_STT"] = str(stt)
         # Never transcribe the chats themselves: only the long conversation below.
         (tmp_path / "s.json").write_text(json.dumps({"transcribe": "off"}))
@@ -210,11 +224,16 @@ def main() -> None:
     parser.add_argument("--only", choices=["list", "disturbance"])
     parser.add_argument("--repeat", type=int, default=3, help="chats per way (disturbance)")
     parser.add_argument("--speech-seconds", type=float, default=6.0, help="of hello.wav")
+    parser.add_argument("--runs", type=int, default=5, help="timings per figure (list)")
+    parser.add_argument("--checkpoint", type=Path, help="a tiny Moshi checkpoint already made")
+    parser.add_argument("--stt", type=Path, help="a tiny speech-to-text checkpoint already made")
     args = parser.parse_args()
     if args.only in (None, "list"):
-        bench_list(args.sessions)
+        bench_list(args.sessions, args.runs)
     if args.only in (None, "disturbance"):
-        bench_disturbance(args.pending_seconds, args.repeat, args.speech_seconds)
+        bench_disturbance(
+            args.pending_seconds, args.repeat, args.speech_seconds, args.checkpoint, args.stt
+        )
 
 
 if __name__ == "__main__":

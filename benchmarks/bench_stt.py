@@ -8,7 +8,7 @@
 Synthetic checkpoints are made once under --dir (default `checkpoints/`): `stt-tiny` (toy
 widths, the same streams) and `stt-1b-en_fr` (the published architecture, 1.98 GB of random
 bf16 weights: the same arithmetic as the real model, so the same speed). Both use the full-size
-Mimi (rustymimi is not configurable).
+Mimi (rustymimi is not configurable), made once under --cache (default `--dir`/.stt-cache).
 
 Figures per checkpoint: load time (validation + MLX load + evaluation), then frames timed
 one by one as `SpeechToText` runs them (Mimi encode overlapped with the model's step), after
@@ -109,9 +109,10 @@ def main() -> int:
     parser.add_argument("--tiny-seconds", type=float, default=10.0)
     parser.add_argument("--full-frames", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--cache", type=Path, help="where the Mimi is made once (--dir/.stt-cache)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    cache = args.dir / ".stt-cache"
+    cache = args.cache or args.dir / ".stt-cache"
     try:
         if "tiny" in parts:
             folder = ensure(args.dir / "stt-tiny", "tiny", cache)

@@ -8,11 +8,13 @@ import os
 import struct
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import pytest
+from huggingface_hub import constants
 from typer.testing import CliRunner
 
 from assistant.audio.sound_files import read_audio, write_wav
@@ -32,13 +34,16 @@ from assistant.errors import (
     IncompatibleVariantsError,
     UsageError,
 )
-from assistant.frames import SAMPLE_RATE
+from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE
 from assistant.voice.sampling import SamplingConfig
 from tests.support.helpers import save_tiny_model
 
 _register()
 runner = CliRunner()
 STEPS, WARMUP = 12, 2
+# Where a test's claim is about what a run does with a failure, not about its figures, the
+# fewest steps that still decode audio (the v0.1 delays hold the audio back one step).
+FEW_STEPS, FEW_WARMUP = 2, 1
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +53,22 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("speech") / "speech.wav", pcm[:SAMPLE_RATE])
 
 
-def bench(*args: str, out: Path, speech: Path | None = None):
+@pytest.fixture(scope="module")
+def short_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three frames of the bundled sample, for the runs that need some input, not much."""
+    pcm = read_audio(Path(__file__).parents[1] / "assistant" / "data" / "hello.wav")
+    return write_wav(tmp_path_factory.mktemp("short") / "speech.wav", pcm[: 3 * FRAME_SAMPLES])
+
+
+def bench(
+    *args: str,
+    out: Path,
+    speech: Path | None = None,
+    steps: int = STEPS,
+    warmup: int = WARMUP,
+):
     extra = ["--input", str(speech)] if speech else []
-    argv = ["bench", *args, "--steps", str(STEPS), "--warmup", str(WARMUP), "--out", str(out)]
+    argv = ["bench", *args, "--steps", str(steps), "--warmup", str(warmup), "--out", str(out)]
     return runner.invoke(app, argv + extra, env={"COLUMNS": "100"})
 
 
@@ -60,20 +78,60 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -> None:
-    # Tiny q4 and q8 are the seed's bf16 weights quantized, as the published ones are.
-    folders = [tiny_checkpoint(q) for q in ("q4", "q8", "bf16")]
-    out = tmp_path / "bench"
-    args = [a for f in folders for a in ("--checkpoint", str(f))]
-    result = bench(*args, out=out, speech=speech)
-    assert result.exit_code == 0, result.output
-    labels = [f.name for f in folders]
-    titles = ("Size, load (cold/warm) and memory", "Speed in ms", f"Fidelity against {labels[2]}")
-    assert all(title in result.output for title in titles)
-    assert "as chat" in result.output and "* cold load unreliable" in result.output
-    assert f"{labels[2]} (ref)" in result.output and str(out) in result.output
+@dataclass(frozen=True)
+class FullRun:
+    """`assistant bench` over q4, q8 and bf16 (the bf16 named twice: its copy), listened to."""
 
-    data = json.loads((out / "report.json").read_text())
+    folders: list[Path]  # as given: q4, q8, bf16, bf16 again
+    labels: list[str]  # the rows: q4, q8, bf16, bf16#2
+    out: Path
+    exit_code: int
+    output: str
+
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.out / "report.json").read_text())
+
+    def variants(self) -> dict[str, dict[str, Any]]:
+        return {v["label"]: v for v in self.report()["variants"]}
+
+
+@pytest.fixture(scope="module")
+def full_run(
+    tiny_checkpoint, tiny_stt: Path, speech: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FullRun:
+    """One whole bench run (the costly part of this file) that several tests each read a
+    different side of. q4 and q8 are the seed's bf16 weights quantized by `make-checkpoint
+    --from`, as the published ones are quantized from theirs."""
+    tmp = tmp_path_factory.mktemp("full-run")
+    bf16 = tiny_checkpoint("bf16")
+    q4 = quantize_folder(tmp / "from-bf16-q4", bf16, Q4).folder
+    q8 = quantize_folder(tmp / "from-bf16-q8", bf16, Q8).folder
+    folders = [q4, q8, bf16, bf16]
+    out = tmp / "bench"
+    args = [a for f in folders for a in ("--checkpoint", str(f))]
+    with pytest.MonkeyPatch.context() as mp:  # what conftest's autouse fixtures give a test
+        home = tmp / "hf_home"
+        mp.setenv("HF_HOME", str(home))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("ASSISTANT_HOME", str(tmp / "assistant_home"))
+        mp.setenv("ASSISTANT_SETTINGS", str(tmp / "settings.json"))
+        result = bench(*args, "--stt", str(tiny_stt), out=out, speech=speech)
+    labels = [q4.name, q8.name, bf16.name, f"{bf16.name}#2"]
+    return FullRun(folders, labels, out, result.exit_code, result.output)
+
+
+def test_q4_q8_bf16_all_outputs(full_run: FullRun) -> None:
+    assert full_run.exit_code == 0, full_run.output
+    out, labels, folders = full_run.out, full_run.labels, full_run.folders
+    output = full_run.output
+    titles = ("Size, load (cold/warm) and memory", "Speed in ms", f"Fidelity against {labels[2]}")
+    assert all(title in output for title in titles)
+    assert "as chat" in output and "* cold load unreliable" in output
+    assert f"{labels[2]} (ref)" in output and str(out) in output
+
+    data = full_run.report()
     assert data["complete"] is True and data["errors"] == []
     assert data["reference"] == labels[2]  # the highest bits per weight
     assert data["variants_requested"] == labels
@@ -81,12 +139,12 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
     assert data["machine"]["mlx_version"] == mx.__version__
     assert data["settings"]["sampling"]["greedy"] is True
     assert data["settings"]["also_timed_sampled_as_chat"] is True
-    variants = {v["label"]: v for v in data["variants"]}
+    variants = full_run.variants()
     assert list(variants) == labels  # rows in the order asked for
-    q4, q8, bf16 = (variants[label] for label in labels)
+    q4, q8, bf16, copy = (variants[label] for label in labels)
     assert (q4["quantization"], q8["quantization"], bf16["quantization"]) == ("q4", "q8", "bf16")
     assert q4["bits_per_weight"] < q8["bits_per_weight"] < bf16["bits_per_weight"]
-    for v, folder in zip((q4, q8, bf16), folders, strict=True):
+    for v, folder in zip((q4, q8, bf16, copy), folders, strict=True):
         assert v["size_on_disk_bytes"] == Path(v["model_file"]).stat().st_size
         assert Path(v["model_file"]).parent == folder
         assert v["load"]["cold_s"] > 0 and v["load"]["warm_s"] > 0
@@ -148,43 +206,30 @@ def test_q4_q8_bf16_all_outputs(tiny_checkpoint, speech: Path, tmp_path: Path) -
 
 
 def test_fidelity_follows_precision_and_a_copy_of_the_reference_matches_it(
-    tiny_checkpoint, speech: Path, tmp_path: Path
+    full_run: FullRun,
 ) -> None:
-    bf16 = tiny_checkpoint("bf16")
-    q8 = quantize_folder(tmp_path / "from-bf16-q8", bf16, Q8).folder  # make-checkpoint --from
-    q4 = quantize_folder(tmp_path / "from-bf16-q4", bf16, Q4).folder
-    requests = requests_for(
-        voice="moshiko", quants=[], checkpoints=[str(bf16), str(q4), str(bf16), str(q8)]
-    )
-    outcome = run_bench(
-        requests,
-        read_audio(speech),
-        "test speech",
-        BenchSettings(steps=STEPS, warmup=WARMUP),
-        out=tmp_path / "out",
-    )
-    run = outcome.run
-    assert run.complete and not outcome.unexpected
-    results = run.ordered
-    assert [r.label for r in results] == [bf16.name, q4.name, f"{bf16.name}#2", q8.name]
-    ref, fq4, copy, fq8 = (r.fidelity for r in results)
-    assert run.reference == bf16.name
+    assert full_run.exit_code == 0, full_run.output
+    data = full_run.report()
+    assert data["complete"] is True and data["errors"] == []
+    q4, q8, bf16, copy = (full_run.variants()[label]["fidelity"] for label in full_run.labels)
+    assert data["reference"] == full_run.labels[2] == full_run.folders[3].name
     # The same weights, teacher-forced with the reference's tokens, give the same steps.
-    for f in (ref, copy):
-        assert (f.text_agreement, f.audio_agreement, f.kl_mean) == (100.0, 100.0, 0.0)
+    for f in (bf16, copy):
+        agreement = (f["text_agreement_percent"], f["audio_agreement_percent"])
+        assert agreement == (100, 100) and f["text_kl_mean_nats"] == 0
     # Quantized from those weights: 8 bits stay closer to them than 4 bits.
-    assert 0 < fq8.kl_mean < fq4.kl_mean
+    assert 0 < q8["text_kl_mean_nats"] < q4["text_kl_mean_nats"]
 
 
 def test_a_run_sampled_as_a_chat_times_its_steps_once(
-    tiny_checkpoint, speech: Path, tmp_path: Path
+    tiny_checkpoint, short_speech: Path, tmp_path: Path
 ) -> None:
-    settings = BenchSettings(steps=4, warmup=1, sampling=SamplingConfig(seed=3))
+    settings = BenchSettings(steps=FEW_STEPS, warmup=FEW_WARMUP, sampling=SamplingConfig(seed=3))
     assert settings.chat_sampling is None
     requests = requests_for(voice="moshiko", quants=[], checkpoints=[str(tiny_checkpoint("bf16"))])
-    run = run_bench(requests, read_audio(speech), "test speech", settings, out=tmp_path).run
+    run = run_bench(requests, read_audio(short_speech), "test speech", settings, out=tmp_path).run
     [result] = run.ordered
-    assert result.chat_step_ms is None and len(result.step_ms) == 5
+    assert result.chat_step_ms is None and len(result.step_ms) == FEW_STEPS + FEW_WARMUP
     assert [row[1] for row in sections(run)[1].rows] == ["sampled"]
 
 
@@ -233,12 +278,13 @@ def test_different_architectures_are_refused_naming_both(
 
 
 def test_a_missing_checkpoint_still_gets_the_others_measured(
-    tiny_checkpoint, speech: Path, tmp_path: Path
+    tiny_checkpoint, short_speech: Path, tmp_path: Path
 ) -> None:
     bf16 = tiny_checkpoint("bf16")
     missing = tmp_path / "not-downloaded"
     out = tmp_path / "bench"
-    result = bench("--checkpoint", str(missing), "--checkpoint", str(bf16), out=out, speech=speech)
+    args = ("--checkpoint", str(missing), "--checkpoint", str(bf16))
+    result = bench(*args, out=out, speech=short_speech, steps=FEW_STEPS, warmup=FEW_WARMUP)
     assert result.exit_code == 1
     e = result.exception
     assert isinstance(e, BenchError)
@@ -260,7 +306,11 @@ def test_a_missing_checkpoint_still_gets_the_others_measured(
 
 @pytest.mark.parametrize("failure", ["load error", "ctrl-c"])
 def test_a_variant_failing_while_measured_keeps_the_others(
-    tiny_checkpoint, speech: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+    tiny_checkpoint,
+    short_speech: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
 ) -> None:
     """A load error in the first variant measured (the would-be reference): the next one
     becomes the reference. Ctrl-C in the second: the first one's results are kept."""
@@ -277,7 +327,8 @@ def test_a_variant_failing_while_measured_keeps_the_others(
 
     monkeypatch.setattr(bench_runner, "measure_variant", measure)
     out = tmp_path / "bench"
-    result = bench("--checkpoint", str(q4), "--checkpoint", str(bf16), out=out, speech=speech)
+    args = ("--checkpoint", str(q4), "--checkpoint", str(bf16))
+    result = bench(*args, out=out, speech=short_speech, steps=FEW_STEPS, warmup=FEW_WARMUP)
     data = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     measured = q4.name if failure == "load error" else bf16.name
@@ -344,15 +395,13 @@ def test_a_missing_input_file_is_an_audio_error(tiny_checkpoint, tmp_path: Path)
 
 
 def test_the_bench_listens_to_each_variant_and_says_random_weights_make_it_meaningless(
-    tiny_checkpoint, tiny_stt: Path, speech: Path, tmp_path: Path
+    full_run: FullRun,
 ) -> None:
-    folders = [tiny_checkpoint(q) for q in ("q4", "bf16")]
-    out = tmp_path / "bench"
-    args = [a for f in folders for a in ("--checkpoint", str(f))]
-    result = bench(*args, "--stt", str(tiny_stt), out=out, speech=speech)
-    assert result.exit_code == 0, result.output
-    assert "Listening: speech recognition" in result.output and "meaningless" in result.output
-    data = json.loads((out / "report.json").read_text())
+    assert full_run.exit_code == 0, full_run.output
+    output, out = full_run.output, full_run.out
+    assert "Listening: speech recognition" in output and "meaningless" in output
+    data = full_run.report()
+    assert [v["label"] for v in data["variants"]] == full_run.labels
     for v in data["variants"]:
         heard = v["listening"]
         assert heard["meaningful"] is False and heard["heard"]  # the random recogniser babbles
@@ -367,10 +416,11 @@ def test_the_bench_listens_to_each_variant_and_says_random_weights_make_it_meani
 
 
 def test_without_a_speech_model_the_bench_says_why_it_did_not_listen(
-    tiny_checkpoint, speech: Path, tmp_path: Path
+    tiny_checkpoint, short_speech: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench"
-    result = bench("--checkpoint", str(tiny_checkpoint("bf16")), out=out, speech=speech)
+    args = ("--checkpoint", str(tiny_checkpoint("bf16")))
+    result = bench(*args, out=out, speech=short_speech, steps=FEW_STEPS, warmup=FEW_WARMUP)
     assert result.exit_code == 0, result.output
     note = json.loads((out / "report.json").read_text())["listening_note"]
     assert note.startswith("not measured:") and "stt" in note

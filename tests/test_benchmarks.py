@@ -88,26 +88,31 @@ def test_bench_realtime_delay(tmp_path: Path) -> None:
 
 
 def test_bench_history_listing(tmp_path: Path) -> None:
-    out = run_benchmark("bench_history", "--sessions", "20", "--only", "list", home=tmp_path)
+    out = run_benchmark(
+        "bench_history", "--sessions", "20", "--only", "list", "--runs", "1", home=tmp_path
+    )
     assert "History of 20 conversations" in out and "list_conversations() in process" in out
 
 
 @pytest.mark.slow
-def test_bench_history_disturbance(tmp_path: Path) -> None:
+def test_bench_history_disturbance(tmp_path: Path, tiny_checkpoint, tiny_stt: Path) -> None:
+    """The checkpoints the run shares stand in for the ones it would make (make-checkpoint has
+    tests of its own)."""
     out = run_benchmark(
         "bench_history",
         *("--only", "disturbance", "--pending-seconds", "3", "--repeat", "1"),
         *("--speech-seconds", "1"),
+        *("--checkpoint", str(tiny_checkpoint("q4")), "--stt", str(tiny_stt)),
         home=tmp_path,
     )
     assert "worker that never pauses" in out and "step p95" in out, out
 
 
-def test_bench_stt_tiny(tmp_path: Path) -> None:
+def test_bench_stt_tiny(tmp_path: Path, synthetic_cache: Path) -> None:
     out = run_benchmark(
         "bench_stt",
         *("--parts", "tiny", "--tiny-frames", "3", "--tiny-seconds", "1", "--warmup", "1"),
-        *("--dir", str(tmp_path / "ckpt")),
+        *("--dir", str(tmp_path / "ckpt"), "--cache", str(synthetic_cache)),
         home=tmp_path,
     )
     assert "s of audio per second" in out, out

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -319,10 +320,26 @@ def test_greedy_tokens_equal_moshi_mlx_reference(stt: SpeechToText, stt_folder: 
     assert len(set(ours)) > 1  # the input moved the model: the comparison means something
 
 
-def test_transcribe_gives_ordered_words_within_the_audio(stt: SpeechToText) -> None:
-    audio = _speechlike(1.5, seed=2)[:-700]  # not a whole number of frames
+@dataclass(frozen=True)
+class Transcribed:
+    audio: np.ndarray
+    words: list[Word]
+    progress: list[tuple[float, float]]  # (seconds done, seconds in all) at each call
+
+
+@pytest.fixture(scope="module")
+def transcribed(stt: SpeechToText) -> Transcribed:
+    """One `transcribe` call that several tests read: input not a whole number of frames."""
+    audio = _speechlike(1.5, seed=2)[:-700]
     seen: list[tuple[float, float]] = []
     words = stt.transcribe(audio, progress=lambda done, total: seen.append((done, total)))
+    return Transcribed(audio, words, seen)
+
+
+def test_transcribe_gives_ordered_words_within_the_audio(
+    stt: SpeechToText, transcribed: Transcribed
+) -> None:
+    audio, words, seen = transcribed.audio, transcribed.words, transcribed.progress
     total = len(audio) / SAMPLE_RATE
     assert words, "random weights babble: some words come out"
     assert all(isinstance(w, Word) and w.text and " " not in w.text for w in words)
@@ -336,9 +353,10 @@ def test_transcribe_gives_ordered_words_within_the_audio(stt: SpeechToText) -> N
     assert stt.transcribe(audio) == words
 
 
-def test_live_transcription_gives_the_words_of_transcribe(stt: SpeechToText) -> None:
-    audio = _speechlike(1.6, seed=4)[:-333]
-    whole = stt.transcribe(audio)
+def test_live_transcription_gives_the_words_of_transcribe(
+    stt: SpeechToText, transcribed: Transcribed
+) -> None:
+    audio, whole = transcribed.audio, transcribed.words
     rng = np.random.default_rng(5)
     live, words, at = stt.live(), [], 0
     while at < len(audio):

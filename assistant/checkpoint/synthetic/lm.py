@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,7 +63,7 @@ class LmTensorSource:
         rng = np.random.default_rng([self.seed, zlib.crc32(spec.name.encode())])
         n = int(np.prod(spec.shape))
         if spec.dtype == U32:
-            return _chunks(n, lambda k: np.frombuffer(rng.bytes(4 * k), dtype=np.uint32))
+            return _chunks(n, lambda k: _random_u32(rng, k))
         if spec.dtype != BF16:
             raise ValueError(f"{spec.name}: unexpected dtype {spec.dtype}")
         if len(spec.shape) == 1:  # RMSNorm weights: identity, as at initialisation
@@ -72,7 +73,7 @@ class LmTensorSource:
             return _chunks(n, lambda k: _bf16(rng.uniform(0.8 * step, 1.2 * step, k)))
         if spec.name.endswith(".biases"):
             return _chunks(n, lambda k: _bf16(-rng.uniform(0.8, 1.2, k) * _AMPLITUDE))
-        return _chunks(n, lambda k: _bf16(rng.standard_normal(k, dtype=np.float32) * WEIGHT_STD))
+        return _chunks(n, lambda k: _bf16(_scaled(rng.standard_normal(k, dtype=np.float32))))
 
     def _levels(self, spec: TensorSpec) -> int:
         if self.quant is None:
@@ -89,6 +90,22 @@ def _chunks(n: int, make: Callable[[int], np.ndarray]) -> Iterator[np.ndarray]:
         done += k
 
 
+def _random_u32(rng: np.random.Generator, k: int) -> np.ndarray:
+    """`k` random uint32, the very values of `rng.bytes(4 * k)` (its 64-bit draws split in two,
+    low half first) at a third of its cost: no integer-sampling path, no copy to bytes."""
+    return rng.bit_generator.random_raw((k + 1) // 2).view("<u4")[:k]
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    values *= np.float32(WEIGHT_STD)  # in place: no second array of the chunk's size
+    return values
+
+
+# The high half of each float32 (its bfloat16 truncation) within its 4 bytes.
+_HIGH_HALF = 1 if sys.byteorder == "little" else 0
+
+
 def _bf16(values: np.ndarray) -> np.ndarray:
-    """float -> bfloat16 bits by truncation: plenty for random weights, and fast."""
-    return (values.astype(np.float32, copy=False).view(np.uint32) >> 16).astype(np.uint16)
+    """float -> bfloat16 bits by truncation: plenty for random weights, and fast. A strided
+    view of the float32 high halves: the writer's one contiguous copy is the only pass."""
+    return values.astype(np.float32, copy=False).view(np.uint16)[_HIGH_HALF::2]
