@@ -140,15 +140,15 @@ def tiny_checkpoint(synthetic_cache: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_stt(
-    tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path, mimi_file: Path
-) -> Path:
-    """A tiny random-weight speech-to-text checkpoint in the published layout (made once)."""
+def tiny_stt(synthetic_cache: Path) -> Path:
+    """A tiny random-weight speech-to-text checkpoint in the published layout, made once for
+    the whole run (staged and renamed when complete). Copy it before modifying anything."""
     from assistant.checkpoint.synthetic.stt import make_stt_checkpoint
 
-    folder = tmp_path_factory.mktemp("tiny-stt")
-    make_stt_checkpoint(folder, config_name="tiny", cache_dir=synthetic_cache)
-    return folder
+    return shared_files.made_once(
+        synthetic_cache / "tiny-stt",
+        lambda folder: make_stt_checkpoint(folder, config_name="tiny", cache_dir=synthetic_cache),
+    )
 
 
 @pytest.fixture(scope="session")
