@@ -27,7 +27,7 @@ BUNDLED = Path(__file__).parents[1] / "assistant" / "data" / "hello.wav"
 def tiny(tiny_checkpoint) -> Path:
     # The run's shared one (tiny config, seed 0). bf16: its step costs a fifth of q4's on a
     # CPU, and the loop's claims below do not depend on the quantization (q4 goes through
-    # the loop in the chat tests of test_history_e2e, test_interrupts, test_data_folder).
+    # the loop in the chats of test_interrupts and test_data_folder's private-files test).
     return tiny_checkpoint("bf16")
 
 
