@@ -12,13 +12,16 @@ once instead of printing a traceback from its threads.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 received: int | None = None  # the last SIGINT or SIGTERM, if any
 
@@ -32,13 +35,39 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _redeliver(unraisable: Any) -> None:
+    """Python drops an exception raised where nothing can catch it (a weakref callback, a
+    `__del__`): it only prints it. A signal's KeyboardInterrupt can land there, as in the
+    callback importlib runs when a module lock is freed: a Ctrl-C during the imports was then
+    lost, and the conversation ran to its end (3 starts in 105 under load). The signal is
+    delivered again instead, from a thread: its handler then runs in the main thread once this
+    hook has returned, at an ordinary line (from the hook itself it would be dropped again)."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt) and received is not None:
+        with contextlib.suppress(RuntimeError):  # (no new thread in the interpreter's shutdown)
+            # The low-level start: threading's waits for the thread, and the signal would
+            # land in that wait, inside this hook.
+            _thread.start_new_thread(_deliver, (received,))
+            return
+    _python_hook(unraisable)
+
+
+def _deliver(signum: int) -> None:
+    _thread.interrupt_main(signal.Signals(signum))
+
+
+_python_hook: Callable[[Any], object] = sys.unraisablehook
+
+
 def install() -> None:
     """SIGINT and SIGTERM raise KeyboardInterrupt (main thread only, as Python requires).
     A signal the parent set to be ignored (a background job's SIGINT) stays ignored."""
+    global _python_hook
     if threading.current_thread() is threading.main_thread():
         for sig in _EXIT_CODES:
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 signal.signal(sig, _interrupt)
+        if sys.unraisablehook is not _redeliver:
+            _python_hook, sys.unraisablehook = sys.unraisablehook, _redeliver
 
 
 def exit_code() -> int:

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from assistant.checkpoint.synthetic.checkpoint import cached_mimi_path
+from assistant.checkpoint.writing import link_or_copy
+from assistant.cli.demo import DEMO_CACHE
 from assistant.conversation.transcript import Transcript
 from assistant.dashboard.view import render, sparkline
 from assistant.telemetry.metrics import MetricsCollector, MetricSources
@@ -107,9 +110,13 @@ def test_sparkline_and_transcript_helpers() -> None:
     assert len(t.text) == 50
 
 
-def test_live_dashboard_in_a_real_terminal(tmp_path: Path) -> None:
+def test_live_dashboard_in_a_real_terminal(tmp_path: Path, mimi_file: Path) -> None:
     """`assistant demo` under an 80x24 pseudo-terminal draws the dashboard; piped, it prints
-    the plain transcript (the other demo tests)."""
+    the plain transcript (the other demo tests). The demo's Mimi cache is the run's file,
+    linked (test_demo.py's run writes its own: writing 385 MB is not what is shown here)."""
+    cached = cached_mimi_path(tmp_path / DEMO_CACHE, seed=0)  # the demo's seed
+    cached.parent.mkdir(parents=True)
+    link_or_copy(mimi_file, cached)
     main, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}

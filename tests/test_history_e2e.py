@@ -16,9 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.helpers import speech_clip
 from tests.support.history_folders import make_conversation, make_many
-
-SPEECH = Path(__file__).resolve().parents[1] / "assistant" / "data" / "hello.wav"
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,11 +58,14 @@ def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_a_chat_on_a_file_gets_both_sides_written_down_in_the_background(
-    tiny_checkpoint, tiny_stt: Path, env: dict[str, str]
+    tiny_checkpoint, tiny_stt: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     env = env | {"ASSISTANT_STT": str(tiny_stt)}
+    # A second of speech ("Hello Moshi"), 2.08 s of conversation with the tail: both sides
+    # need some words, which the random-weight models babble from the first frames.
+    speech = speech_clip(tmp_path / "hello.wav", 1.0)
     chat = run(
-        "chat", "--checkpoint", str(tiny_checkpoint("q4")), "--input", str(SPEECH),
+        "chat", "--checkpoint", str(tiny_checkpoint("bf16")), "--input", str(speech),
         "--no-dashboard", env=env,
     )  # fmt: skip
     assert chat.returncode == 0, chat.stderr
@@ -75,7 +77,7 @@ def test_a_chat_on_a_file_gets_both_sides_written_down_in_the_background(
     lines = json.loads((folder / "transcript.json").read_text())
     assert {x["speaker"] for x in lines} == {"user", "moshi"}
     assert [x["start"] for x in lines] == sorted(x["start"] for x in lines)
-    assert all(0 <= x["start"] <= x["end"] <= 6.5 for x in lines)
+    assert all(0 <= x["start"] <= x["end"] <= 2.2 for x in lines)
     text = (folder / "transcript.txt").read_text()
     assert "You: " in text and "Moshi: " in text
     listed = json.loads(run("history", "--json", env=env).stdout)

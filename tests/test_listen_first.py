@@ -71,8 +71,9 @@ def test_speech_onset_needs_a_voice_not_a_click() -> None:
 
 
 def _scripted_input(silence_s: float) -> tuple[np.ndarray, int]:
-    """Silence, then the bundled speech; and the frame where SpeechOnset first hears it."""
-    speech = read_audio(SPEECH)[: SAMPLE_RATE * 2]
+    """Silence, then a second of the bundled speech ("Hello Moshi"); and the frame where
+    SpeechOnset first hears it."""
+    speech = read_audio(SPEECH)[:SAMPLE_RATE]
     pcm = np.concatenate([np.zeros(int(silence_s * SAMPLE_RATE), np.float32), speech])
     onset = SpeechOnset()
     frames = len(pcm) // FRAME_SAMPLES
@@ -82,17 +83,10 @@ def _scripted_input(silence_s: float) -> tuple[np.ndarray, int]:
     return pcm, first
 
 
-def _moshi_frames(tiny: Path, pcm: np.ndarray, listen_first: bool) -> np.ndarray:
-    settings = ChatSettings(
-        checkpoint=CheckpointSpec(target=str(tiny)),
-        input_file=pcm,
-        echo_cancellation=False,
-        sampling=SamplingConfig(seed=7),
-        download=False,
-        session_kind="test",
-        listen_first=listen_first,
-    )
-    outcome = Chat(settings).run()
+def _moshi_frames(chat: Chat, listen_first: bool) -> np.ndarray:
+    """One more conversation of `chat`: the RMS of each frame of Moshi's side."""
+    chat.set_listen_first(listen_first)  # from this conversation on, as the service does
+    outcome = chat.run()
     assert outcome.error is None
     reply = read_audio(outcome.session / "moshi.wav")
     frames = reply[: len(reply) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
@@ -102,13 +96,23 @@ def _moshi_frames(tiny: Path, pcm: np.ndarray, listen_first: bool) -> np.ndarray
 @pytest.mark.slow
 def test_no_moshi_audio_before_the_users_first_word(tiny_checkpoint) -> None:
     """The synthetic (random-weight) Moshi babbles from its first frames; with listen first it
-    is silent, every sample, until the frame where the user's speech starts, and speaks after."""
-    tiny = tiny_checkpoint("bf16")
-    pcm, first = _scripted_input(silence_s=2.0)
-    assert first >= 20  # 2 s of silence: 25 frames
-    eager = _moshi_frames(tiny, pcm, listen_first=False)
+    is silent, every sample, until the frame where the user's speech starts, and speaks after.
+    Both conversations on one loaded model (a fresh state each), as the service has them."""
+    pcm, first = _scripted_input(silence_s=1.0)
+    assert first >= 10  # 1 s of silence: 12.5 frames
+    chat = Chat(
+        ChatSettings(
+            checkpoint=CheckpointSpec(target=str(tiny_checkpoint("bf16"))),
+            input_file=pcm,
+            echo_cancellation=False,
+            sampling=SamplingConfig(seed=7),
+            download=False,
+            session_kind="test",
+        )
+    )
+    eager = _moshi_frames(chat, listen_first=False)
     assert (eager[:first] > 1e-4).any()  # without it, Moshi talks over the silence
-    held = _moshi_frames(tiny, pcm, listen_first=True)
+    held = _moshi_frames(chat, listen_first=True)
     assert (held[: first + 1] == 0).all(), held[: first + 1]
     assert (held[first + 1 :] > 1e-4).sum() >= 5, held[first:]  # and answers afterwards
 

@@ -73,8 +73,9 @@ def test_slow_model_drops_frames_and_keeps_delay_bounded() -> None:
 
 
 def test_without_a_ceiling_the_same_slow_model_would_lag(monkeypatch) -> None:
-    """Control for the test above: the bound comes from the policy, not from the fakes."""
-    audio = FakeAudio(speech_like(25), period_s=0.08)
+    """Control for the test above: the bound comes from the policy, not from the fakes.
+    Each step falls 120 ms further behind: by the 18th frame the delay is past 2 s."""
+    audio = FakeAudio(speech_like(18), period_s=0.08)
     policy = LagPolicy(max_delay_ms=400)
     monkeypatch.setattr(LagPolicy, "max_model_backlog", property(lambda self: 10_000))
     for rule in ("_stale", "_too_late", "_late_for_speaker"):

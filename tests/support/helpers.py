@@ -14,9 +14,14 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 
+from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.config import TINY, MoshiConfig
 from assistant.checkpoint.layout import Q4, Quantization, TensorSpec
+from assistant.frames import SAMPLE_RATE
 from assistant.voice.model import build_model
+
+# The bundled sample (5.4 s: "Hello Moshi. Can you hear me? ..."), real speech from its first frame.
+SPEECH = Path(__file__).resolve().parents[2] / "assistant" / "data" / "hello.wav"
 
 
 def save_tiny_model(
@@ -78,3 +83,10 @@ def only_session(sessions: Path) -> Path:
     conversations: see assistant/conversation/session_files.py)."""
     (session,) = [p for p in sessions.iterdir() if not p.name.startswith(".")]
     return session
+
+
+def speech_clip(path: Path, seconds: float) -> Path:
+    """The bundled sample's first `seconds` as a WAV at `path`: real speech, for a conversation
+    whose claim needs some words, not the whole sentence (every second is 12.5 frames through
+    the full-size codec)."""
+    return write_wav(path, read_audio(SPEECH)[: int(seconds * SAMPLE_RATE)])
