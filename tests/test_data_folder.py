@@ -249,6 +249,8 @@ def test_full_disk_during_a_conversation_leaves_every_file_whole(
     home = small_disk / "home"
     # 2 s of speech and the 1 s tail: 38 frames, the last 15 or so after the disk is full.
     # (bf16: a fifth of q4's step on a CPU; what is tested is the files, not the model.)
+    # At the microphone's pace (--realtime), so that a machine of any speed flushes the summary
+    # (every second) before the disk is full, at ~1.6 s.
     speech = speech_clip(tmp_path / "hello.wav", 2.0)
     result = assistant(
         "chat",
@@ -256,6 +258,7 @@ def test_full_disk_during_a_conversation_leaves_every_file_whole(
         str(tiny_checkpoint("bf16")),
         "--input",
         str(speech),
+        "--realtime",
         "--no-dashboard",
         home=home,
     )
