@@ -89,7 +89,7 @@ def test_two_sides_run_concurrently_from_two_threads(mimi_file, reference):
     """The loop's shape: encode in one thread, decode in another. Separate instances, so no
     `Already borrowed`, and each side gives exactly what it gives alone."""
     frames, ref_codes, ref_pcm = reference
-    n = 20
+    n = 12
     got: dict[str, list] = {"encode": [], "decode": []}
     errors: list[BaseException] = []
 
