@@ -124,10 +124,11 @@ def test_two_sides_run_concurrently_from_two_threads(mimi_file, reference):
 
 
 def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
-    """frame_limit=24 makes rustymimi itself fail at frame 24 (see the next test), so these
-    frames only pass if the roll-over works; with rollover_after=18 and 8 warm-up frames an
-    instance serves 10 frames (the fewest that fit the decoder's 2-frame crossfade, then its
-    successor's 8 warm-up frames), so the codec switches at frames 18, 28 and 38."""
+    """frame_limit=24 (max_seq_len 48) makes rustymimi itself fail at frame 24 (the next test
+    shows how), so these frames only pass if the roll-over works; with rollover_after=18 and
+    8 warm-up frames an instance serves 10 frames (the fewest that fit the decoder's 2-frame
+    crossfade, then its successor's 8 warm-up frames), so the codec switches at frames 18, 28
+    and 38."""
     frames, ref_codes, ref_pcm = reference
     n, switches, warmup, fade = 42, [18, 28, 38], 8, 2
     encoded: list[np.ndarray | None] = []
@@ -201,12 +202,12 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
 
 
 def test_rustymimi_fails_at_its_frame_limit_and_reset_does_not_help(mimi_file):
-    """The limit is RoPE's max_seq_len (transformer steps at 25 Hz = 2 per frame). With 48
-    steps, frame 24 raises on both sides, every later call too, and reset() keeps the position
+    """The limit is RoPE's max_seq_len (transformer steps at 25 Hz = 2 per frame). With 16
+    steps, frame 8 raises on both sides, every later call too, and reset() keeps the position
     counter: the same mechanism as frame 4096 with the default 8192 (the slow test below)."""
-    enc = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=48)
-    dec = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=48)
-    frames = speech_frames(24)
+    enc = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=16)
+    dec = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=16)
+    frames = speech_frames(8)
     for f in frames:
         codes = enc.encode_step(np.ascontiguousarray(f[None, None]))
         assert np.isfinite(dec.decode_step(codes)).all()
@@ -461,15 +462,15 @@ class FakeWorker:
 
 
 def test_a_successor_late_to_start_is_waited_for_at_the_last_moment(mimi_file, monkeypatch):
-    codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, replace_timeout_s=0.5)
+    codec = StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, replace_timeout_s=0.5)
     monkeypatch.setattr(codec, "new_worker", lambda *a, **k: FakeWorker(ready_after=None))
     t0 = time.perf_counter()
     index, error = run_until_error(codec, speech_frames(30))
     elapsed = time.perf_counter() - t0
     codec.close()
-    # Not ready by the last safe moment to start warming up (32 - 1 - 2 fade - 8 = frame 21):
+    # Not ready by the last safe moment to start warming up (24 - 1 - 2 fade - 8 = frame 13):
     # that call waits `replace_timeout_s`, then fails instead of hanging.
-    assert index == 21, index
+    assert index == 13, index
     assert "replacement failed" in str(error) and "not ready after 0.5 s" in str(error)
     assert elapsed < 20
 
