@@ -66,11 +66,12 @@ def test_thousands_of_frames_cross_every_limit_with_flat_memory() -> None:
     assert loop.counters.errors == []
     assert engine.steps_taken == frames and loop.counters.frames_played == frames
     assert sorted(samples) == list(checked)
-    # Flat once the 3000-step context is full: no growth of MLX memory between 3050 and 4200,
-    # and the process' peak RSS grows by less than 14 MB over those 1150 frames (12 kB a frame:
-    # the codec leak this replaced grew 130 kB a frame).
+    # Flat once the 3000-step context is full: no growth of MLX memory between 3050 and 4200
+    # (0.5 MB of slack: ~430 bytes a frame; it moves by ~40 kB here), and the process' peak
+    # RSS grows by less than 14 MB over those 1150 frames (12 kB a frame: the codec leak this
+    # replaced grew 130 kB a frame).
     active = {k: v[0] for k, v in samples.items()}
-    assert active[4_200] <= active[3_050] * 1.01 + 1_000_000, active
+    assert active[4_200] <= active[3_050] * 1.01 + 500_000, active
     assert samples[4_200][1] - samples[3_050][1] < 14_000, samples
 
 
