@@ -57,7 +57,7 @@ def raw_run(
 
 @pytest.fixture(scope="module")
 def reference(mimi_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    frames = speech_frames(56)  # as many as the longest user (the roll-over test) takes
+    frames = speech_frames(42)  # as many as the longest user (the roll-over test) takes
     return (frames, *raw_run(mimi_file, frames))
 
 
@@ -89,7 +89,7 @@ def test_two_sides_run_concurrently_from_two_threads(mimi_file, reference):
     """The loop's shape: encode in one thread, decode in another. Separate instances, so no
     `Already borrowed`, and each side gives exactly what it gives alone."""
     frames, ref_codes, ref_pcm = reference
-    n = 20
+    n = 12
     got: dict[str, list] = {"encode": [], "decode": []}
     errors: list[BaseException] = []
 
@@ -124,15 +124,17 @@ def test_two_sides_run_concurrently_from_two_threads(mimi_file, reference):
 
 
 def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
-    """frame_limit=32 makes rustymimi itself fail at frame 32 (see the next test), so these
-    frames only pass if the roll-over works; with rollover_after=20 and 8 warm-up frames an
-    instance serves 12 frames, so the codec switches at frames 20, 32 and 44."""
+    """frame_limit=24 (max_seq_len 48) makes rustymimi itself fail at frame 24 (the next test
+    shows how), so these frames only pass if the roll-over works; with rollover_after=18 and
+    8 warm-up frames an instance serves 10 frames (the fewest that fit the decoder's 2-frame
+    crossfade, then its successor's 8 warm-up frames), so the codec switches at frames 18, 28
+    and 38."""
     frames, ref_codes, ref_pcm = reference
-    n, switches, warmup, fade = 56, [20, 32, 44], 8, 2
+    n, switches, warmup, fade = 42, [18, 28, 38], 8, 2
     encoded: list[np.ndarray | None] = []
     decoded: list[np.ndarray] = []
     switch_s: list[float] = []
-    with StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, punctual=True) as codec:
+    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, punctual=True) as codec:
         for i in range(n):
             encoded.append(codec.encode(frames[i]))
             decoded.append(codec.decode(ref_codes[i]))  # the reference codes: each side alone
@@ -161,7 +163,12 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
     chain_codes, chain_pcm = np.zeros_like(codes), np.zeros_like(pcm)
     old_pcm: dict[int, np.ndarray] = {}
     for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        inst_codes, inst_pcm = raw_run(mimi_file, frames[a:b], ref_codes[a:b])
+        # The first instance is a fresh one fed the same frames from 0: the reference itself.
+        inst_codes, inst_pcm = (
+            (ref_codes[:b], ref_pcm[:b])
+            if a == 0
+            else raw_run(mimi_file, frames[a:b], ref_codes[a:b])
+        )
         serve = slice(a + (warmup if j else 0), b)
         chain_codes[serve], chain_pcm[serve] = (
             inst_codes[serve.start - a :],
@@ -195,12 +202,12 @@ def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
 
 
 def test_rustymimi_fails_at_its_frame_limit_and_reset_does_not_help(mimi_file):
-    """The limit is RoPE's max_seq_len (transformer steps at 25 Hz = 2 per frame). With 64
-    steps, frame 32 raises on both sides, every later call too, and reset() keeps the position
+    """The limit is RoPE's max_seq_len (transformer steps at 25 Hz = 2 per frame). With 16
+    steps, frame 8 raises on both sides, every later call too, and reset() keeps the position
     counter: the same mechanism as frame 4096 with the default 8192 (the slow test below)."""
-    enc = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=64)
-    dec = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=64)
-    frames = speech_frames(32)
+    enc = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=16)
+    dec = rustymimi.Tokenizer(str(mimi_file), num_codebooks=8, max_seq_len=16)
+    frames = speech_frames(8)
     for f in frames:
         codes = enc.encode_step(np.ascontiguousarray(f[None, None]))
         assert np.isfinite(dec.decode_step(codes)).all()
@@ -455,15 +462,15 @@ class FakeWorker:
 
 
 def test_a_successor_late_to_start_is_waited_for_at_the_last_moment(mimi_file, monkeypatch):
-    codec = StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, replace_timeout_s=0.5)
+    codec = StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, replace_timeout_s=0.5)
     monkeypatch.setattr(codec, "new_worker", lambda *a, **k: FakeWorker(ready_after=None))
     t0 = time.perf_counter()
     index, error = run_until_error(codec, speech_frames(30))
     elapsed = time.perf_counter() - t0
     codec.close()
-    # Not ready by the last safe moment to start warming up (32 - 1 - 2 fade - 8 = frame 21):
+    # Not ready by the last safe moment to start warming up (24 - 1 - 2 fade - 8 = frame 13):
     # that call waits `replace_timeout_s`, then fails instead of hanging.
-    assert index == 21, index
+    assert index == 13, index
     assert "replacement failed" in str(error) and "not ready after 0.5 s" in str(error)
     assert elapsed < 20
 
@@ -542,11 +549,11 @@ def test_memory_is_a_bounded_saw_tooth_over_several_rollovers(mimi_file):
     instance retires at the same size, retired ones are gone, and no more than one spare per
     side (plus the decoder's fading one) ever runs beside the serving pair. (A build peaks
     at ~700 MB for a moment while rustymimi maps and copies the file; then ~390 MB.)"""
-    frames = speech_frames(100)
+    frames = speech_frames(54)  # roll-overs due at 18, 28, 38, 48 (later if a successor is late)
     last: dict[int, int] = {}  # worker pid -> its RSS at the last look (its retirement size)
     side_of: dict[int, str] = {}
     most_alive = 0
-    with StreamingCodec(mimi_file, rollover_after=20, frame_limit=40, lead_frames=8) as codec:
+    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, lead_frames=8) as codec:
         for i, f in enumerate(frames):
             codec.encode(f)
             codec.decode(np.zeros(8, np.uint32) + (i % 7))
