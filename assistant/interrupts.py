@@ -70,6 +70,16 @@ def install() -> None:
             _python_hook, sys.unraisablehook = sys.unraisablehook, _redeliver
 
 
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal came and was swallowed on its way out: by a library's
+    bare `except:` or `except BaseException`, or by a C function that clears every error
+    (`PyObject_HasAttr`, a dict lookup's `__eq__`) while the handler ran. Called where
+    start-up moves on to something long (after the imports, before a conversation), so that a
+    Ctrl-C is never forgotten however it was lost (1 start in ~100 under load was)."""
+    if received is not None and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt
+
+
 def exit_code() -> int:
     return _EXIT_CODES.get(received or signal.SIGINT, 130)
 

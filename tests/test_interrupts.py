@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -110,6 +111,31 @@ def test_a_signal_python_would_drop_is_delivered_again() -> None:
     )
     assert result.stdout == "interrupted True\n", result.stdout + result.stderr
     assert result.stderr == ""  # not even Python's "Exception ignored in ..."
+
+
+def test_a_signal_a_library_swallowed_still_ends_start_up(tmp_path: Path) -> None:
+    """A KeyboardInterrupt caught by someone else's bare `except:` (or cleared by a C function
+    while the handler ran) is gone, but the signal came: start-up ends at its next check with
+    the one line, instead of running the command as if nothing had happened."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from assistant import interrupts\n"
+        "interrupts.install()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(60)\n"
+        "except BaseException:\n"
+        "    pass  # a library's bare except\n"
+        "sys.argv = ['assistant', 'settings']\n"
+        "from assistant.cli import main\n"
+        "main()\n"
+    )
+    env = os.environ | {"ASSISTANT_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert (result.returncode, result.stdout) == (130, ""), result.stdout + result.stderr
+    assert _lines(result.stderr) == ["interrupted"]
 
 
 @pytest.mark.parametrize("command", ["info", "load"])
@@ -240,3 +266,28 @@ def test_an_interruption_wrapped_on_its_way_out_is_still_the_interruption(
     assert interrupts.caused_by_signal(wrapped_by_python)
     assert interrupts.caused_by_signal(native)
     assert not interrupts.caused_by_signal(ValueError("bad value"))
+
+
+def test_a_signal_swallowed_while_loading_stops_the_chat_at_its_first_frame(
+    tiny_checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal came (and its KeyboardInterrupt was lost) during the load: the conversation
+    is stopped before its first frame, as a Ctrl-C then would, its session kept."""
+    from assistant import interrupts
+    from assistant.checkpoint.resolve import CheckpointSpec
+    from assistant.conversation.chat import Chat, ChatSettings
+
+    settings = ChatSettings(
+        checkpoint=CheckpointSpec(target=str(tiny_checkpoint("bf16"))),
+        input_file=SPEECH,
+        echo_cancellation=False,
+        download=False,
+        session_kind="test",
+    )
+    chat = Chat(settings)
+    chat.prepare()
+    monkeypatch.setattr(interrupts, "received", signal.SIGINT)
+    outcome = chat.run()
+    assert outcome.interrupted and outcome.error is None
+    assert outcome.stats["frames_stepped"] == 0
+    assert (outcome.session / "summary.json").is_file()

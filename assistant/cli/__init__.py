@@ -123,6 +123,7 @@ def main() -> None:
             err_console.print(f"[yellow]warning:[/] {escape(problem)}", soft_wrap=True)
         if command is not None or "--version" not in sys.argv[1:]:
             _register(command)  # (the version alone needs no command)
+        interrupts.check()  # a signal the imports swallowed ends start-up here
         if command in LOGGED_COMMANDS:
             logs.start(command)
         # standalone_mode=False: typer hands its usage errors to us instead of printing a box,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import interrupts
 from ..audio.aec import EchoCanceller
 from ..audio.device_watch import InUse, explain_loss
 from ..audio.devices import rescan_devices
@@ -326,6 +327,7 @@ class Chat:
             loop.request_stop()
         outcome = ChatOutcome(session=session_dir, summary=None, loaded=self.loaded)
         try:
+            interrupts.check()  # a signal swallowed while loading stops it at its first frame
             loop.run(duration_s=s.duration_s)
         except KeyboardInterrupt:
             outcome.interrupted = True
