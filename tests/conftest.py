@@ -3,6 +3,7 @@ assistant home (sessions, recordings) in temp folders."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ WORKER_LEFTOVERS = pytest.StashKey[list[str]]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_MARK] = leftovers.mark_session()
+    # Run as a background job (`&` in a script, nohup) the tests inherit an ignored SIGINT, and
+    # so would every program they start: the product keeps a signal its parent ignored ignored
+    # (a background `assistant serve`), and every Ctrl-C test would fail. The tests are the
+    # user's terminal here: Ctrl-C is theirs to send.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
