@@ -244,6 +244,9 @@ def test_missing_corrupt_and_unusable_mimi_files(tmp_path, mimi_file):
     assert str(not_mimi) in str(e.value)
     with pytest.raises(CodecError, match="rollover_after"):
         StreamingCodec(mimi_file, rollover_after=4095)
+    # Too short to warm the next successor once the last one's crossfade is over (8 + 2 + 8).
+    with pytest.raises(CodecError, match=r"rollover_after must lie in \[18, 22\), not 17"):
+        StreamingCodec(mimi_file, rollover_after=17, frame_limit=24)
 
 
 def test_bad_inputs_raise_codec_error(mimi_file):

@@ -327,12 +327,16 @@ class StreamingCodec:
         self.closed = False
         if warmup_frames < 0 or fade_frames < 0 or lead_frames < 0 or start_warmup < 0:
             raise CodecError("warm-up, fade and lead frames must be >= 0", path=self.path)
-        # A successor starts at `warmup_frames` steps; it must serve some frames, and the old
-        # one must finish its crossfade before the limit.
-        if not warmup_frames + fade_frames < rollover_after < frame_limit - fade_frames:
+        # A successor takes over at `warmup_frames` steps and its predecessor fades out over
+        # the next `fade_frames`; only then can the next successor start its warm-up, which must
+        # end by `rollover_after` (one spare at a time). The old one must finish its crossfade
+        # before the limit. (Below the lower bound a hand-over slipped, and an instance ran into
+        # its frame limit.)
+        lowest = 2 * warmup_frames + fade_frames
+        if not lowest <= rollover_after < frame_limit - fade_frames:
             raise CodecError(
-                f"rollover_after must lie in ({warmup_frames + fade_frames}, "
-                f"{frame_limit - fade_frames}), not {rollover_after}",
+                f"rollover_after must lie in [{lowest}, {frame_limit - fade_frames}), "
+                f"not {rollover_after}",
                 path=self.path,
             )
         check_mimi_file(self.path, codebooks)
