@@ -61,6 +61,23 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     node.config.stash.setdefault(WORKER_LEFTOVERS, []).extend(found)
 
 
+# --- why a test was rerun (pytest-rerunfailures only names it) -------------------------------
+_rerun_reasons: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if str(report.outcome) == "rerun":  # (in the controller too: xdist forwards the reports)
+        lines = [line[1:].strip() for line in report.longreprtext.splitlines() if line[:2] == "E "]
+        _rerun_reasons.append(f"{report.nodeid}: " + " / ".join(lines[:6]))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _rerun_reasons:
+        terminalreporter.write_sep("=", "why tests were rerun")
+        for line in _rerun_reasons:
+            terminalreporter.write_line(line[:1000])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests on real audio devices are real-time: scripts/test.sh runs them one at a time at
     normal priority, the others beside them at the lowest (nice 19), so that no other test
