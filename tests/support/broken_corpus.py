@@ -24,8 +24,7 @@ from assistant.checkpoint.catalogue import CONFIG_FILE, MIMI_FILE, TEXT_TOKENIZE
 from assistant.checkpoint.layout import DTYPE_BYTES
 from assistant.checkpoint.synthetic.text_tokenizer import text_tokenizer_bytes
 from assistant.checkpoint.writing import link_or_copy
-from tests.support.program import run_bounded
-from tests.support.warm_cli import WarmStarter
+from tests.support.warm_cli import WarmStarter, run_assistant
 
 _COPY_CHUNK = 16 << 20
 BF16_NAN, BF16_INF, F32_NAN = b"\xc0\x7f", b"\x80\x7f", b"\x00\x00\xc0\x7f"
@@ -721,13 +720,9 @@ def run_case(
 ) -> Outcome:
     """`python -m assistant <command>` on the broken `folder` (a fresh process, forked from
     `starter` if given); stdout and stderr together."""
-    args = command_line(command, folder, speech)
-    if starter is not None:
-        code, out, seconds = starter.run(args, env=env, timeout=timeout)
-    else:
-        code, out, seconds = run_bounded(
-            [python, "-m", "assistant", *args], env=env, timeout=timeout
-        )
+    code, out, seconds = run_assistant(
+        starter, command_line(command, folder, speech), env=env, timeout=timeout, python=python
+    )
     lines = [line for line in out.splitlines() if line.strip()]
     culprit = culprit_path(folder, case.culprit)
     named = any(str(culprit) in line or culprit.name in line for line in lines)

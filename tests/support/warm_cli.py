@@ -107,12 +107,12 @@ def run_assistant(
     env: dict[str, str],
     timeout: float,
     cwd: Path | None = None,
+    python: str = sys.executable,
 ) -> tuple[int | None, str, float]:
-    """`python -m assistant *args`, forked from `starter` when there is one."""
+    """`python -m assistant *args`, forked from `starter` when there is one (it runs this
+    interpreter), else started by `python`."""
     if starter is None:
-        return run_bounded(
-            [sys.executable, "-m", "assistant", *args], env=env, timeout=timeout, cwd=cwd
-        )
+        return run_bounded([python, "-m", "assistant", *args], env=env, timeout=timeout, cwd=cwd)
     return starter.run(args, env=env, timeout=timeout, cwd=cwd)
 
 
