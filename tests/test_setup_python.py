@@ -8,6 +8,7 @@ that is the whole PATH, and the fixed install locations (Homebrew, python.org) l
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ BASH = shutil.which("bash") or "/bin/bash"
 def fake_python(
     path: Path, version: str, machine: str = "arm64", venv: bool = True, impl: str = "cpython"
 ) -> Path:
-    """A Python that answers the probe like the real one, makes venvs and logs pip runs."""
+    """A Python that answers the probe like the real one, makes venvs and logs pip runs. Its
+    pip installs a uv (into the venv, beside it) that logs its runs too; unless FAKE_NO_UV is
+    set, and that uv's installs fail where FAKE_UV_FAILS is."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mkdir, cp = shutil.which("mkdir"), shutil.which("cp")
+    mkdir, cp, chmod, dirname = (shutil.which(t) for t in ("mkdir", "cp", "chmod", "dirname"))
+    uv = f'#!{BASH}\necho "uv $*" >> "$FAKE_LOG"\n[[ -z "$FAKE_UV_FAILS" ]]\n'
     path.write_text(
         "#!" + BASH + "\n"
         f'if [[ "$1" == -c ]]; then echo "{version} {machine} '
@@ -33,7 +37,10 @@ def fake_python(
         f'if [[ "$1" == --version ]]; then echo "Python {version}.1"; exit 0; fi\n'
         f'if [[ "$1 $2" == "-m venv" ]]; then {mkdir} -p "$3/bin"; '
         f'{cp} "$0" "$3/bin/python"; echo "venv $0" >> "$FAKE_LOG"; exit 0; fi\n'
-        'if [[ "$1 $2" == "-m pip" ]]; then shift 2; echo "pip $*" >> "$FAKE_LOG"; exit 0; fi\n'
+        'if [[ "$1 $2" == "-m pip" ]]; then shift 2; echo "pip $*" >> "$FAKE_LOG"\n'
+        '  if [[ "${@: -1}" == uv ]]; then [[ -n "$FAKE_NO_UV" ]] && exit 1\n'
+        f'    uv="$({dirname} "$0")/uv"; printf %s {shlex.quote(uv)} > "$uv"; {chmod} +x "$uv"\n'
+        "  fi; exit 0; fi\n"
         "exit 3\n"
     )
     path.chmod(0o755)
@@ -245,14 +252,19 @@ def checkout(tmp_path: Path) -> Path:
     return repo
 
 
-def run_setup(repo: Path, machine: Machine) -> subprocess.CompletedProcess:
+def run_setup(repo: Path, machine: Machine, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [BASH, str(repo / "scripts" / "setup.sh")],
         capture_output=True,
         text=True,
-        env=machine.env(),
+        env=machine.env(**env),
         timeout=60,
     )
+
+
+# How setup.sh installs: uv, fetched into the venv by its pip; pip where uv can't do it.
+FETCH_UV = "pip install -q --disable-pip-version-check uv"
+UPGRADE_PIP = "pip install -q --disable-pip-version-check --upgrade pip"
 
 
 def test_setup_rebuilds_a_venv_on_a_wrong_python(checkout: Path, mac: Machine) -> None:
@@ -267,7 +279,10 @@ def test_setup_rebuilds_a_venv_on_a_wrong_python(checkout: Path, mac: Machine) -
     log = mac.log.read_text().splitlines()
     assert log[0] == f"venv {good}"
     # Runtime only (the test tools come with scripts/test.sh); on a Mac the menu-bar extra too.
-    assert log[-1] == "pip install -q --disable-pip-version-check -e .[menubar]"
+    assert log[-2:] == [
+        FETCH_UV,
+        "uv pip install -q --python .venv/bin/python --compile-bytecode -e .[menubar]",
+    ]
     # Run again: the venv fits now and is kept.
     again = run_setup(checkout, mac)
     assert again.returncode == 0 and "Rebuilding" not in again.stdout
@@ -290,7 +305,8 @@ def test_the_test_tools_come_only_when_asked(checkout: Path, mac: Machine) -> No
     assert result.returncode == 0, result.stderr
     log = mac.log.read_text().splitlines()
     assert log[-2:] == [
-        "pip install -q --disable-pip-version-check -e .[dev,menubar]",
+        # (no compiling: scripts/test.sh keeps a cache of its own)
+        "uv pip install -q --python .venv/bin/python -e .[dev,menubar]",
         "playwright install chromium",  # the browser tests' Chromium
     ]
     test_sh = (REPO / "scripts" / "test.sh").read_text()
@@ -301,23 +317,51 @@ def test_setup_installs_again_only_when_pyproject_changed(checkout: Path, mac: M
     mac.on_path("python3.12", "3.12")
     (checkout / "pyproject.toml").write_text('[project]\nname = "assistant"\n')
 
-    def pip_runs() -> int:
-        return sum(line.startswith("pip ") for line in mac.log.read_text().splitlines())
+    def installs() -> int:
+        return sum(line.endswith(" -e .[menubar]") for line in mac.log.read_text().splitlines())
 
     assert run_setup(checkout, mac).returncode == 0
-    assert pip_runs() == 2  # pip upgraded, the package installed
+    assert installs() == 1
     command = checkout / ".venv" / "bin" / "assistant"  # what the real install makes
     command.write_text("#!/bin/sh\n")
     command.chmod(0o755)
     again = run_setup(checkout, mac)
     assert again.returncode == 0 and "ready" in again.stdout, again.stderr
-    assert pip_runs() == 2  # nothing changed: nothing run
+    assert installs() == 1  # nothing changed: nothing run
     (checkout / "pyproject.toml").write_text('[project]\nname = "assistant"\nversion = "2"\n')
     assert run_setup(checkout, mac).returncode == 0
-    assert pip_runs() == 4  # changed: installed again
+    assert installs() == 2  # changed: installed again
     command.unlink()  # the install is gone (removed by hand, a broken venv)
     assert run_setup(checkout, mac).returncode == 0
-    assert pip_runs() == 6
+    assert installs() == 3
+    # uv was fetched once: the venv kept it.
+    assert mac.log.read_text().splitlines().count(FETCH_UV) == 1
+
+
+@pytest.mark.parametrize("fault", ["FAKE_NO_UV", "FAKE_UV_FAILS"])
+def test_pip_installs_where_uv_cannot(checkout: Path, mac: Machine, fault: str) -> None:
+    mac.on_path("python3.12", "3.12")
+    result = run_setup(checkout, mac, **{fault: "1"})
+    assert result.returncode == 0, result.stderr
+    why = "uv could not be installed" if fault == "FAKE_NO_UV" else "uv could not install it"
+    assert f"({why}" in result.stdout
+    log = mac.log.read_text().splitlines()
+    assert log[-2:] == [UPGRADE_PIP, "pip install -q --disable-pip-version-check -e .[menubar]"]
+    # The test tools without compiling, by pip too (on a Mac, then Chromium for the browser tests).
+    for made in ("assistant", "playwright"):
+        (checkout / ".venv" / "bin" / made).write_text(f"#!{BASH}\n")
+        (checkout / ".venv" / "bin" / made).chmod(0o755)
+    tools = subprocess.run(
+        [BASH, str(checkout / "scripts" / "setup.sh"), "--test-tools"],
+        capture_output=True,
+        text=True,
+        env=mac.env(**{fault: "1"}),
+        timeout=60,
+    )
+    assert tools.returncode == 0, tools.stderr
+    assert mac.log.read_text().splitlines()[-1] == (
+        "pip install -q --disable-pip-version-check --no-compile -e .[dev,menubar]"
+    )
 
 
 def test_setup_with_nothing_suitable_stops_with_the_message(checkout: Path, mac: Machine) -> None:
