@@ -196,7 +196,10 @@ def best_match(signal: np.ndarray, template: np.ndarray) -> tuple[int, float]:
     size = 1 << (len(x) + len(t)).bit_length()
     c = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(t, size)), size)
     lag = int(np.argmax(c))
-    if lag > size // 2:
+    # Circular correlation: index k is lag k for k < len(x), and lag k - size (the template
+    # starting before the signal) only for the last len(t) - 1 indices. (Unwrapping at size // 2
+    # turned a late match, in a long recording, into a "negative" lag with no overlap.)
+    if lag > size - len(t):
         lag -= size
     lo, hi = max(lag, 0), min(len(x), lag + len(t))
     if hi <= lo:
