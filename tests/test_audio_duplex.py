@@ -96,10 +96,13 @@ def test_capture_and_full_duplex_echo_at_24khz(
     assert corr > 0.97, f"captured speech correlates {corr:.3f}"
     got, want = overlap(r["mic"], clean, lag)
     assert 0.8 < rms(got) / rms(want) < 1.25
-    # What reached the speaker: the mic's audio, after a 2-frame playout buffer. Compared piece
-    # by piece: on a starved CPU a late frame leaves a gap that shifts what follows.
-    corr_played = piecewise_match(r["played"], clean)
-    corr_out = piecewise_match(r["heard"], clean)
+    # What reached the speaker: the mic's audio, after a 2-frame playout buffer. Compared with
+    # what was captured (pushed back), half a second at a time: on a starved CPU a late frame
+    # leaves a gap that shifts what follows, and a burst of input after a stall is a lasting
+    # excess the playout trims (counted in playout_drops). Either spoils the piece it falls in,
+    # not the median; pieces played intact match exactly.
+    corr_played = piecewise_match(r["played"], r["mic"], seconds=0.5)
+    corr_out = piecewise_match(r["heard"], r["mic"], seconds=0.5)
     why = f"played {corr_played:.3f}, heard {corr_out:.3f}, {r['counters']}"
     assert corr_played > 0.97, why
     assert corr_out > 0.97, why
@@ -121,10 +124,10 @@ def test_devices_opened_at_48khz_are_resampled(
     assert r["rates"] == (48000, 48000)
     corr = piecewise_match(r["mic"], r["clean"])
     assert corr > 0.95, f"captured speech correlates {corr:.3f} through the resampler"
-    corr_out = piecewise_match(r["heard"], r["clean"])
-    # (What our side pushed, before the output resampler, tells its faults from the sound
-    # server's: this check has failed now and then beside the parallel tests.)
-    corr_played = piecewise_match(r["played"], r["clean"])
+    # What was heard against what was captured and pushed back, as at 24 kHz above. (What our
+    # side pushed, before the output resampler, tells its faults from the sound server's.)
+    corr_out = piecewise_match(r["heard"], r["mic"], seconds=0.5)
+    corr_played = piecewise_match(r["played"], r["mic"], seconds=0.5)
     assert corr_out > 0.95, (
         f"echoed speech correlates {corr_out:.3f} through two resamplers "
         f"(pushed: {corr_played:.3f}; {r['counters']})"
