@@ -10,8 +10,8 @@ bash scripts/setup.sh --test-tools
 # both phases below (tests/support/shared_files.py), removed on the way out.
 ASSISTANT_TEST_SHARED="$(mktemp -d "${TMPDIR:-/tmp}/assistant-tests.XXXXXX")"
 export ASSISTANT_TEST_SHARED
-realtime_log="$ASSISTANT_TEST_SHARED.realtime.log"
-on_exit=('rm -rf "$ASSISTANT_TEST_SHARED" "$realtime_log"')
+realtime_log="$ASSISTANT_TEST_SHARED.realtime.log" lint_log="$ASSISTANT_TEST_SHARED.lint.log"
+on_exit=('rm -rf "$ASSISTANT_TEST_SHARED" "$realtime_log" "$lint_log"')
 trap 'for step in "${on_exit[@]}"; do eval "$step"; done' EXIT
 # Where the environment says not to write compiled modules (PYTHONDONTWRITEBYTECODE, set on some
 # machines and CI images), each of the ~1,000 Python processes a run starts would compile the
@@ -35,11 +35,12 @@ fi
 # time at normal priority, while lint and the other tests (pytest-xdist, one file per worker so
 # module fixtures are built once) take the CPU they leave, at the lowest priority (below), so
 # a real-time test finds the machine as good as idle whenever it needs it. The real-time
-# phase's report is printed after the other's, not interleaved with it. Every step always
-# runs; the run fails if any fails. "No test selected" (exit 5) is not a failure: extra
-# arguments may pick tests from one phase only. TEST_WORKERS=1 runs the first phase in one
-# process. The tests themselves fail the run if a process they started outlives them
-# (conftest.py).
+# phase's report is printed after the other's, not interleaved with it. Lint runs beside the
+# first phase too (mypy alone would leave a core idle); its report comes between the two.
+# Every step always runs; the run fails if any fails. "No test selected" (exit 5) is not a
+# failure: extra arguments may pick tests from one phase only. TEST_WORKERS=1 runs the first
+# phase in one process. The tests themselves fail the run if a process they started outlives
+# them (conftest.py).
 workers="${TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))')}"
 status=0 empty=0
 counted() {  # the exit code of a finished step, counted
@@ -63,9 +64,9 @@ lint() {
 # process wants it).
 lowest=(nice -n 19)
 if chrt --idle 0 true 2>/dev/null; then lowest=(chrt --idle 0 nice -n 19); fi
-rc=0
-"${lowest[@]}" bash -c "$(declare -f lint); lint" || rc=$?
-((rc == 0)) || status=$rc
+"${lowest[@]}" bash -c "$(declare -f lint); lint" >"$lint_log" 2>&1 &
+lint_pid=$!
+on_exit+=('kill "$lint_pid" 2>/dev/null && wait "$lint_pid" 2>/dev/null || true')
 parallel=()
 # (in the order collected: conftest.py puts the files with slow cases first)
 ((workers > 1)) && parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)
@@ -73,6 +74,11 @@ rc=0
 # (${a[@]+"${a[@]}"}: an empty array is "unbound" to macOS's bash 3.2 under set -u)
 "${lowest[@]}" .venv/bin/python -m pytest -m "not realtime" ${parallel[@]+"${parallel[@]}"} "$@" || rc=$?
 counted "$rc"
+rc=0
+wait "$lint_pid" || rc=$?
+echo "--- lint (ruff, mypy: run beside the tests) ---"
+cat "$lint_log"
+((rc == 0)) || status=$rc
 rc=0
 wait "$realtime_pid" || rc=$?
 echo "--- real-time tests (run beside the others, at normal priority) ---"
