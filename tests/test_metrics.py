@@ -94,6 +94,7 @@ def test_sources_and_memory_are_reported() -> None:
     assert d["frames"]["dropped"] == 0 and "collection_share_of_budget" in d
 
 
+@pytest.mark.realtime  # real-time input against a slow model: the drops depend on the pace
 def test_real_loop_metrics_match_its_records_exactly(tmp_path: Path) -> None:
     """A loop with a model 2.5x too slow: what the collector reports is exactly what the
     records and the loop's counters say, drops included."""

@@ -56,6 +56,7 @@ def test_acoustic_delay_plays_silence_first() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.realtime  # real-time input against a slow model: the drops depend on the pace
 def test_slow_model_drops_frames_and_keeps_delay_bounded() -> None:
     # Real-time input (80 ms frames), a model taking 200 ms a step: 2.5x too slow.
     audio = FakeAudio(speech_like(40), period_s=0.08)
@@ -72,6 +73,7 @@ def test_slow_model_drops_frames_and_keeps_delay_bounded() -> None:
     assert delay.maximum < policy.max_delay_ms + 300, delay.summary()
 
 
+@pytest.mark.realtime  # real-time input against a slow model: the drops depend on the pace
 def test_without_a_ceiling_the_same_slow_model_would_lag(monkeypatch) -> None:
     """Control for the test above: the bound comes from the policy, not from the fakes.
     Each step falls 120 ms further behind: by the 18th frame the delay is past 2 s."""
@@ -152,6 +154,7 @@ def test_full_disk_stops_the_recording_not_the_conversation(tmp_path: Path, monk
         assert w.getnframes() > 0
 
 
+@pytest.mark.realtime  # real-time input against a slow model: the drops depend on the pace
 def test_dropping_frames_is_announced_once() -> None:
     audio = FakeAudio(speech_like(30), period_s=0.08)
     warnings: list[str] = []
