@@ -540,14 +540,14 @@ def test_a_spare_that_fails_during_warm_up_is_replaced_without_a_glitch(mimi_fil
 def test_a_worker_that_dies_or_hangs_is_restarted_and_counted(mimi_file, how):
     """A worker killed (or frozen) mid-conversation: the next call restarts it, warmed with
     the last frames, and the conversation goes on; the glitch is counted. Never a hang."""
-    frames = speech_frames(12)
+    frames = speech_frames(8)
     with StreamingCodec(mimi_file, call_timeout_s=2.0) as codec:
-        for f in frames[:6]:
+        for f in frames[:4]:
             codec.encode(f)
         victim = codec.stats.encode.pid
         os.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         t0 = time.perf_counter()
-        codes = [codec.encode(f) for f in frames[6:]]
+        codes = [codec.encode(f) for f in frames[4:]]
         elapsed = time.perf_counter() - t0
         stats = codec.stats
         if how == "hung":
