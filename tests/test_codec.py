@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +42,18 @@ def speech_frames(n: int) -> np.ndarray:
 def raw_run(
     mimi: Path, frames: np.ndarray, codes_in: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One fresh rustymimi instance per side, straight through: (codes of `frames`, pcm of
-    `codes_in`, or of those codes when None)."""
-    enc = rustymimi.Tokenizer(str(mimi), num_codebooks=8)
-    dec = rustymimi.Tokenizer(str(mimi), num_codebooks=8)
-    codes = np.stack(
-        [enc.encode_step(np.ascontiguousarray(f[None, None]))[0, :, 0] for f in frames]
-    )
-    to_decode = codes if codes_in is None else codes_in
-    pcm = np.stack(
-        [dec.decode_step(np.ascontiguousarray(c[None, :, None]))[0, 0] for c in to_decode]
-    )
-    return codes, pcm
+    """One fresh rustymimi instance straight through: (codes of `frames`, pcm of `codes_in`,
+    or of those codes when None). Its encoder and decoder keep separate states, so one
+    instance doing both gives what one instance per side gives, bit for bit (measured; the
+    tests' exact comparisons with the codec's per-side workers would show any difference),
+    and loads once."""
+    tok = rustymimi.Tokenizer(str(mimi), num_codebooks=8)
+    codes, pcm = [], []
+    for i, frame in enumerate(frames):
+        codes.append(tok.encode_step(np.ascontiguousarray(frame[None, None]))[0, :, 0])
+        to_decode = codes[-1] if codes_in is None else codes_in[i]
+        pcm.append(tok.decode_step(np.ascontiguousarray(to_decode[None, :, None]))[0, 0])
+    return np.stack(codes), np.stack(pcm)
 
 
 @pytest.fixture(scope="module")
@@ -123,26 +124,62 @@ def test_two_sides_run_concurrently_from_two_threads(mimi_file, reference):
     )
 
 
-def test_rollover_several_times_without_gap_or_stall(mimi_file, reference):
+@dataclass
+class RolloverRun:
+    """What one codec run through several roll-overs showed, frame by frame."""
+
+    encoded: list[np.ndarray | None]
+    decoded: list[np.ndarray]
+    stats: list[CodecStats]  # after each frame
+    side_of: dict[int, str]  # every worker pid that served -> its side
+    last_rss: dict[int, int]  # every worker pid seen -> its RSS at the last look
+    most_alive: int  # the most worker processes alive at once
+
+
+@pytest.fixture(scope="module")
+def rollover_run(mimi_file, reference) -> RolloverRun:
+    """One codec, punctual, through 4 roll-overs per side (rollover_after=18, frame_limit=24:
+    switches at 18, 28, 38 and 48), read by two tests: the roll-over test checks the output of
+    its first 42 frames (3 switches), the memory test the worker processes all along. Frame i
+    decodes the reference codes (each side on its own input) while there are some, then the
+    codec's own codes."""
+    frames, ref_codes, _ = reference
+    every = speech_frames(54)
+    np.testing.assert_array_equal(every[: len(frames)], frames)  # the reference's input first
+    run = RolloverRun([], [], [], {}, {}, 0)
+    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, punctual=True) as codec:
+        for i, frame in enumerate(every):
+            run.encoded.append(codec.encode(frame))
+            codes = ref_codes[i] if i < len(ref_codes) else run.encoded[-1]
+            assert codes is not None
+            run.decoded.append(codec.decode(codes))
+            st = codec.stats
+            run.stats.append(st)
+            run.side_of.setdefault(st.encode.pid, "encode")
+            run.side_of.setdefault(st.decode.pid, "decode")
+            pids = codec.worker_pids()
+            run.most_alive = max(run.most_alive, len(pids))
+            for pid in pids:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    run.last_rss[pid] = psutil.Process(pid).memory_info().rss
+    return run
+
+
+def test_rollover_several_times_without_gap_or_stall(mimi_file, reference, rollover_run):
     """frame_limit=24 (max_seq_len 48) makes rustymimi itself fail at frame 24 (the next test
     shows how), so these frames only pass if the roll-over works; with rollover_after=18 and
     8 warm-up frames an instance serves 10 frames (the fewest that fit the decoder's 2-frame
     crossfade, then its successor's 8 warm-up frames), so the codec switches at frames 18, 28
-    and 38."""
+    and 38 (checked here over its first 42 frames; the run goes on to a 4th at 48)."""
     frames, ref_codes, ref_pcm = reference
     n, switches, warmup, fade = 42, [18, 28, 38], 8, 2
-    encoded: list[np.ndarray | None] = []
-    decoded: list[np.ndarray] = []
+    encoded, decoded = rollover_run.encoded[:n], rollover_run.decoded[:n]
     switch_s: list[float] = []
-    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, punctual=True) as codec:
-        for i in range(n):
-            encoded.append(codec.encode(frames[i]))
-            decoded.append(codec.decode(ref_codes[i]))  # the reference codes: each side alone
-            if i in switches:
-                stats = codec.stats
-                assert stats.encode.rollovers == stats.decode.rollovers == switches.index(i) + 1
-                switch_s.append(max(stats.encode.last_switch_s, stats.decode.last_switch_s))
-        stats = codec.stats
+    for i in switches:
+        stats = rollover_run.stats[i]
+        assert stats.encode.rollovers == stats.decode.rollovers == switches.index(i) + 1
+        switch_s.append(max(stats.encode.last_switch_s, stats.decode.last_switch_s))
+    stats = rollover_run.stats[n - 1]
     assert stats.encode.rollovers == stats.decode.rollovers == len(switches)
     assert stats.encode.frames == stats.decode.frames == n
     # Never a hang: the switching call only adds the old decoder's crossfade step, run in
@@ -503,14 +540,14 @@ def test_a_spare_that_fails_during_warm_up_is_replaced_without_a_glitch(mimi_fil
 def test_a_worker_that_dies_or_hangs_is_restarted_and_counted(mimi_file, how):
     """A worker killed (or frozen) mid-conversation: the next call restarts it, warmed with
     the last frames, and the conversation goes on; the glitch is counted. Never a hang."""
-    frames = speech_frames(12)
+    frames = speech_frames(8)
     with StreamingCodec(mimi_file, call_timeout_s=2.0) as codec:
-        for f in frames[:6]:
+        for f in frames[:4]:
             codec.encode(f)
         victim = codec.stats.encode.pid
         os.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         t0 = time.perf_counter()
-        codes = [codec.encode(f) for f in frames[6:]]
+        codes = [codec.encode(f) for f in frames[4:]]
         elapsed = time.perf_counter() - t0
         stats = codec.stats
         if how == "hung":
@@ -546,37 +583,26 @@ def test_a_worker_that_keeps_dying_ends_with_one_line(mimi_file):
 
 
 @pytest.mark.slow
-def test_memory_is_a_bounded_saw_tooth_over_several_rollovers(mimi_file):
+def test_memory_is_a_bounded_saw_tooth_over_several_rollovers(rollover_run):
     """Each instance lives in its own process and exits when retired, so the codec's memory
-    (its worker processes, read from /proc by psutil) cannot grow with the conversation: every
-    instance retires at the same size, retired ones are gone, and no more than one spare per
-    side (plus the decoder's fading one) ever runs beside the serving pair. (A build peaks
-    at ~700 MB for a moment while rustymimi maps and copies the file; then ~390 MB.)"""
-    frames = speech_frames(54)  # roll-overs due at 18, 28, 38, 48 (later if a successor is late)
-    last: dict[int, int] = {}  # worker pid -> its RSS at the last look (its retirement size)
-    side_of: dict[int, str] = {}
-    most_alive = 0
-    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, lead_frames=8) as codec:
-        for i, f in enumerate(frames):
-            codec.encode(f)
-            codec.decode(np.zeros(8, np.uint32) + (i % 7))
-            st = codec.stats
-            side_of.setdefault(st.encode.pid, "encode")
-            side_of.setdefault(st.decode.pid, "decode")
-            pids = codec.worker_pids()
-            most_alive = max(most_alive, len(pids))
-            for pid in pids:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    last[pid] = psutil.Process(pid).memory_info().rss
-        st = codec.stats
-        serving = {st.encode.pid, st.decode.pid}
+    (its worker processes, read from /proc by psutil after each frame) cannot grow with the
+    conversation: every instance retires at the same size, retired ones are gone, and no more
+    than one spare per side (plus the decoder's fading one) ever runs beside the serving pair.
+    (A build peaks at ~700 MB for a moment while rustymimi maps and copies the file; then
+    ~390 MB.) The run: 54 frames, roll-overs at 18, 28, 38 and 48 (`rollover_run`)."""
+    st = rollover_run.stats[-1]
+    serving = {st.encode.pid, st.decode.pid}
     assert st.encode.rollovers >= 4 and st.decode.rollovers >= 4, st
-    assert most_alive <= 5, most_alive
-    retired = [pid for pid in side_of if pid not in serving]
+    assert rollover_run.most_alive <= 5, rollover_run.most_alive
+    retired = [pid for pid in rollover_run.side_of if pid not in serving]
     assert retired and not [pid for pid in retired if alive(pid)]
     mib = 2**20
     for side in ("encode", "decode"):
-        sizes = [last[pid] for pid, s in side_of.items() if s == side and pid in retired]
+        sizes = [
+            rollover_run.last_rss[pid]
+            for pid, s in rollover_run.side_of.items()
+            if s == side and pid in retired
+        ]
         print(f"{side} instances' RSS at retirement (MiB):", [round(x / mib) for x in sizes])
         assert max(sizes) - min(sizes) < 64 * mib, sizes
 
@@ -587,8 +613,10 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
     successors are spawned, built and switched in (in-process builds held the GIL for
     0.2-0.6 s, a gap every thread here felt). Gaps are compared around the hand-overs, where a
     stall would show, and elsewhere, where only a loaded machine's scheduling shows: the test
-    holds on a busy machine. `benchmarks/bench_realtime.py` reports the figure on an idle one."""
-    frames = speech_frames(50)
+    holds on a busy machine. `benchmarks/bench_realtime.py` reports the figure on an idle one.
+    Roll-overs due at frames 18, 28 and 38 (the decoder's later: its next successor starts
+    once the crossfade is over, and may be late; by frame 31 its second one is forced)."""
+    frames = speech_frames(40)
     ticks: list[tuple[float, float]] = []  # (time, gap before it)
     busy: list[tuple[float, float]] = []  # calls during which a successor was spawned or switched
     stop = threading.Event()
@@ -600,7 +628,7 @@ def test_no_rollover_stalls_a_thread_of_this_process(mimi_file):
             ticks.append((now, now - last))
             last = now
 
-    with StreamingCodec(mimi_file, rollover_after=20, frame_limit=32, lead_frames=4) as codec:
+    with StreamingCodec(mimi_file, rollover_after=18, frame_limit=24, lead_frames=4) as codec:
         ticker = threading.Thread(target=tick)
         ticker.start()
         for i, f in enumerate(frames):
