@@ -26,7 +26,7 @@ from assistant.checkpoint.mimi_layout import (
 )
 from assistant.checkpoint.safetensors_writer import plan_safetensors, write_safetensors
 from assistant.checkpoint.synthetic import checkpoint as ckpt
-from assistant.checkpoint.synthetic.lm import lm_file_size, write_lm
+from assistant.checkpoint.synthetic.lm import WEIGHT_STD, LmTensorSource, lm_file_size, write_lm
 from assistant.checkpoint.synthetic.mimi import mimi_file_size
 from assistant.checkpoint.synthetic.text_tokenizer import MIN_VOCAB, write_text_tokenizer
 from assistant.cli import _register, app
@@ -164,6 +164,28 @@ def test_lm_is_deterministic_per_seed(tmp_path: Path) -> None:
     b = write_lm(tmp_path / "b.safetensors", TINY, Q4, seed=3).read_bytes()
     c = write_lm(tmp_path / "c.safetensors", TINY, Q4, seed=4).read_bytes()
     assert a == b and a != c and len(a) == len(c)
+
+
+def _bf16_values(chunks) -> np.ndarray:
+    bits = np.concatenate(list(chunks))
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def test_lm_weights_are_normal_and_q4_scales_and_biases_uniform() -> None:
+    """The values drawn from quantile tables (draws.py) have their distributions' moments."""
+    source = LmTensorSource(Q4, seed=0)
+    w = _bf16_values(source(TensorSpec("x.weight", (1024, 1024), "BF16")))
+    assert abs(w.mean()) < 0.01 * WEIGHT_STD
+    assert abs(w.std() / WEIGHT_STD - 1) < 0.01
+    assert abs(np.mean(np.abs(w) < WEIGHT_STD) - 0.6827) < 0.005  # within one std
+    assert abs(np.mean(np.abs(w) < 3 * WEIGHT_STD) - 0.9973) < 0.001
+    assert np.abs(w).max() < 4.5 * WEIGHT_STD  # the table's tails end at 4.3 std
+    for name, sign in [("x.scales", 1), ("x.biases", -1)]:
+        v = _bf16_values(source(TensorSpec(name, (4096, 32), "BF16")))
+        assert np.all(np.sign(v) == sign), name
+        r = v / v.mean()  # uniform on [0.8, 1.2] times the middle
+        assert 0.79 < r.min() < 0.81 and 1.19 < r.max() < 1.21, (name, r.min(), r.max())
+        assert abs(r.std() / (0.4 / np.sqrt(12)) - 1) < 0.03, (name, r.std())
 
 
 # --- Mimi ---------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,8 +11,9 @@ import numpy as np
 from ..config import MoshiConfig
 from ..layout import BF16, U32, Quantization, TensorSpec, expected_tensors
 from ..safetensors_writer import HeaderStyle, Progress, WriteResult, planned_size, write_safetensors
+from .draws import draw, normal_table, uniform_table
 
-# Elements generated at once: bounds memory (~64 MB of float32) whatever the tensor size.
+# Elements generated at once: bounds memory (64 MB of uint32 at most) whatever the tensor size.
 CHUNK_ELEMENTS = 16 * 1024 * 1024
 
 # Dequantized weights are uniform on about [-A, A]: std A/sqrt(3) ~ 0.02, like the bf16 ones.
@@ -70,10 +70,12 @@ class LmTensorSource:
             return _chunks(n, lambda k: np.full(k, _BF16_ONE, dtype=np.uint16))
         if spec.name.endswith(".scales"):
             step = 2 * _AMPLITUDE / self._levels(spec)
-            return _chunks(n, lambda k: _bf16(rng.uniform(0.8 * step, 1.2 * step, k)))
-        if spec.name.endswith(".biases"):
-            return _chunks(n, lambda k: _bf16(-rng.uniform(0.8, 1.2, k) * _AMPLITUDE))
-        return _chunks(n, lambda k: _bf16(_scaled(rng.standard_normal(k, dtype=np.float32))))
+            table = uniform_table(0.8 * step, 1.2 * step, BF16)
+        elif spec.name.endswith(".biases"):
+            table = uniform_table(-1.2 * _AMPLITUDE, -0.8 * _AMPLITUDE, BF16)
+        else:
+            table = normal_table(WEIGHT_STD, BF16)
+        return _chunks(n, lambda k: draw(rng, table, k))
 
     def _levels(self, spec: TensorSpec) -> int:
         if self.quant is None:
@@ -94,18 +96,3 @@ def _random_u32(rng: np.random.Generator, k: int) -> np.ndarray:
     """`k` random uint32, the very values of `rng.bytes(4 * k)` (its 64-bit draws split in two,
     low half first) at a third of its cost: no integer-sampling path, no copy to bytes."""
     return rng.bit_generator.random_raw((k + 1) // 2).view("<u4")[:k]
-
-
-def _scaled(values: np.ndarray) -> np.ndarray:
-    values *= np.float32(WEIGHT_STD)  # in place: no second array of the chunk's size
-    return values
-
-
-# The high half of each float32 (its bfloat16 truncation) within its 4 bytes.
-_HIGH_HALF = 1 if sys.byteorder == "little" else 0
-
-
-def _bf16(values: np.ndarray) -> np.ndarray:
-    """float -> bfloat16 bits by truncation: plenty for random weights, and fast. A strided
-    view of the float32 high halves: the writer's one contiguous copy is the only pass."""
-    return values.astype(np.float32, copy=False).view(np.uint16)[_HIGH_HALF::2]

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import TensorSpec
-from ..mimi_layout import PUBLISHED_CODEBOOKS, mimi_tensors
+from ..mimi_layout import F32, PUBLISHED_CODEBOOKS, mimi_tensors
 from ..safetensors_writer import HeaderStyle, Progress, planned_size, write_safetensors
+from .draws import draw, normal_table
 
 # The published file was written by PyTorch's safetensors: that header style gives its size.
 MIMI_HEADER_STYLE: HeaderStyle = "safetensors"
@@ -80,10 +81,9 @@ def _constant(n: int, value: float) -> Iterator[np.ndarray]:
 
 
 def _normal(rng: np.random.Generator, n: int, std: float) -> Iterator[np.ndarray]:
+    table = normal_table(std, F32)
     done = 0
     while done < n:
         k = min(_CHUNK, n - done)
-        chunk = rng.standard_normal(k, dtype=np.float32)
-        chunk *= np.float32(std)
-        yield chunk
+        yield draw(rng, table, k)
         done += k
