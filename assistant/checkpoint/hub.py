@@ -44,6 +44,11 @@ def offline() -> bool:
 
 def cached_files(p: Preset) -> dict[str, Path | None]:
     """Each file of the preset in the local hub cache, or None. Never touches the network."""
+    # The hub's cache keeps a repo under models--{owner}--{name}. Without that folder nothing
+    # of it is cached, and the hub's lookup (its first call imports ~0.1 s of CPU of modules:
+    # every chat asks about the speech-to-text model as it ends) is not needed to say so.
+    if not (cache_dir() / f"models--{p.repo_id.replace('/', '--')}").is_dir():
+        return dict.fromkeys(p.files)
     found: dict[str, Path | None] = {}
     for name in p.files:
         hit = huggingface_hub.try_to_load_from_cache(p.repo_id, name, cache_dir=cache_dir())
