@@ -14,6 +14,7 @@ import pytest
 import assistant
 from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.resolve import CheckpointSpec
+from assistant.cli.demo import user_speech
 from assistant.conversation.chat import Chat, ChatSettings
 from assistant.errors import AudioError
 from assistant.frames import FRAME_SAMPLES
@@ -96,7 +97,10 @@ def test_demo_command_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "demo-tiny-bf16" / "model.safetensors").is_file()
     session = only_session(tmp_path / "home" / "sessions")
     stats = json.loads((session / "summary.json").read_text())
-    assert stats["frames_stepped"] > 60 and stats["model"]["quantization"] == "bf16"
+    # The whole default sentence went through, then the 1 s tail (13 frames).
+    speech, _ = user_speech(None, None)
+    assert stats["frames_stepped"] == -(-len(speech) // FRAME_SAMPLES) + 13
+    assert stats["model"]["quantization"] == "bf16"
     reply = read_audio(session / "moshi.wav")
     assert len(reply) == stats["frames_played"] * FRAME_SAMPLES
     assert np.sqrt(np.mean(reply**2)) > 1e-4  # Moshi's side is not silent

@@ -91,7 +91,9 @@ def test_a_transcriber_killed_midway_loses_nothing_and_the_next_one_finishes(
 ) -> None:
     env = env | {"ASSISTANT_STT": str(tiny_stt)}
     home = Path(env["ASSISTANT_HOME"])
-    folder = make_conversation(home / "sessions", seconds=4.0)
+    # 2 s of audio: 44 steps with the flush, seconds of work after "transcribing" is logged
+    # (the worker runs at the lowest priority), against the 0.1 s it takes to see that line.
+    folder = make_conversation(home / "sessions", seconds=2.0)
     log = home / "logs" / "transcribe.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "assistant", "transcribe", "--pending"],

@@ -71,9 +71,9 @@ def test_speech_onset_needs_a_voice_not_a_click() -> None:
 
 
 def _scripted_input(silence_s: float) -> tuple[np.ndarray, int]:
-    """Silence, then a second of the bundled speech ("Hello Moshi"); and the frame where
-    SpeechOnset first hears it."""
-    speech = read_audio(SPEECH)[:SAMPLE_RATE]
+    """Silence, then half a second of the bundled speech ("Hello": Moshi's answer comes in
+    the conversation's 1 s tail); and the frame where SpeechOnset first hears it."""
+    speech = read_audio(SPEECH)[: SAMPLE_RATE // 2]
     pcm = np.concatenate([np.zeros(int(silence_s * SAMPLE_RATE), np.float32), speech])
     onset = SpeechOnset()
     frames = len(pcm) // FRAME_SAMPLES

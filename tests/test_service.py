@@ -9,9 +9,9 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from assistant.audio.sound_files import read_audio, write_wav
 from assistant.checkpoint.config import MoshiConfig
 from assistant.errors import ServiceRefusedError
 from tests.support.service_harness import SPEECH, ServiceProcess, wait_for
+from tests.support.warm_cli import WarmStarter, run_assistant
 
 
 @pytest.fixture
@@ -32,13 +33,24 @@ def service(tiny_checkpoint):
     svc.close()
 
 
-def ctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", "ctl", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@dataclass(frozen=True)
+class Ran:
+    returncode: int | None
+    output: str  # stdout and stderr together
+
+
+@pytest.fixture
+def ctl(warm_starter: WarmStarter | None) -> Callable[..., Ran]:
+    """`assistant ctl *args` in a process of its own, forked from a warm interpreter (what is
+    shown is the command's answer, not the interpreter's start)."""
+
+    def run(*args: str) -> Ran:
+        code, output, _ = run_assistant(
+            warm_starter, ["ctl", *args], env=dict(os.environ), timeout=60
+        )
+        return Ran(code, output)
+
+    return run
 
 
 def frames(client) -> int:
@@ -47,7 +59,7 @@ def frames(client) -> int:
 
 
 @pytest.mark.slow
-def test_full_control_cycle(service: ServiceProcess, tiny_checkpoint) -> None:
+def test_full_control_cycle(service: ServiceProcess, tiny_checkpoint, ctl) -> None:
     c = service.client
     status = wait_for(lambda: c.status()["model"] and c.status(), what="the preloaded model")
     assert status["state"] == "idle" and status["model"]["quantization"] == "bf16"
@@ -66,7 +78,7 @@ def test_full_control_cycle(service: ServiceProcess, tiny_checkpoint) -> None:
 
     # The live stream, as `ctl watch` sees it.
     watch = ctl("watch", "--count", "2")
-    assert watch.returncode == 0 and watch.stdout.count("step p50") == 2, watch.stdout
+    assert watch.returncode == 0 and watch.output.count("step p50") == 2, watch.output
 
     assert ctl("stop").returncode == 0
     wait_for(lambda: c.status()["state"] == "idle", what="idle after stop")
@@ -76,7 +88,7 @@ def test_full_control_cycle(service: ServiceProcess, tiny_checkpoint) -> None:
 
     # Switch to another checkpoint: the model reloads, and the next conversation uses it.
     switched = ctl("switch", "--checkpoint", str(tiny_checkpoint("q8")))
-    assert switched.returncode == 0, switched.stderr
+    assert switched.returncode == 0, switched.output
     status = wait_for(
         lambda: (s := c.status())["model"] and s["model"]["quantization"] == "q8" and s,
         what="the q8 model",
@@ -104,7 +116,7 @@ def long_talk(tiny_checkpoint, tmp_path: Path):
 
 @pytest.mark.slow
 def test_switch_while_talking_restarts_and_bad_switch_harms_nothing(
-    long_talk: ServiceProcess, tiny_checkpoint, tmp_path: Path
+    long_talk: ServiceProcess, tiny_checkpoint, tmp_path: Path, ctl
 ) -> None:
     c = long_talk.client
     wait_for(lambda: c.status()["model"], what="model")
@@ -116,8 +128,8 @@ def test_switch_while_talking_restarts_and_bad_switch_harms_nothing(
         c.switch(checkpoint=str(tmp_path / "nowhere"))
     assert refused.value.status == 422
     missing = ctl("switch", "--checkpoint", str(tmp_path / "nowhere"))
-    assert missing.returncode == 1 and "cannot switch" in missing.stderr
-    assert missing.stderr.count("\n") == 1  # one line, no traceback
+    assert missing.returncode == 1 and "cannot switch" in missing.output
+    assert missing.output.count("\n") == 1  # one line, no traceback
     count = frames(c)
     wait_for(lambda: frames(c) > count + 3, what="frames after the refusal")
     assert c.status()["state"] in ("listening", "speaking")
@@ -229,15 +241,17 @@ def test_model_failure_is_reported(tmp_path: Path, tiny_checkpoint) -> None:
         svc.close()
 
 
-def test_one_instance_and_a_taken_port(service: ServiceProcess) -> None:
-    second = subprocess.run(
-        [sys.executable, "-m", "assistant", "serve", "--port", "0", "--no-preload"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert second.returncode == 1
-    assert "already running" in second.stderr and str(service.proc.pid) in second.stderr
+def test_one_instance_and_a_taken_port(
+    service: ServiceProcess, warm_starter: WarmStarter | None
+) -> None:
+    def serve(port: int) -> tuple[int | None, str]:
+        args = ["serve", "--port", str(port), "--no-preload"]
+        code, output, _ = run_assistant(warm_starter, args, env=dict(os.environ), timeout=60)
+        return code, output
+
+    code, output = serve(0)
+    assert code == 1
+    assert "already running" in output and str(service.proc.pid) in output
     assert service.client.status()["state"] in ("idle", "loading")  # the first one unharmed
 
     service.close()
@@ -245,19 +259,14 @@ def test_one_instance_and_a_taken_port(service: ServiceProcess) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = subprocess.run(
-            [sys.executable, "-m", "assistant", "serve", "--port", str(port), "--no-preload"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert busy.returncode == 1 and f"port {port}" in busy.stderr and "in use" in busy.stderr
+        code, output = serve(port)
+    assert code == 1 and f"port {port}" in output and "in use" in output
 
 
-def test_ctl_without_a_service() -> None:
+def test_ctl_without_a_service(ctl) -> None:
     result = ctl("status")
     assert result.returncode == 1
-    assert "not running" in result.stderr and "assistant serve" in result.stderr
+    assert "not running" in result.output and "assistant serve" in result.output
 
 
 # --- security ------------------------------------------------------------------------------------

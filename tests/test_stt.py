@@ -29,6 +29,7 @@ from assistant.errors import (
     UsageError,
 )
 from assistant.frames import FRAME_SAMPLES, SAMPLE_RATE
+from assistant.history import recognizer
 from assistant.stt import SpeechToText, TranscriptionStopped, Word, find_stt_checkpoint
 from assistant.stt.words import words_from_tokens
 from tests.support.helpers import write_sparse
@@ -445,6 +446,7 @@ def test_find_nothing_there(tmp_path: Path) -> None:
 def test_find_in_the_hub_cache(stt_folder: Path, isolated_hub: Path) -> None:
     """The cache's layout (models--kyutai--stt-1b-en_fr-mlx/snapshots/REV/...) is found."""
     repo = isolated_hub / "models--kyutai--stt-1b-en_fr-mlx"
+    assert not recognizer.available()  # (what each conversation asks as it ends)
     snapshot = repo / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
@@ -452,6 +454,7 @@ def test_find_in_the_hub_cache(stt_folder: Path, isolated_hub: Path) -> None:
     for name in STT_PRESET.files:
         os.link(stt_folder / name, snapshot / name)
     assert find_stt_checkpoint(None) == snapshot
+    assert recognizer.available()
     assert download_stt() == snapshot  # complete: nothing to fetch, even offline
 
 

@@ -59,13 +59,13 @@ def test_dashboard_page_updates_live(tiny_checkpoint, tmp_path: Path) -> None:
 
             # Everything came from the service itself: no request left this machine.
             assert requested and all(u.startswith(base) for u in requested), requested
-        png = shot.read_bytes()
-        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-        # Without the token, the page says how to open it and the API stays closed.
-        with launch() as browser:
-            page = browser.new_page()
+            # Without the token, the page says how to open it and the API stays closed. (A
+            # context of its own: nothing the first page stored, as in a fresh browser.)
+            page = browser.new_context().new_page()
             page.goto(base + "/")
             wait_for(lambda: text(page, "#state") == "no token", what="the no-token notice")
             assert "assistant ctl open" in page.text_content("#error")
+        png = shot.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     finally:
         svc.close()

@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 
 from ..errors import CheckpointError, DownloadError, InsufficientDiskError, MissingFilesError
 from .catalogue import Preset
+from .hub_cache import cache_dir, repo_folder
 from .safetensors_reader import SafetensorsHeader, TensorInfo
 
 T = TypeVar("T")
@@ -34,16 +35,16 @@ T = TypeVar("T")
 DISK_MARGIN_BYTES = 512 * 1024 * 1024
 
 
-def cache_dir() -> Path:
-    return Path(constants.HF_HUB_CACHE)
-
-
 def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
 def cached_files(p: Preset) -> dict[str, Path | None]:
     """Each file of the preset in the local hub cache, or None. Never touches the network."""
+    # Without the repo's folder nothing of it is cached: the hub's lookup (its first call
+    # imports ~0.06 s of CPU of modules) is not needed to say so.
+    if not repo_folder(p.repo_id).is_dir():
+        return dict.fromkeys(p.files)
     found: dict[str, Path | None] = {}
     for name in p.files:
         hit = huggingface_hub.try_to_load_from_cache(p.repo_id, name, cache_dir=cache_dir())

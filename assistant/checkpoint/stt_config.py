@@ -358,6 +358,7 @@ def _shown(value: object) -> str:
 
 # --- presets -------------------------------------------------------------------------------
 
+STT_REPO = "kyutai/stt-1b-en_fr-mlx"  # where it is published (the hub)
 STT_MIMI_FILE = "mimi-pytorch-e351c8d8@125.safetensors"
 STT_TOKENIZER_FILE = "tokenizer_en_fr_audio_8000.model"
 

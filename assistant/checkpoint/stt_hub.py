@@ -19,13 +19,13 @@ from .stt_config import (
     DEFAULT_MODEL_NAME,
     STT_1B_EN_FR,
     STT_MIMI_FILE,
+    STT_REPO,
     STT_TOKENIZER_FILE,
     SttConfig,
 )
 from .stt_layout import stt_layout_problems, stt_tensors
 
 STT_NAME = "stt-1b-en_fr"
-STT_REPO = "kyutai/stt-1b-en_fr-mlx"
 MAKE_COMMAND = "assistant make-checkpoint PATH --kind stt"
 
 

@@ -60,7 +60,7 @@ def bench(
     ] = 10,
     input_wav: Annotated[
         Path | None,
-        typer.Option("--input", help="The user's speech (default: the demo's sentence)."),
+        typer.Option("--input", help="The user's speech (default: the sample's sentence, spoken)."),
     ] = None,
     seed: Annotated[
         int,
@@ -107,7 +107,7 @@ def bench(
     from ..bench.tables import headline, render
     from ..bench.variants import requests_for
     from ..voice.sampling import SamplingConfig
-    from .demo import user_speech
+    from .demo import SAMPLE_TEXT, user_speech
 
     requests = requests_for(
         voice=voice,
@@ -123,7 +123,7 @@ def bench(
         check_memory=not skip_memory_check,
     )
     # Read the speech first: an unreadable --input fails before anything is loaded.
-    pcm, source = user_speech(None, input_wav)
+    pcm, source = user_speech(None, input_wav, SAMPLE_TEXT)
     with console.status("Starting ...") as status:
         outcome = run_bench(
             requests,
