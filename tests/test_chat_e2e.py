@@ -64,8 +64,8 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
         home,
         "--checkpoint",
         str(tiny_checkpoint("bf16")),
-        "--duration",  # the speech is played at "Listening" and lasts 2.8 s
-        "8",
+        "--duration",
+        "10",
         "--no-aec",
         "--max-delay-ms",
         "500",
