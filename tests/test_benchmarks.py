@@ -49,10 +49,13 @@ def test_bench_engine_with_its_baselines(tmp_path: Path, tiny_checkpoint) -> Non
     assert f"Checkpoint {checkpoint}" in out, out
 
 
-def test_bench_value_checks(tmp_path: Path, synthetic_cache: Path) -> None:
+def test_bench_value_checks(tmp_path: Path, synthetic_cache: Path, tiny_checkpoint) -> None:
+    """The run's tiny checkpoints stand in for the ones it would make (make-checkpoint has
+    tests of its own)."""
     out = run_benchmark(
         "bench_value_checks",
         *("--repeat", "1", "--mib", "16", "--cache", str(synthetic_cache)),
+        *("--q4", str(tiny_checkpoint("q4")), "--bf16", str(tiny_checkpoint("bf16"))),
         home=tmp_path,
     )
     assert "Mimi codec file: 385 MB" in out and "Full-size moshiko" in out, out
