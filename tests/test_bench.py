@@ -123,7 +123,7 @@ def full_run(
     return FullRun(folders, labels, out, result.exit_code, result.output)
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~30 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
 def test_q4_q8_bf16_all_outputs(full_run: FullRun) -> None:
     assert full_run.exit_code == 0, full_run.output
     out, labels, folders = full_run.out, full_run.labels, full_run.folders
@@ -208,7 +208,7 @@ def test_q4_q8_bf16_all_outputs(full_run: FullRun) -> None:
         assert width >= 600 and height >= 300
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~30 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
 def test_fidelity_follows_precision_and_a_copy_of_the_reference_matches_it(
     full_run: FullRun,
 ) -> None:
@@ -398,7 +398,7 @@ def test_a_missing_input_file_is_an_audio_error(tiny_checkpoint, tmp_path: Path)
     assert "no such audio file" in str(result.exception)
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~30 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
 def test_the_bench_listens_to_each_variant_and_says_random_weights_make_it_meaningless(
     full_run: FullRun,
 ) -> None:
