@@ -1,6 +1,6 @@
 """What refusing NaN and infinite weights costs at load time, measured side by side.
 
-    python -m benchmarks.bench_value_checks [--repeat 3]
+    python -m benchmarks.bench_value_checks [--repeat 3] [--q4 DIR --bf16 DIR]
 
 - the Mimi codec: its file read a chunk at a time and checked with numpy (the 385 MB synthetic
   Mimi, from the page cache and, on Linux, evicted from it first), against rustymimi's own load;
@@ -116,11 +116,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mib", type=int, default=1024, help="bf16 data for the throughput")
     parser.add_argument("--cache", type=Path, help="a make_checkpoint cache (its Mimi is reused)")
+    parser.add_argument("--q4", type=Path, help="a tiny q4 checkpoint already made")
+    parser.add_argument("--bf16", type=Path, help="a tiny bf16 checkpoint already made")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp) / "cache"
+        given = {"q4": args.q4, "bf16": args.bf16}
         folders = {
-            q: make_checkpoint(
+            q: given[q]
+            or make_checkpoint(
                 Path(tmp) / q, config_name="tiny", quant=parse_quant(q), cache_dir=cache
             ).folder
             for q in ("q4", "bf16")

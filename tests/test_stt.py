@@ -266,6 +266,12 @@ def test_encoder_rolls_over_to_a_warmed_up_instance(stt_folder: Path) -> None:
     assert all(
         c.shape == (32,) and c.dtype == np.int32 and 0 <= c.min() <= c.max() < 2048 for c in codes
     )
+    # Several frames per call (a whole recording's way), across the same roll-overs: the same.
+    blocks = FrameEncoder(stt_folder / STT_TINY.mimi_name, 32, rollover_after=6, warmup_frames=2)
+    frames = audio[: 14 * FRAME_SAMPLES].reshape(14, FRAME_SAMPLES)
+    together = np.concatenate([blocks.encode_frames(frames[:3]), blocks.encode_frames(frames[3:])])
+    assert blocks.rollovers == 2 and together.dtype == np.int32
+    assert np.array_equal(together, np.stack(codes))
 
 
 def test_truncated_model_is_one_line(stt_folder: Path, tmp_path: Path) -> None:
