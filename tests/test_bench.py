@@ -40,7 +40,10 @@ from tests.support.helpers import save_tiny_model
 
 _register()
 runner = CliRunner()
-STEPS, WARMUP = 6, 2
+# 8 measured steps: q8's text tokens agree with bf16's on 70-100 % of them whatever the seed
+# (with 6, one seed fell to 5 of 8 against the 50 % bound; this test's seed is fixed, but the
+# margin should not hang on it).
+STEPS, WARMUP = 8, 2
 # Where a test's claim is about what a run does with a failure, not about its figures, the
 # fewest steps that still decode audio (the v0.1 delays hold the audio back one step).
 FEW_STEPS, FEW_WARMUP = 2, 1
@@ -48,8 +51,8 @@ FEW_STEPS, FEW_WARMUP = 2, 1
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Half a second of the bundled sample: 7 frames (the last one padded), so 8 steps loop
-    it."""
+    """Half a second of the bundled sample: 7 frames (the last one padded), so the 10 steps
+    loop it."""
     pcm = read_audio(Path(__file__).parents[1] / "assistant" / "data" / "hello.wav")
     return write_wav(tmp_path_factory.mktemp("speech") / "speech.wav", pcm[: SAMPLE_RATE // 2])
 
@@ -123,7 +126,7 @@ def full_run(
     return FullRun(folders, labels, out, result.exit_code, result.output)
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~17 s of CPU)
 def test_q4_q8_bf16_all_outputs(full_run: FullRun) -> None:
     assert full_run.exit_code == 0, full_run.output
     out, labels, folders = full_run.out, full_run.labels, full_run.folders
@@ -208,7 +211,7 @@ def test_q4_q8_bf16_all_outputs(full_run: FullRun) -> None:
         assert width >= 600 and height >= 300
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~17 s of CPU)
 def test_fidelity_follows_precision_and_a_copy_of_the_reference_matches_it(
     full_run: FullRun,
 ) -> None:
@@ -398,7 +401,7 @@ def test_a_missing_input_file_is_an_audio_error(tiny_checkpoint, tmp_path: Path)
     assert "no such audio file" in str(result.exception)
 
 
-@pytest.mark.slow  # (the module's one whole bench run, ~16 s of CPU)
+@pytest.mark.slow  # (the module's one whole bench run, ~17 s of CPU)
 def test_the_bench_listens_to_each_variant_and_says_random_weights_make_it_meaningless(
     full_run: FullRun,
 ) -> None:
