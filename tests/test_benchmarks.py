@@ -78,6 +78,7 @@ def test_broken_checkpoints(tmp_path: Path, tiny_checkpoint) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.realtime  # plays speech through PulseAudio and times the echo
 @pytest.mark.skipif(
     sys.platform != "linux" or shutil.which("pulseaudio") is None,
     reason="starts PulseAudio servers of its own (Linux, scripts/setup.sh installs it)",
