@@ -23,11 +23,10 @@ from pathlib import Path
 
 from assistant.checkpoint.config import MOSHIKO_V0_1
 from assistant.checkpoint.layout import Q4
-from assistant.checkpoint.safetensors_writer import write_safetensors
 from assistant.checkpoint.stt_config import STT_CONFIGS
-from assistant.checkpoint.stt_layout import stt_tensors
-from assistant.checkpoint.synthetic.lm import LmTensorSource, write_lm
+from assistant.checkpoint.synthetic.lm import write_lm
 from assistant.checkpoint.synthetic.mimi import write_mimi
+from assistant.checkpoint.synthetic.stt import write_stt_model
 
 
 def _cpu() -> float:
@@ -35,14 +34,9 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-def _stt(path: Path) -> None:
-    specs = list(stt_tensors(STT_CONFIGS["stt-1b-en_fr"]).values())
-    write_safetensors(path, specs, LmTensorSource(None, 0))
-
-
 WRITERS: dict[str, Callable[[Path], object]] = {
     "mimi": lambda p: write_mimi(p),
-    "stt": _stt,
+    "stt": lambda p: write_stt_model(p, STT_CONFIGS["stt-1b-en_fr"]),
     "q4": lambda p: write_lm(p, MOSHIKO_V0_1, Q4),
     "bf16": lambda p: write_lm(p, dataclasses.replace(MOSHIKO_V0_1, num_layers=2), None),
 }

@@ -61,6 +61,14 @@ def test_bench_value_checks(tmp_path: Path, synthetic_cache: Path, tiny_checkpoi
     assert "Mimi codec file: 385 MB" in out and "Full-size moshiko" in out, out
 
 
+def test_bench_synthetic(tmp_path: Path) -> None:
+    out = run_benchmark(
+        "bench_synthetic", "--only", "mimi", "--folder", str(tmp_path), home=tmp_path
+    )
+    assert "mimi" in out and "CPU-s" in out, out
+    assert list(tmp_path.glob("**/*.safetensors")) == []  # each file deleted once measured
+
+
 def test_bench_service(tmp_path: Path) -> None:
     out = run_benchmark(
         "bench_service", "--count", "10", "--timeout", "5", "--hold", "1", home=tmp_path

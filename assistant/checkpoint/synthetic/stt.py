@@ -61,6 +61,14 @@ def stt_model_size(config: SttConfig) -> int:
     return planned_size(list(stt_tensors(config).values()), "published")
 
 
+def write_stt_model(
+    path: str | Path, config: SttConfig, seed: int = 0, progress: Progress | None = None
+) -> Path:
+    """Write the random-weight model file of `config` (the published layout)."""
+    specs = list(stt_tensors(config).values())
+    return write_safetensors(path, specs, LmTensorSource(None, seed), progress=progress).path
+
+
 def make_stt_checkpoint(
     folder: str | Path,
     *,
@@ -92,13 +100,9 @@ def _write(
 
     jobs: list[Job] = []
     model = folder / config.moshi_name
-    specs = list(stt_tensors(config).values())
     size = stt_model_size(config)
     if stale(model, size):
-        source = LmTensorSource(None, seed)
-        jobs.append(
-            Job(model, size, lambda p, cb: write_safetensors(p, specs, source, progress=cb))
-        )
+        jobs.append(Job(model, size, lambda p, cb: write_stt_model(p, config, seed, cb)))
     mimi = folder / config.mimi_name
     cached = None if cache_dir is None else cached_mimi_path(cache_dir, seed)
     mimi_size = mimi_file_size(PUBLISHED_CODEBOOKS)
