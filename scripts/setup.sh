@@ -72,11 +72,13 @@ install_with_uv() {
     ((compile)) && flags+=(--compile-bytecode)
     .venv/bin/uv pip install "${flags[@]}" -e "$target"
 }
+pip_install=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 install_with_pip() {
-    local flags=(-q --disable-pip-version-check)
-    ((compile)) || flags+=(--no-compile)
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install "${flags[@]}" -e "$target"
+    local no_compile=()
+    ((compile)) || no_compile=(--no-compile)
+    "${pip_install[@]}" --upgrade pip
+    # (${a[@]+"${a[@]}"}: an empty array is "unbound" to macOS's bash 3.2 under set -u)
+    "${pip_install[@]}" ${no_compile[@]+"${no_compile[@]}"} -e "$target"
 }
 if [[ ! -x .venv/bin/assistant || ! -f "$stamp" || "$(<"$stamp")" != "$want" ]]; then
     rm -f "$stamp"
@@ -84,7 +86,7 @@ if [[ ! -x .venv/bin/assistant || ! -f "$stamp" || "$(<"$stamp")" != "$want" ]];
     # pip (a wheel for every platform the assistant runs on). pip does the install where uv
     # can't be had, or can't install (a package index only pip is set up for, pip.conf).
     if [[ ! -x .venv/bin/uv ]]; then
-        .venv/bin/python -m pip install -q --disable-pip-version-check uv >/dev/null 2>&1 || true
+        "${pip_install[@]}" uv >/dev/null 2>&1 || true
     fi
     if [[ ! -x .venv/bin/uv ]]; then
         echo "(uv could not be installed: installing with pip, which takes longer)"
