@@ -93,7 +93,10 @@ def test_small_blocks_carry_speech_intact(
     pulse: PulseAudio, speech: Path, tmp_path: Path, profile: str
 ) -> None:
     r = run_loop(pulse, speech, tmp_path, profile=profile, step_s=0.0)
-    corr = piecewise_match(r["heard"], read_audio(speech))
+    # Half a second at a time: a burst of input after a stall is a lasting excess the playout
+    # trims (playout_drops), which spoils the piece it falls in, not the median. (With 1 s
+    # pieces, two trims of 220 ms in all once took it to 0.888.)
+    corr = piecewise_match(r["heard"], read_audio(speech), seconds=0.5)
     c = r["counters"]
     print(f"\n{profile}: played speech correlates {corr:.3f} with the input; {c}")
     assert corr > 0.9, (corr, c)
