@@ -8,9 +8,10 @@ three worker threads, the lag control, the playout cushion.
   speaker, reaches the microphone (through the air, or a loopback), travels the input path
   and arrives back at the model. That round trip is timed with one clock at one place (the
   model stage), so it does not depend on any figure the loop computes; it is reported next to
-  the loop's own mic-to-speaker figure. Their difference is the path outside the computer
-  (speaker to microphone): a few milliseconds through the air, more through a loopback, and
-  far more when the loop's own figure is wrong.
+  the loop's own mic-to-speaker figure. Their difference, click by click against the loop's
+  figure for the frame that carried the click out (the delay moves when the playout cushion
+  adapts), is the path outside the computer (speaker to microphone): a few milliseconds
+  through the air, more through a loopback, and far more when the loop's own figure is wrong.
 - passthrough: the microphone is played back, so you hear yourself delayed by the path.
 """
 
@@ -20,7 +21,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from ..audio.clicks import CLICK_SAMPLES, click, find_clicks
 from ..audio.interface import AudioIO
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from ..telemetry.metrics import MetricsCollector
+from ..telemetry.records import FrameRecord
 from .lag import LagPolicy
 from .loop import ConversationLoop, LoopEvents
 from .passthrough import PassthroughCodec, PassthroughEngine
@@ -38,6 +40,9 @@ class ClickTrip:
     sent_step: int
     round_trip_ms: float  # click leaves the model -> the same click arrives back at the model
     phase_ms: float  # where in its input frame it arrived (later in the frame: shorter wait)
+    # The loop's own mic-to-speaker figure for the frame that carried the click out (known
+    # once that frame was heard; None if it never was)
+    loop_delay_ms: float | None = None
 
     @property
     def aligned_ms(self) -> float:
@@ -65,7 +70,13 @@ class LatencyReport:
 
     @property
     def outside_ms(self) -> float | None:
-        """What the loop's own figure does not cover: speaker to microphone."""
+        """What the loop's own figure does not cover: speaker to microphone. The median, over
+        the clicks, of each one's round trip less the loop's figure for its frame: when the
+        loop's delay moves during the run (the playout cushion adapting after a stall), the
+        medians of the two over the whole run describe different moments."""
+        paired = [t.aligned_ms - t.loop_delay_ms for t in self.trips if t.loop_delay_ms is not None]
+        if paired:
+            return _median(paired)
         trip = self.round_trip_p50_ms
         if trip is None or self.loop_delay_p50_ms is None:
             return None
@@ -139,12 +150,18 @@ def run_latency_check(
     probe = None if passthrough else ClickProbe(every_s, on_trip)
     engine = PassthroughEngine(probe)
     metrics = MetricsCollector()
+    frame_delays: dict[int, float] = {}  # model step -> the loop's mic-to-speaker figure, ms
+
+    def on_frame(record: FrameRecord) -> None:
+        if record.model_step is not None and record.delay_ms is not None:
+            frame_delays[record.model_step] = record.delay_ms
+
     loop = ConversationLoop(
         audio,
         PassthroughCodec(),
         engine,
         policy=LagPolicy(max_delay_ms=max_delay_ms),
-        events=LoopEvents(on_warning=on_warning),
+        events=LoopEvents(on_frame=on_frame, on_warning=on_warning),
         metrics=metrics,
     )
     if stop is not None:
@@ -164,7 +181,9 @@ def run_latency_check(
         blocks_ms=blocks_ms or {},
         device_latency_ms={"input": lat.input_s * 1000.0, "output": lat.output_s * 1000.0},
         seconds=time.monotonic() - t0,
-        trips=list(probe.trips) if probe else [],
+        trips=[replace(t, loop_delay_ms=frame_delays.get(t.sent_step)) for t in probe.trips]
+        if probe
+        else [],
         clicks_sent=len(probe.sent) if probe else 0,
         loop_delay_p50_ms=delay.p50 if delay.count else None,
         loop_delay_p95_ms=delay.p95 if delay.count else None,
