@@ -88,6 +88,10 @@ def test_a_loop_three_times_too_slow_is_heard_with_gaps_never_silence(
     assert share >= 0.1  # the target is 20% on an idle machine (benchmark)
 
 
+# The "low" profile keeps almost no cushion: beside the parallel tests it failed 1 fresh-clone
+# run in 6 with seconds' worth of underruns and trims (0.721), more than a tolerance should
+# absorb. One rerun, reported with its reason, as the other real-device tests have.
+@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("profile", ["low", "balanced"])
 def test_small_blocks_carry_speech_intact(
     pulse: PulseAudio, speech: Path, tmp_path: Path, profile: str
