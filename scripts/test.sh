@@ -12,7 +12,8 @@ ASSISTANT_TEST_SHARED="$(mktemp -d "${TMPDIR:-/tmp}/assistant-tests.XXXXXX")"
 export ASSISTANT_TEST_SHARED
 realtime_log="$ASSISTANT_TEST_SHARED.realtime.log" lint_log="$ASSISTANT_TEST_SHARED.lint.log"
 on_exit=('rm -rf "$ASSISTANT_TEST_SHARED" "$realtime_log" "$lint_log"')
-trap 'for step in "${on_exit[@]}"; do eval "$step"; done' EXIT
+# (undone last first: the tests are stopped before their sound server and files go)
+trap 'for ((i = ${#on_exit[@]} - 1; i >= 0; i--)); do eval "${on_exit[i]}"; done' EXIT
 # Where the environment says not to write compiled modules (PYTHONDONTWRITEBYTECODE, set on some
 # machines and CI images), each of the ~1,000 Python processes a run starts would compile the
 # assistant (and pytest its rewritten tests) again: 0.1-0.2 s, 2.5 s for a pytest process. They
@@ -60,22 +61,31 @@ lint() {
         .venv/bin/ruff format --check assistant tests scripts benchmarks &&
         .venv/bin/mypy # settings and strictness: [tool.mypy] in pyproject.toml
 }
-# The lowest priority there is: nice 19, and on Linux the idle class (the CPU only when no other
-# process wants it).
-lowest=(nice -n 19)
-if chrt --idle 0 true 2>/dev/null; then lowest=(chrt --idle 0 nice -n 19); fi
+# The lowest priority there is (nice 19, on Linux the idle class), each in a session of its own
+# (scripts/lowest_priority.py: why), so signalled as a whole (kill -- -PID), as Ctrl-C would.
+lowest=(.venv/bin/python scripts/lowest_priority.py)
+stop_group() {  # stop_group SIGNAL PID: the session a `lowest` step runs in (if still running)
+    [[ -n "$2" ]] || return 0
+    kill -"$1" -- -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null || return 0
+    wait "$2" 2>/dev/null || true
+}
 "${lowest[@]}" bash -c "$(declare -f lint); lint" >"$lint_log" 2>&1 &
 lint_pid=$!
-on_exit+=('kill "$lint_pid" 2>/dev/null && wait "$lint_pid" 2>/dev/null || true')
+on_exit+=('stop_group TERM "$lint_pid"')
 parallel=()
 # (in the order collected: conftest.py puts the files with slow cases first)
 ((workers > 1)) && parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 rc=0
 # (${a[@]+"${a[@]}"}: an empty array is "unbound" to macOS's bash 3.2 under set -u)
-"${lowest[@]}" .venv/bin/python -m pytest -m "not realtime" ${parallel[@]+"${parallel[@]}"} "$@" || rc=$?
+"${lowest[@]}" .venv/bin/python -m pytest -m "not realtime" ${parallel[@]+"${parallel[@]}"} "$@" &
+tests_pid=$!
+on_exit+=('stop_group INT "$tests_pid"')
+wait "$tests_pid" || rc=$?
+tests_pid=""
 counted "$rc"
 rc=0
 wait "$lint_pid" || rc=$?
+lint_pid=""
 echo "--- lint (ruff, mypy: run beside the tests) ---"
 cat "$lint_log"
 ((rc == 0)) || status=$rc
