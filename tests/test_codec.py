@@ -734,7 +734,9 @@ def test_the_memory_figure_counts_the_shared_weights_once(mimi_file):
         own = me.memory_info().rss + server.memory_info().rss
         total = tree_rss(me)
     assert min(workers) > 100 * mib  # each maps the weights...
-    assert own - 32 * mib <= total <= own + 64 * mib, (total, own, workers)  # ...counted once
+    # ...counted once: a worker counted whole would add its RSS. Beyond `own`, only what each
+    # worker holds of its own (33 MiB each in a loaded run: 64 MiB in all was too tight).
+    assert own - 32 * mib <= total < own + min(workers) // 2, (total, own, workers)
 
 
 def test_a_worker_killed_before_it_is_forked_ends_once_forked(mimi_file):
