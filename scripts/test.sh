@@ -48,27 +48,34 @@ counted() {  # the exit code of a finished step, counted
     local rc=$1
     if ((rc == 5)); then empty=$((empty + 1)); elif ((rc != 0)); then status=$rc; fi
 }
-# (A job started with & ignores Ctrl-C in a script; this one is given it back, so that a Ctrl-C,
-# or the exit trap's, ends it through pytest's own teardown: its sound server stopped too.)
+# Each step runs in a session of its own, stopped on the way out by the exit trap: a Ctrl-C
+# reaches it once, from there. (From the terminal too, a second one would cut its teardown short:
+# a sound server it was starting left running.)
+stop_group() {  # stop_group SIGNAL PID: a step's session (if still running), then wait for it
+    [[ -n "$2" ]] || return 0
+    kill -"$1" -- -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null || return 0
+    wait "$2" 2>/dev/null || true
+}
+# (A job started with & ignores Ctrl-C in a script; this one is given it back, so that the exit
+# trap's ends it through pytest's own teardown: its sound server stopped too.)
 .venv/bin/python -c 'import os, signal, sys
+try:
+    os.setsid()
+except OSError:  # already a process group leader
+    pass
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' \
     -m realtime "$@" >"$realtime_log" 2>&1 &
 realtime_pid=$!
-on_exit+=('kill -INT "$realtime_pid" 2>/dev/null && wait "$realtime_pid" 2>/dev/null || true')
+on_exit+=('stop_group INT "$realtime_pid"')
 lint() {
     .venv/bin/ruff check assistant tests scripts benchmarks &&
         .venv/bin/ruff format --check assistant tests scripts benchmarks &&
         .venv/bin/mypy # settings and strictness: [tool.mypy] in pyproject.toml
 }
-# The lowest priority there is (nice 19, on Linux the idle class), each in a session of its own
-# (scripts/lowest_priority.py: why), so signalled as a whole (kill -- -PID), as Ctrl-C would.
+# The lowest priority there is: nice 19, on Linux the idle class, and a session of its own whose
+# autogroup is niced too (scripts/lowest_priority.py: why).
 lowest=(.venv/bin/python scripts/lowest_priority.py)
-stop_group() {  # stop_group SIGNAL PID: the session a `lowest` step runs in (if still running)
-    [[ -n "$2" ]] || return 0
-    kill -"$1" -- -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null || return 0
-    wait "$2" 2>/dev/null || true
-}
 "${lowest[@]}" bash -c "$(declare -f lint); lint" >"$lint_log" 2>&1 &
 lint_pid=$!
 on_exit+=('stop_group TERM "$lint_pid"')
@@ -91,6 +98,7 @@ cat "$lint_log"
 ((rc == 0)) || status=$rc
 rc=0
 wait "$realtime_pid" || rc=$?
+realtime_pid=""
 echo "--- real-time tests (run beside the others, at normal priority) ---"
 cat "$realtime_log"
 counted "$rc"
