@@ -107,6 +107,11 @@ def remove(group: Path) -> None:
     print(f"lowest_priority.py: could not remove {group}", file=sys.stderr)
 
 
+def cannot_run(command: str, error: OSError) -> int:
+    print(f"lowest_priority.py: cannot run {command}: {error.strerror}", file=sys.stderr)
+    return 127  # as a shell's "command not found"
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print("usage: lowest_priority.py COMMAND [ARG...]", file=sys.stderr)
@@ -118,8 +123,7 @@ def main(argv: list[str]) -> int:
         try:
             os.execvp(argv[0], argv)
         except OSError as e:
-            print(f"lowest_priority.py: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
-            return 127
+            return cannot_run(argv[0], e)
     # Stay to remove the group: signals to the process group are the command's to act on
     # (a handler here, unlike an ignored signal, is not inherited by the command).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -128,8 +132,7 @@ def main(argv: list[str]) -> int:
         try:
             command = subprocess.Popen(argv)
         except OSError as e:
-            print(f"lowest_priority.py: cannot run {argv[0]}: {e.strerror}", file=sys.stderr)
-            return 127
+            return cannot_run(argv[0], e)
         code = command.wait()
     finally:
         remove(group)

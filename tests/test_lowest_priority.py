@@ -47,8 +47,12 @@ def launch(
         text=True,
         timeout=60,
         preexec_fn=os.setpgrp if group_leader else None,
-        env=os.environ | ({} if cgroup else {"LOWEST_PRIORITY_CGROUP": "off"}),
+        env=launcher_env(cgroup),
     )
+
+
+def launcher_env(cgroup: bool) -> dict[str, str]:
+    return os.environ | ({} if cgroup else {"LOWEST_PRIORITY_CGROUP": "off"})
 
 
 def autogroup() -> list[str] | None:
@@ -114,10 +118,10 @@ def test_exit_status_and_a_missing_command(cgroup: bool) -> None:
 def test_ctrl_c_to_its_group_reaches_a_command_started_with_it_ignored(cgroup: bool) -> None:
     """As scripts/test.sh starts it: a background job, SIGINT ignored; its exit trap sends
     SIGINT to the whole group. The launcher ends as the command did."""
-    waiting = "import time; print('ready', flush=True); time.sleep(60)"
+    waiting = "import signal; print('ready', flush=True); signal.pause()"
     process = subprocess.Popen(
         [sys.executable, str(LAUNCHER), sys.executable, "-c", waiting],
-        env=os.environ | ({} if cgroup else {"LOWEST_PRIORITY_CGROUP": "off"}),
+        env=launcher_env(cgroup),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
