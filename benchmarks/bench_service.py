@@ -33,6 +33,7 @@ from tests.support.http_storm import (
     exchange,
     quit_bytes,
     request_bytes,
+    storm_from_a_process,
     unexpected,
 )
 
@@ -105,13 +106,13 @@ def storm(svc: Service, kinds: list[str], count: int, timeout: float) -> dict:
     sampler = threading.Thread(target=count_threads, daemon=True)
     for thread in (counter, probe, sampler):
         thread.start()
-    args = ["--port", str(svc.port), "--token", svc.token, "--count", str(count)]
-    args += ["--kinds", ",".join(kinds), "--timeout", str(timeout)]
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.http_storm", *args],
-        capture_output=True,
-        text=True,
+    report = storm_from_a_process(
+        svc.port,
+        svc.token,
+        kinds,
+        count,
+        timeout,
         cwd=HERE,
         env=os.environ | {"PYTHONPATH": str(HERE)},
     )
@@ -119,7 +120,6 @@ def storm(svc: Service, kinds: list[str], count: int, timeout: float) -> dict:
     answers, samples = probe.stop(), counter.stop()
     done.set()
     sampler.join()
-    report = json.loads(result.stdout)
     seconds = [a.seconds for a in answers]
     answered = [a for a in answers if a.result == 200]
     return {

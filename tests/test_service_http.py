@@ -29,6 +29,7 @@ from tests.support.http_storm import (
     exchange,
     quit_bytes,
     request_bytes,
+    storm_from_a_process,
     unexpected,
 )
 from tests.support.service_harness import ServiceProcess, wait_for
@@ -52,17 +53,7 @@ def service():
 def run_storm(svc: ServiceProcess, kinds: list[str], count: int) -> dict:
     """The storm from its own process (its threads do not slow the probe's clock)."""
     info = svc.client.info
-    # --token=...: a token may start with "-" (URL-safe base64), which argparse would take for
-    # an option if it came as its own argument.
-    args = ["--port", str(info.port), f"--token={info.token}", "--count", str(count)]
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.http_storm", *args, "--kinds", ",".join(kinds)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return storm_from_a_process(info.port, info.token, kinds, count, limit_s=120)
 
 
 def test_each_malformed_request_gets_its_answer(service: ServiceProcess) -> None:

@@ -14,6 +14,7 @@ import argparse
 import json
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -209,6 +211,37 @@ def storm(port: int, token: str, kinds: list[str], count: int, timeout: float) -
             outcomes[kind][outcome.result] += 1
             seconds[kind].append(outcome.seconds)
     return StormReport(dict(outcomes), dict(seconds))
+
+
+def storm_from_a_process(
+    port: int,
+    token: str,
+    kinds: list[str],
+    count: int,
+    timeout: float = 30.0,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    limit_s: float | None = None,
+) -> dict:
+    """`storm` run by `python -m tests.support.http_storm` (its threads do not slow the
+    caller's clocks): its report; RuntimeError with the process's own message if it fails."""
+    # --token=...: a token may start with "-" (URL-safe base64), which argparse would take for
+    # an option if it came as its own argument (and the storm would end at once, exit 2).
+    args = ["--port", str(port), f"--token={token}", "--count", str(count)]
+    args += ["--kinds", ",".join(kinds), "--timeout", str(timeout)]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.http_storm", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=limit_s,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the storm ended with {result.returncode}: {result.stderr.strip()}")
+    report: dict = json.loads(result.stdout)
+    return report
 
 
 def unexpected(report: dict) -> dict[str, dict[str, int]]:
