@@ -22,6 +22,11 @@ if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
     unset PYTHONDONTWRITEBYTECODE
     export PYTHONPYCACHEPREFIX="$ASSISTANT_TEST_SHARED/pycache"
 fi
+# numpy's OpenBLAS starts a thread per core in every process that imports it, ~0.08 s of CPU
+# each here, and a run starts hundreds (every command, each codec's server): the tests' numpy
+# work is small and the two phases below already keep every core busy. (macOS's numpy uses
+# Accelerate: no such pool.)
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 if [[ "$(uname -s)" == Linux ]]; then
     # Virtual microphone and speaker for the real-audio tests (no sound card needed). One
     # started here is stopped on the way out, however the tests end; one already running
