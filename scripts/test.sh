@@ -47,7 +47,10 @@ fi
 # failure: extra arguments may pick tests from one phase only. TEST_WORKERS=1 runs the first
 # phase in one process. The tests themselves fail the run if a process they started outlives
 # them (conftest.py).
-workers="${TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))')}"
+# A worker per core and one more (at most 5): the parallel tests spend part of their time
+# waiting for the programs they start, and the extra worker, at the lowest priority like the
+# others, takes only CPU left idle (2 cores: the run went from 320-330 s to 307 s).
+workers="${TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min((len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) + 1, 5))')}"
 status=0 empty=0
 counted() {  # the exit code of a finished step, counted
     local rc=$1
