@@ -81,8 +81,8 @@ lint() {
         .venv/bin/ruff format --check assistant tests scripts benchmarks &&
         .venv/bin/mypy # settings and strictness: [tool.mypy] in pyproject.toml
 }
-# The lowest priority there is: nice 19, on Linux the idle class, and a session of its own whose
-# autogroup is niced too (scripts/lowest_priority.py: why).
+# The lowest priority there is: nice 19, on Linux the idle class, and an idle cgroup where the
+# machine allows it, else a session whose autogroup is niced too (scripts/lowest_priority.py).
 lowest=(.venv/bin/python scripts/lowest_priority.py)
 "${lowest[@]}" bash -c "$(declare -f lint); lint" >"$lint_log" 2>&1 &
 lint_pid=$!
