@@ -177,6 +177,44 @@ def test_reference_for_a_frame_keeps_a_steady_offset() -> None:
     assert tl.reanchors == 1
 
 
+@pytest.mark.parametrize(("flagged", "step"), [(True, 840), (False, 480)])
+def test_an_output_underflow_moves_the_reference_from_where_it_happened(
+    flagged: bool, step: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device runs dry before output index 19200 (due at 10.8 s): from there on every
+    sample is heard `step` samples later. Reported by PortAudio (35 ms), the step is followed
+    from the first frame whose reference is mostly past it; the two before keep the offset
+    they were heard with, although the latest timestamps (and, while the streams settle, the
+    plain re-anchoring) would move them too. Unreported and under the 30 ms tolerance
+    (20 ms), the offset stays."""
+    tl = ReferenceTimeline(lead_s=0.04, tolerance_s=0.03)
+    played = np.random.default_rng(1).standard_normal(20 * 1920).astype(np.float32)
+    at = 10 * 1920
+
+    def frame(k: int) -> CapturedFrame:  # input index 0 heard output index 4800 (t = 10.2)
+        return CapturedFrame(np.zeros(1920, np.float32), 10.2 + k * 0.08, k * 1920)
+
+    def expect(k: int, shift: int) -> None:
+        start = 4800 + round(0.04 * SR) + k * 1920 - shift
+        np.testing.assert_array_equal(tl.reference_for(frame(k)), played[start : start + 1920])
+
+    tl.add([chunk(i, played[i : i + 1920]) for i in range(0, at, 1920)])
+    for k in range(5):
+        expect(k, 0)
+    later = [
+        PlayedChunk(10.0 + (i + step) / SR, played[i : i + 1920], i, flagged and i == at)
+        for i in range(at, len(played), 1920)
+    ]
+    tl.add(later)
+    with caplog.at_level("INFO", logger="assistant.audio.aec"):
+        for k in (5, 6):  # their references are (mostly) before the step: as they were heard
+            expect(k, 0)
+        for k in (7, 8, 9):
+            expect(k, step if flagged else 0)
+    assert tl.reanchors == (1 if flagged else 0)
+    assert ("after an output underflow" in caplog.text) == flagged
+
+
 # --- a real room: the speaker looped back into the microphone through PulseAudio -------------
 
 

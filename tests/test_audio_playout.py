@@ -202,6 +202,19 @@ def test_callback_uses_dac_time_fills_every_channel_and_never_raises() -> None:
     assert buf.counters.callback_errors == 3 and buf.counters.output_flags == 3
 
 
+def test_an_output_underflow_reported_by_portaudio_marks_the_next_chunk_played() -> None:
+    """The echo canceller's reference must know where the device played silence of its own."""
+    buf = PlayoutBuffer(JitterBounds(min_ms=0))
+    info = SimpleNamespace(currentTime=5.0, outputBufferDacTime=5.05, inputBufferAdcTime=0.0)
+    out = np.zeros((B, 1), np.float32)
+    underflow = SimpleNamespace(output_underflow=True)  # as sounddevice's CallbackFlags
+    for status in (None, underflow, SimpleNamespace(output_underflow=False), None):
+        buf.callback(out, B, info, status)
+    flags = [c.after_underflow for c in buf.drain_played()]
+    assert flags == [False, True, False, False]
+    assert buf.counters.output_flags == 2
+
+
 def test_push_copies_and_cleans_its_input() -> None:
     buf = PlayoutBuffer(JitterBounds(min_ms=0))
     frame = np.full(B, np.nan, np.float32)

@@ -52,6 +52,9 @@ class PlayedChunk:
     t_play: float  # when its first sample reaches the speaker (as PortAudio estimates it)
     samples: np.ndarray  # float32, exactly what the output callback wrote (silence included)
     index: int = 0  # position of its first sample in the output stream (24 kHz samples)
+    # The device ran dry just before it (PortAudio's output underflow): it played silence of
+    # its own, so from this chunk on the stream is heard later than before.
+    after_underflow: bool = False
 
 
 def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> float:

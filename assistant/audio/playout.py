@@ -227,15 +227,19 @@ class PlayoutBuffer:
                 self.count_status()
             now = time.monotonic()
             t_play = self.timing.stamp(now, time_info)
-            block = self.pull(frames, t_play, now)
+            underflow = bool(status) and bool(getattr(status, "output_underflow", False))
+            block = self.pull(frames, t_play, now, underflow=underflow)
             outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
         except Exception as e:
             with contextlib.suppress(Exception):
                 outdata.fill(0)
             self.count_error(e)
 
-    def pull(self, n: int, t_play: float, now: float | None = None) -> np.ndarray:
-        """Exactly `n` samples for the device, whose first is heard at `t_play`."""
+    def pull(
+        self, n: int, t_play: float, now: float | None = None, *, underflow: bool = False
+    ) -> np.ndarray:
+        """Exactly `n` samples for the device, whose first is heard at `t_play`;
+        `underflow`: the device ran dry before this call (PortAudio said so)."""
         out = np.zeros(n, dtype=np.float32)
         with self._lock:
             if now is not None:  # smoothed: PortAudio's DAC times jitter by a block
@@ -266,7 +270,7 @@ class PlayoutBuffer:
                     self._since_underrun = 0
             self._samples_played += got - pos
             self.counters.frames_played = self._samples_played // self.frame_samples
-            self._played.append(PlayedChunk(t_play, out, self._pulled))
+            self._played.append(PlayedChunk(t_play, out, self._pulled, underflow))
             self._pulled += n
             while len(self._played) > self.max_played:
                 self._played.popleft()
