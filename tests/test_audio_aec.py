@@ -177,35 +177,52 @@ def test_reference_for_a_frame_keeps_a_steady_offset() -> None:
     assert tl.reanchors == 1
 
 
-@pytest.mark.parametrize(("flagged", "step"), [(True, 840), (False, 480)])
+def heard_from_10_2(k: int) -> CapturedFrame:
+    """Mic frame k; input index 0 heard output index 4800 (t = 10.2 s)."""
+    return CapturedFrame(np.zeros(1920, np.float32), 10.2 + k * 0.08, k * 1920)
+
+
+def played_with_steps(
+    played: np.ndarray, steps: dict[int, int], flagged: bool
+) -> list[PlayedChunk]:
+    """`played` in 1920-sample chunks, heard from t = 10 s on; from each chunk index in `steps`
+    on, that many samples later (the device ran dry before it), reported by PortAudio or not."""
+    chunks: list[PlayedChunk] = []
+    late = 0
+    for i in range(0, len(played), 1920):
+        late += steps.get(i, 0)
+        after = flagged and i in steps
+        chunks.append(PlayedChunk(10.0 + (i + late) / SR, played[i : i + 1920], i, after))
+    return chunks
+
+
+@pytest.mark.parametrize(
+    ("flagged", "step", "warmup"),
+    [(True, 840, 60), (True, 480, 0), (False, 480, 0)],
+    ids=["35ms-reported", "20ms-reported-past-warm-up", "20ms-unreported"],
+)
 def test_an_output_underflow_moves_the_reference_from_where_it_happened(
-    flagged: bool, step: int, caplog: pytest.LogCaptureFixture
+    flagged: bool, step: int, warmup: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The device runs dry before output index 19200 (due at 10.8 s): from there on every
-    sample is heard `step` samples later. Reported by PortAudio (35 ms), the step is followed
-    from the first frame whose reference is mostly past it; the two before keep the offset
-    they were heard with, although the latest timestamps (and, while the streams settle, the
-    plain re-anchoring) would move them too. Unreported and under the 30 ms tolerance
-    (20 ms), the offset stays."""
-    tl = ReferenceTimeline(lead_s=0.04, tolerance_s=0.03)
+    sample is heard `step` samples later. Reported by PortAudio, the step is followed from the
+    first frame whose reference is mostly past it, however small and after the streams have
+    settled too (no `patience`); the two frames before keep the offset they were heard with,
+    although the latest timestamps (and, while the streams settle, the plain re-anchoring)
+    would move them too. Unreported and under the 30 ms tolerance, the offset stays."""
+    tl = ReferenceTimeline(lead_s=0.04, tolerance_s=0.03, warmup=warmup)
     played = np.random.default_rng(1).standard_normal(20 * 1920).astype(np.float32)
-    at = 10 * 1920
-
-    def frame(k: int) -> CapturedFrame:  # input index 0 heard output index 4800 (t = 10.2)
-        return CapturedFrame(np.zeros(1920, np.float32), 10.2 + k * 0.08, k * 1920)
+    chunks = played_with_steps(played, {10 * 1920: step}, flagged)
 
     def expect(k: int, shift: int) -> None:
         start = 4800 + round(0.04 * SR) + k * 1920 - shift
-        np.testing.assert_array_equal(tl.reference_for(frame(k)), played[start : start + 1920])
+        ref = tl.reference_for(heard_from_10_2(k))
+        np.testing.assert_array_equal(ref, played[start : start + 1920])
 
-    tl.add([chunk(i, played[i : i + 1920]) for i in range(0, at, 1920)])
+    tl.add(chunks[:10])
     for k in range(5):
         expect(k, 0)
-    later = [
-        PlayedChunk(10.0 + (i + step) / SR, played[i : i + 1920], i, flagged and i == at)
-        for i in range(at, len(played), 1920)
-    ]
-    tl.add(later)
+    tl.add(chunks[10:])
     with caplog.at_level("INFO", logger="assistant.audio.aec"):
         for k in (5, 6):  # their references are (mostly) before the step: as they were heard
             expect(k, 0)
@@ -213,6 +230,24 @@ def test_an_output_underflow_moves_the_reference_from_where_it_happened(
             expect(k, step if flagged else 0)
     assert tl.reanchors == (1 if flagged else 0)
     assert ("after an output underflow" in caplog.text) == flagged
+
+
+def test_underflows_taken_in_together_each_count_from_where_they_happened() -> None:
+    """Two underflows played before the frames heard between them are processed (a loop
+    behind, a loaded machine): each frame gets the timing it was heard with."""
+    tl = ReferenceTimeline(lead_s=0.04, tolerance_s=0.03)
+    played = np.random.default_rng(2).standard_normal(20 * 1920).astype(np.float32)
+    # 20 ms later from 10.82 s on, 15 ms more from 11.075 s on
+    chunks = played_with_steps(played, {10 * 1920: 480, 13 * 1920: 360}, flagged=True)
+    tl.add(chunks[:10])
+    for k in range(5):
+        tl.reference_for(heard_from_10_2(k))
+    tl.add(chunks[10:])
+    for k, shift in [(5, 0), (6, 0), (7, 480), (8, 480), (9, 480), (10, 840), (11, 840)]:
+        start = 4800 + round(0.04 * SR) + k * 1920 - shift
+        ref = tl.reference_for(heard_from_10_2(k))
+        np.testing.assert_array_equal(ref, played[start : start + 1920], err_msg=f"frame {k}")
+    assert tl.reanchors == 2
 
 
 # --- a real room: the speaker looped back into the microphone through PulseAudio -------------

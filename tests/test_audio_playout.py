@@ -208,7 +208,8 @@ def test_an_output_underflow_reported_by_portaudio_marks_the_next_chunk_played()
     info = SimpleNamespace(currentTime=5.0, outputBufferDacTime=5.05, inputBufferAdcTime=0.0)
     out = np.zeros((B, 1), np.float32)
     underflow = SimpleNamespace(output_underflow=True)  # as sounddevice's CallbackFlags
-    for status in (None, underflow, SimpleNamespace(output_underflow=False), None):
+    other_flag = SimpleNamespace(output_underflow=False)  # (truthy: another flag is set)
+    for status in (None, underflow, other_flag, None):
         buf.callback(out, B, info, status)
     flags = [c.after_underflow for c in buf.drain_played()]
     assert flags == [False, True, False, False]

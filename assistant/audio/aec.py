@@ -216,16 +216,17 @@ class ReferenceTimeline:
     `tolerance_s` for `patience` frames in a row (a clock drifting, a stream losing samples);
     for the first `warmup` frames, while the streams' clocks settle, at once.
 
-    One shift is known when it happens: an output underflow (a late callback on a loaded
-    machine; 15-40 in a 14 s chat beside the test suite, each moving the stream 10-70 ms). The
-    device played silence of its own, so the output is heard later from there on, and the
-    timestamps show that step at once, steady to 1-3 ms between steps. For `settle` frames
-    from the first one heard after it, the offset follows any disagreement over
-    `step_tolerance_s`. With the patience above alone, the reference was 30-60 ms off for up
-    to half a second after each, and where they came close together the echo reduction fell
-    from ~49 dB to 13-25 dB. Following them took the half-seconds under 20 dB from 5 % to
-    1-3 % (measured beside the test suite), not to none: the device's silence still lands
-    inside a frame."""
+    One shift is known when it happens: an output underflow, where the sound device ran dry
+    (a late callback on a loaded machine; 15-40 in a 14 s chat beside the test suite, each
+    moving the stream 10-70 ms). The device played silence of its own, so the output is heard
+    later from there on, and the timestamps show that step at once, steady to 1-3 ms between
+    steps. A frame is estimated with the timing in force when it was heard (the anchor just
+    before the next underflow still ahead of it), and for `settle` frames from the first one
+    heard after an underflow the offset follows any disagreement over `step_tolerance_s`.
+    With the patience above alone, the reference was 30-60 ms off for up to half a second
+    after each, and where they came close together the echo reduction fell from ~49 dB to
+    13-25 dB. Following them took the half-seconds under 20 dB from 5 % to ~3 % (measured
+    beside the test suite), not to none: the device's silence still lands inside a frame."""
 
     def __init__(
         self,
@@ -246,7 +247,8 @@ class ReferenceTimeline:
         self.warmup = warmup
         self.step_tolerance = round(step_tolerance_s * sample_rate)
         self.settle = settle
-        self._underflow_t: float | None = None  # the latest underflow, till a frame is past it
+        # Underflows no frame is past yet: (t_play after it, the anchor in force before it).
+        self._steps: deque[tuple[float, tuple[float, int]]] = deque(maxlen=64)
         self._after_underflow = 0  # frames left to follow the offset closely
         self._frames = 0
         self._ring = np.zeros(int(keep_s * sample_rate), dtype=np.float32)
@@ -271,9 +273,9 @@ class ReferenceTimeline:
                 self._ring[np.arange(self._end, min(start, self._end + size)) % size] = 0.0
             self._ring[np.arange(start, start + len(x)) % size] = x
             self._end = max(self._end or 0, start + len(x))
+            if getattr(chunk, "after_underflow", False) and self._anchor is not None:
+                self._steps.append((chunk.t_play, self._anchor))
             self._anchor = (chunk.t_play, index)
-            if getattr(chunk, "after_underflow", False):
-                self._underflow_t = chunk.t_play
 
     def expect(self, index: int, samples: np.ndarray) -> None:
         """What the output will play from position `index` on, as far as it is queued: used
@@ -302,11 +304,13 @@ class ReferenceTimeline:
                 break
         self.expect(start, upcoming)
 
-    def output_index(self, t: float) -> int | None:
-        """The output position heard at time `t`, per the latest chunk's timestamp."""
-        if self._anchor is None:
+    def output_index(self, t: float, anchor: tuple[float, int] | None = None) -> int | None:
+        """The output position heard at time `t`, per the latest chunk's timestamp (or the
+        `anchor` given: a chunk's (t_play, index))."""
+        anchor = anchor or self._anchor
+        if anchor is None:
             return None
-        t0, i0 = self._anchor
+        t0, i0 = anchor
         return i0 + round((t - t0) * self.sample_rate)
 
     def at(self, index: int, n: int = FRAME_SAMPLES) -> np.ndarray:
@@ -340,19 +344,22 @@ class ReferenceTimeline:
             t = frame if isinstance(frame, (int, float)) else frame.t_capture
             return self.window(float(t) + self.lead_s, n)
         n = len(frame.samples)
-        estimate = self.output_index(frame.t_capture + self.lead_s)
+        t = frame.t_capture + self.lead_s
+        # An underflow counts for the frames whose reference is mostly after it; one still
+        # ahead means this frame was heard with the timing from before it (the latest
+        # timestamps already show the step).
+        middle = t + n / 2 / self.sample_rate
+        passed = False
+        while self._steps and self._steps[0][0] <= middle:
+            self._steps.popleft()
+            passed = True
+        estimate = self.output_index(t, self._steps[0][1] if self._steps else None)
         if estimate is None:
             return np.zeros(n, dtype=np.float32)
         estimate -= index
         self._frames += 1
-        # The step applies from the underflow on: a frame whose reference is mostly before it
-        # keeps the old offset (the latest timestamps, which the estimate comes from, already
-        # show the new one).
-        middle = frame.t_capture + self.lead_s + n / 2 / self.sample_rate
-        if self._underflow_t is not None and middle >= self._underflow_t:
-            self._underflow_t, self._after_underflow = None, self.settle
-        elif self._underflow_t is not None:
-            estimate = self._offset if self._offset is not None else estimate
+        if passed:
+            self._after_underflow = self.settle
         if self._offset is None:
             self._offset = estimate
         elif self._after_underflow and abs(estimate - self._offset) > self.step_tolerance:

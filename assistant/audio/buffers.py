@@ -52,8 +52,8 @@ class PlayedChunk:
     t_play: float  # when its first sample reaches the speaker (as PortAudio estimates it)
     samples: np.ndarray  # float32, exactly what the output callback wrote (silence included)
     index: int = 0  # position of its first sample in the output stream (24 kHz samples)
-    # The device ran dry just before it (PortAudio's output underflow): it played silence of
-    # its own, so from this chunk on the stream is heard later than before.
+    # The device ran dry just before it (`output_underflowed`): from this chunk on the stream
+    # is heard later than before.
     after_underflow: bool = False
 
 
@@ -69,6 +69,15 @@ def capture_time(now: float, time_info: Any, frames: int, sample_rate: int) -> f
     except Exception:
         pass  # a None or odd time_info: the floor will do
     return now - age
+
+
+def output_underflowed(status: Any) -> bool:
+    """Whether PortAudio says the output device ran dry before this callback: it then played
+    silence of its own, so everything from this block on is heard later than it was."""
+    try:
+        return bool(getattr(status, "output_underflow", False))
+    except Exception:  # an odd status object: no news
+        return False
 
 
 def output_lead(time_info: Any) -> float | None:

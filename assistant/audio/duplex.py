@@ -25,6 +25,7 @@ from .buffers import (
     PlayedChunk,
     StreamClock,
     capture_time,
+    output_underflowed,
 )
 from .devices import DeviceInfo, audio_error, open_rate, sounddevice, supports_rate
 from .interface import StreamLatency
@@ -371,7 +372,8 @@ class DuplexAudio:
                 owed -= take
                 # The pulled audio plays after the fifo and what soxr still holds.
                 t_play = t_block + len(fifo) / rate + resampler.backlog_s
-                pulled = playout.pull(take, t_play, now)
+                # (an underflow's step then shows from this chunk: a block or two late)
+                pulled = playout.pull(take, t_play, now, underflow=output_underflowed(status))
                 fifo = np.concatenate([fifo, resampler.process(pulled)])
                 out, fifo = fifo[:n], fifo[n:]
                 outdata[: len(out)] = out.reshape(-1, 1)

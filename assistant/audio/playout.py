@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
-from .buffers import AudioCounters, OutputTiming, PlayedChunk
+from .buffers import AudioCounters, OutputTiming, PlayedChunk, output_underflowed
 
 FADE_SAMPLES = 120  # 5 ms ramps where playback stops or resumes mid-sound: no clicks
 GAP_LEVEL = 1e-3  # -60 dBFS: running dry after sound louder than this is a gap one hears
@@ -227,8 +227,7 @@ class PlayoutBuffer:
                 self.count_status()
             now = time.monotonic()
             t_play = self.timing.stamp(now, time_info)
-            underflow = bool(status) and bool(getattr(status, "output_underflow", False))
-            block = self.pull(frames, t_play, now, underflow=underflow)
+            block = self.pull(frames, t_play, now, underflow=output_underflowed(status))
             outdata[:] = block.reshape(-1, 1)  # broadcasts over channels
         except Exception as e:
             with contextlib.suppress(Exception):
@@ -270,7 +269,7 @@ class PlayoutBuffer:
                     self._since_underrun = 0
             self._samples_played += got - pos
             self.counters.frames_played = self._samples_played // self.frame_samples
-            self._played.append(PlayedChunk(t_play, out, self._pulled, underflow))
+            self._played.append(PlayedChunk(t_play, out, self._pulled, after_underflow=underflow))
             self._pulled += n
             while len(self._played) > self.max_played:
                 self._played.popleft()
