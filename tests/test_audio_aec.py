@@ -182,6 +182,12 @@ def heard_from_10_2(k: int) -> CapturedFrame:
     return CapturedFrame(np.zeros(1920, np.float32), 10.2 + k * 0.08, k * 1920)
 
 
+def reference_heard(played: np.ndarray, k: int, shift: int = 0) -> np.ndarray:
+    """What frame k's reference is (lead 40 ms) when the output is heard `shift` samples late."""
+    start = 4800 + round(0.04 * SR) + k * 1920 - shift
+    return played[start : start + 1920]
+
+
 def played_with_steps(
     played: np.ndarray, steps: dict[int, int], flagged: bool
 ) -> list[PlayedChunk]:
@@ -215,9 +221,8 @@ def test_an_output_underflow_moves_the_reference_from_where_it_happened(
     chunks = played_with_steps(played, {10 * 1920: step}, flagged)
 
     def expect(k: int, shift: int) -> None:
-        start = 4800 + round(0.04 * SR) + k * 1920 - shift
         ref = tl.reference_for(heard_from_10_2(k))
-        np.testing.assert_array_equal(ref, played[start : start + 1920])
+        np.testing.assert_array_equal(ref, reference_heard(played, k, shift))
 
     tl.add(chunks[:10])
     for k in range(5):
@@ -244,9 +249,8 @@ def test_underflows_taken_in_together_each_count_from_where_they_happened() -> N
         tl.reference_for(heard_from_10_2(k))
     tl.add(chunks[10:])
     for k, shift in [(5, 0), (6, 0), (7, 480), (8, 480), (9, 480), (10, 840), (11, 840)]:
-        start = 4800 + round(0.04 * SR) + k * 1920 - shift
         ref = tl.reference_for(heard_from_10_2(k))
-        np.testing.assert_array_equal(ref, played[start : start + 1920], err_msg=f"frame {k}")
+        np.testing.assert_array_equal(ref, reference_heard(played, k, shift), err_msg=f"frame {k}")
     assert tl.reanchors == 2
 
 

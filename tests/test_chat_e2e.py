@@ -105,7 +105,7 @@ def test_chat_answers_through_the_speaker(pulse, tiny_checkpoint, tmp_path: Path
 
 
 # Real-time audio on a shared 2-core machine, beside the parallel tests. With the default
-# latency profile (5 ms blocks) the sound device ran dry 15-40 times in this chat (output
+# latency profile (5 ms blocks) the sound device ran dry 15-43 times in this chat (output
 # underflows: late callbacks), and where several came close together the canceller lost ground
 # inside the measured window: one fresh-clone run in five to ten needed a rerun. With `safe`,
 # the profile for a busy machine, it ran dry 0-1 times and every half-second was down
